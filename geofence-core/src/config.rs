@@ -1,0 +1,370 @@
+//! The TOML configuration: text in, a [`PolicyBuilder`] and settings out.
+//!
+//! Every error names the line and column of the offending value and, where the fix is obvious,
+//! says it (`UK` → `GB`, a CIDR with host bits set, a misspelt list name). Rules that can never
+//! match are not errors but [`ConfigWarning`]s, so a config under construction still loads.
+//!
+//! ```toml
+//! queue = 0
+//! default = "accept"        # packets no rule matches
+//! malformed = "drop"        # packets that cannot be parsed (the default)
+//!
+//! [lists]
+//! trunks = ["203.0.113.10", "2001:db8:5::/48"]
+//!
+//! [[rule]]
+//! name = "trunks"
+//! source = ["trunks", "rfc1918"]      # defined or built-in lists
+//! action = "accept"
+//!
+//! [[rule]]
+//! name = "sip-allowed"
+//! protocol = "udp"                    # or ["udp", "tcp"]
+//! ports = [5060, "5061-5062"]
+//! country = ["GB", "US", "unknown"]   # "unknown": the database has no country for the source
+//! continent = ["OC"]
+//! action = "accept"
+//! mark = 0x10                         # optional: accept and set this netfilter mark
+//!
+//! [[rule]]
+//! name = "sip-others"
+//! protocol = "udp"
+//! ports = [5060]
+//! action = "drop"
+//! ```
+//!
+//! `not_country` and `not_continent` exclude instead; "unknown" is a member like any country, so
+//! `not_country = ["CN"]` matches sources of unknown country unless "unknown" is listed too.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ip_network::{IpNetwork, IpNetworkError};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::country::{Continent, CountryCode, CountrySet};
+use crate::packet::Protocol;
+use crate::policy::{PolicyBuilder, PortRange, Rule, Verdict};
+use crate::prefix::{self, PrefixList};
+
+/// A configuration the caller has read from a file, checked and turned into values.
+#[derive(Debug)]
+pub struct Config {
+    /// The netfilter queue number to bind (default 0).
+    pub queue: u16,
+    /// The country database file to load, as written in the config; `None`: the caller's default.
+    pub database: Option<String>,
+    /// The policy, ready to be built with a country database.
+    pub policy: PolicyBuilder,
+    /// Things that are legal but almost certainly not what was meant.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// A rule that can never match, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// 1-based line of the rule.
+    pub line: usize,
+    /// The rule's name.
+    pub rule: String,
+    /// Why it can never match.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: rule `{}` can never match: {}", self.line, self.rule, self.reason)
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {problem}{}", hint(help))]
+pub struct ConfigError {
+    /// 1-based line of the offending text.
+    pub line: usize,
+    /// 1-based column (in characters) of the offending text.
+    pub column: usize,
+    /// What is wrong.
+    pub problem: String,
+    /// The likely fix, when there is one.
+    pub help: Option<String>,
+}
+
+fn hint(help: &Option<String>) -> String {
+    help.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    queue: u16,
+    database: Option<String>,
+    default: Spanned<String>,
+    malformed: Option<Spanned<String>>,
+    #[serde(default)]
+    lists: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    #[serde(default)]
+    source: Vec<Spanned<String>>,
+    country: Option<Vec<Spanned<String>>>,
+    continent: Option<Vec<Spanned<String>>>,
+    not_country: Option<Vec<Spanned<String>>>,
+    not_continent: Option<Vec<Spanned<String>>>,
+    protocol: Option<OneOrMany>,
+    #[serde(default)]
+    ports: Vec<Spanned<PortSpec>>,
+    action: Spanned<String>,
+    mark: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Spanned<String>),
+    Many(Vec<Spanned<String>>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortSpec {
+    Number(i64),
+    Text(String),
+}
+
+impl Config {
+    /// Parses and checks a configuration.
+    ///
+    /// ```
+    /// let config = geofence_core::Config::parse("default = \"drop\"\n[[rule]]\ncountry = [\"UK\"]\naction = \"accept\"\n");
+    /// assert_eq!(
+    ///     config.unwrap_err().to_string(),
+    ///     "line 3, column 12: unknown country `UK` (did you mean `GB`?)"
+    /// );
+    /// ```
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let at = Locator { text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let start = e.span().map_or(0, |span| span.start);
+            at.error(start, e.message().trim_end().to_owned(), None)
+        })?;
+        let mut policy = PolicyBuilder::new(verdict(&at, &raw.default)?);
+        if let Some(malformed) = &raw.malformed {
+            policy = policy.on_malformed(verdict(&at, malformed)?);
+        }
+        for (name, networks) in &raw.lists {
+            if prefix::built_in(name).is_some() {
+                return Err(at.error(
+                    networks.span().start,
+                    format!("list `{name}` has the name of a built-in list"),
+                    Some("choose another name".into()),
+                ));
+            }
+            policy = policy.list(name.clone(), prefix_list(&at, networks.get_ref())?);
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut lines = Vec::new();
+        for (index, raw_rule) in raw.rules.iter().enumerate() {
+            let rule = rule(&at, index, raw_rule.get_ref(), &raw.lists)?;
+            if names.contains(&rule.name) {
+                return Err(at.error(raw_rule.span().start, format!("rule name `{}` is used twice", rule.name), None));
+            }
+            names.push(rule.name.clone());
+            lines.push(at.line_column(raw_rule.span().start).0);
+            policy = policy.rule(rule);
+        }
+        let warnings = policy
+            .unreachable_rules()
+            .into_iter()
+            .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
+            .collect();
+        Ok(Config { queue: raw.queue, database: raw.database, policy, warnings })
+    }
+}
+
+/// Turns byte offsets into the line and column a person finds in an editor.
+struct Locator<'a> {
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+        (line, column)
+    }
+
+    fn error(&self, offset: usize, problem: String, help: Option<String>) -> ConfigError {
+        let (line, column) = self.line_column(offset);
+        ConfigError { line, column, problem, help }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, problem: String, help: Option<String>) -> ConfigError {
+        self.error(value.span().start, problem, help)
+    }
+}
+
+fn verdict(at: &Locator, text: &Spanned<String>) -> Result<Verdict, ConfigError> {
+    match text.get_ref().as_str() {
+        "accept" => Ok(Verdict::Accept),
+        "drop" => Ok(Verdict::Drop),
+        other => Err(at.at(text, format!("unknown action `{other}`"), Some("expected `accept` or `drop`".into()))),
+    }
+}
+
+fn rule(
+    at: &Locator,
+    index: usize,
+    raw: &RawRule,
+    lists: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+) -> Result<Rule, ConfigError> {
+    let mut verdict = verdict(at, &raw.action)?;
+    if let Some(mark) = &raw.mark {
+        if verdict != Verdict::Accept {
+            return Err(at.at(mark, "a mark is set only on accepted packets".into(), Some("use action = \"accept\"".into())));
+        }
+        verdict = Verdict::AcceptWithMark(*mark.get_ref());
+    }
+    let mut rule = Rule::new(raw.name.clone().unwrap_or_else(|| format!("rule {}", index + 1)), verdict);
+    for name in &raw.source {
+        check_list_name(at, name, lists)?;
+        rule.sources.push(name.get_ref().clone());
+    }
+    rule.countries = country_set(at, raw.country.as_deref(), raw.continent.as_deref())?;
+    rule.not_countries = country_set(at, raw.not_country.as_deref(), raw.not_continent.as_deref())?;
+    rule.protocols = match &raw.protocol {
+        None => Vec::new(),
+        Some(OneOrMany::One(name)) => vec![protocol(at, name)?],
+        Some(OneOrMany::Many(names)) => names.iter().map(|name| protocol(at, name)).collect::<Result<_, _>>()?,
+    };
+    rule.ports = raw.ports.iter().map(|spec| port_range(at, spec)).collect::<Result<_, _>>()?;
+    Ok(rule)
+}
+
+fn check_list_name(
+    at: &Locator,
+    name: &Spanned<String>,
+    lists: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+) -> Result<(), ConfigError> {
+    let wanted = name.get_ref().as_str();
+    if lists.contains_key(wanted) || prefix::built_in(wanted).is_some() {
+        return Ok(());
+    }
+    let known = lists.keys().map(String::as_str).chain(prefix::BUILT_IN.iter().map(|(n, _, _)| *n));
+    let closest = known
+        .map(|candidate| (strsim::levenshtein(wanted, candidate), candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    let help = match closest {
+        Some((_, candidate)) => format!("did you mean `{candidate}`?"),
+        None => "define it under [lists], or use a built-in list: ".to_owned()
+            + &prefix::BUILT_IN.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", "),
+    };
+    Err(at.at(name, format!("unknown list `{wanted}`"), Some(help)))
+}
+
+fn prefix_list(at: &Locator, networks: &[Spanned<String>]) -> Result<PrefixList, ConfigError> {
+    networks.iter().map(|text| network(at, text)).collect()
+}
+
+fn network(at: &Locator, text: &Spanned<String>) -> Result<IpNetwork, ConfigError> {
+    let written = text.get_ref().trim();
+    if let Ok(address) = written.parse::<IpAddr>() {
+        return Ok(IpNetwork::from(address));
+    }
+    let bad = |help: Option<String>| at.at(text, format!("`{written}` is not an address or CIDR network"), help);
+    let (address, length) = written.split_once('/').ok_or_else(|| bad(None))?;
+    let address: IpAddr = address.parse().map_err(|_| bad(None))?;
+    let length: u8 = length.parse().map_err(|_| bad(Some("the prefix length is a number after `/`".into())))?;
+    match IpNetwork::new(address, length) {
+        Ok(network) => Ok(network),
+        Err(IpNetworkError::HostBitsSet) => {
+            let fixed = IpNetwork::new_truncate(address, length).map_err(|_| bad(None))?;
+            Err(bad(Some(format!("host bits are set; did you mean `{fixed}`?"))))
+        }
+        Err(_) => Err(bad(Some(format!("the prefix length {length} is too long for {address}")))),
+    }
+}
+
+fn country_set(
+    at: &Locator,
+    countries: Option<&[Spanned<String>]>,
+    continents: Option<&[Spanned<String>]>,
+) -> Result<Option<CountrySet>, ConfigError> {
+    if countries.is_none() && continents.is_none() {
+        return Ok(None);
+    }
+    let mut set = CountrySet::new();
+    for text in countries.unwrap_or_default() {
+        match text.get_ref().as_str() {
+            "unknown" => set.insert_unknown(),
+            code => set.insert(country(at, text, code)?),
+        }
+    }
+    for text in continents.unwrap_or_default() {
+        let continent = text.get_ref().parse::<Continent>().map_err(|e| at.at(text, e.to_string(), None))?;
+        set.insert_continent(continent);
+    }
+    Ok(Some(set))
+}
+
+fn country(at: &Locator, text: &Spanned<String>, code: &str) -> Result<CountryCode, ConfigError> {
+    if let Some(known) = code.parse::<CountryCode>().ok().filter(|c| c.continent().is_some()) {
+        return Ok(known);
+    }
+    let help = match code {
+        "UK" => Some("did you mean `GB`?".to_owned()),
+        "EL" => Some("did you mean `GR`?".to_owned()),
+        _ if code.parse::<Continent>().is_ok() => Some(format!("`{code}` is a continent: list it in `continent`")),
+        _ => code
+            .to_ascii_uppercase()
+            .parse::<CountryCode>()
+            .ok()
+            .filter(|c| c.continent().is_some())
+            .map(|c| format!("did you mean `{c}`?")),
+    };
+    Err(at.at(text, format!("unknown country `{code}`"), help))
+}
+
+fn protocol(at: &Locator, name: &Spanned<String>) -> Result<Protocol, ConfigError> {
+    Protocol::from_name(name.get_ref()).ok_or_else(|| {
+        at.at(
+            name,
+            format!("unknown protocol `{}`", name.get_ref()),
+            Some("expected one of tcp, udp, udplite, sctp, icmp, icmpv6, esp".into()),
+        )
+    })
+}
+
+fn port_range(at: &Locator, spec: &Spanned<PortSpec>) -> Result<PortRange, ConfigError> {
+    let bad = |written: String| {
+        at.at(spec, format!("`{written}` is not a port or port range"), Some("write 5060 or \"10000-20000\"".into()))
+    };
+    let port = |text: &str| text.trim().parse::<u16>().map_err(|_| bad(text.to_owned()));
+    match spec.get_ref() {
+        PortSpec::Number(n) => u16::try_from(*n).map(PortRange::single).map_err(|_| bad(n.to_string())),
+        PortSpec::Text(text) => {
+            let range = match text.split_once('-') {
+                Some((first, last)) => PortRange { first: port(first)?, last: port(last)? },
+                None => PortRange::single(port(text)?),
+            };
+            if range.first > range.last {
+                return Err(bad(text.clone()));
+            }
+            Ok(range)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
