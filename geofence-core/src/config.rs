@@ -120,7 +120,7 @@ struct RawRule {
     continent: Option<Vec<Spanned<String>>>,
     not_country: Option<Vec<Spanned<String>>>,
     not_continent: Option<Vec<Spanned<String>>>,
-    protocol: Option<OneOrMany>,
+    protocol: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     ports: Vec<Spanned<PortSpec>>,
     action: Spanned<String>,
@@ -130,8 +130,8 @@ struct RawRule {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
-    One(Spanned<String>),
-    Many(Vec<Spanned<String>>),
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -231,7 +231,11 @@ fn rule(
     let mut verdict = verdict(at, &raw.action)?;
     if let Some(mark) = &raw.mark {
         if verdict != Verdict::Accept {
-            return Err(at.at(mark, "a mark is set only on accepted packets".into(), Some("use action = \"accept\"".into())));
+            return Err(at.at(
+                mark,
+                "a mark is set only on accepted packets".into(),
+                Some("use action = \"accept\"".into()),
+            ));
         }
         verdict = Verdict::AcceptWithMark(*mark.get_ref());
     }
@@ -244,8 +248,13 @@ fn rule(
     rule.not_countries = country_set(at, raw.not_country.as_deref(), raw.not_continent.as_deref())?;
     rule.protocols = match &raw.protocol {
         None => Vec::new(),
-        Some(OneOrMany::One(name)) => vec![protocol(at, name)?],
-        Some(OneOrMany::Many(names)) => names.iter().map(|name| protocol(at, name)).collect::<Result<_, _>>()?,
+        Some(spec) => {
+            let names = match spec.get_ref() {
+                OneOrMany::One(name) => std::slice::from_ref(name),
+                OneOrMany::Many(names) => names.as_slice(),
+            };
+            names.iter().map(|name| protocol(at, spec, name)).collect::<Result<_, _>>()?
+        }
     };
     rule.ports = raw.ports.iter().map(|spec| port_range(at, spec)).collect::<Result<_, _>>()?;
     Ok(rule)
@@ -267,8 +276,10 @@ fn check_list_name(
         .min();
     let help = match closest {
         Some((_, candidate)) => format!("did you mean `{candidate}`?"),
-        None => "define it under [lists], or use a built-in list: ".to_owned()
-            + &prefix::BUILT_IN.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", "),
+        None => {
+            "define it under [lists], or use a built-in list: ".to_owned()
+                + &prefix::BUILT_IN.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")
+        }
     };
     Err(at.at(name, format!("unknown list `{wanted}`"), Some(help)))
 }
@@ -336,11 +347,12 @@ fn country(at: &Locator, text: &Spanned<String>, code: &str) -> Result<CountryCo
     Err(at.at(text, format!("unknown country `{code}`"), help))
 }
 
-fn protocol(at: &Locator, name: &Spanned<String>) -> Result<Protocol, ConfigError> {
-    Protocol::from_name(name.get_ref()).ok_or_else(|| {
+/// `spec` is the whole `protocol` value: untagged enums lose the spans of their parts.
+fn protocol(at: &Locator, spec: &Spanned<OneOrMany>, name: &str) -> Result<Protocol, ConfigError> {
+    Protocol::from_name(name).ok_or_else(|| {
         at.at(
-            name,
-            format!("unknown protocol `{}`", name.get_ref()),
+            spec,
+            format!("unknown protocol `{name}`"),
             Some("expected one of tcp, udp, udplite, sctp, icmp, icmpv6, esp".into()),
         )
     })

@@ -68,8 +68,7 @@ impl FromStr for CountryCode {
     type Err = CodeError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bytes: [u8; 2] =
-            text.as_bytes().try_into().map_err(|_| CodeError::NotACountryCode(text.to_owned()))?;
+        let bytes: [u8; 2] = text.as_bytes().try_into().map_err(|_| CodeError::NotACountryCode(text.to_owned()))?;
         CountryCode::from_bytes(bytes).ok_or_else(|| CodeError::NotACountryCode(text.to_owned()))
     }
 }
@@ -183,10 +182,7 @@ const CONTINENTS: [(Continent, &str); 7] = [
         "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI \
          PA PM PR SV SX TC TT US VC VG VI",
     ),
-    (
-        Continent::Oceania,
-        "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS",
-    ),
+    (Continent::Oceania, "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS"),
     (Continent::SouthAmerica, "AR BO BR CL CO EC FK GF GY PE PY SR UY VE"),
 ];
 

@@ -5,7 +5,7 @@
 //! shorter than the IP total length: a queue's copy range usually captures only the headers.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use pnet_packet::icmp::IcmpPacket;
 use pnet_packet::icmpv6::Icmpv6Packet;
@@ -63,17 +63,9 @@ impl Protocol {
     /// The protocol with this conventional name (`tcp`, `udp`, `udplite`, `sctp`, `icmp`,
     /// `icmpv6`, `esp`).
     pub fn from_name(name: &str) -> Option<Protocol> {
-        [
-            Self::ICMP,
-            Self::TCP,
-            Self::UDP,
-            Self::ESP,
-            Self::ICMPV6,
-            Self::SCTP,
-            Self::UDPLITE,
-        ]
-        .into_iter()
-        .find(|p| p.name() == Some(name))
+        [Self::ICMP, Self::TCP, Self::UDP, Self::ESP, Self::ICMPV6, Self::SCTP, Self::UDPLITE]
+            .into_iter()
+            .find(|p| p.name() == Some(name))
     }
 }
 
@@ -245,14 +237,11 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
         return Err(truncated(Layer::Ipv4, bytes, 0, header));
     }
     let protocol = Protocol(ip.get_next_level_protocol().0);
-    let transport = if ip.get_fragment_offset() != 0 {
-        Transport::LaterFragment
-    } else {
-        read_transport(protocol, bytes, header)?
-    };
+    let transport =
+        if ip.get_fragment_offset() != 0 { Transport::LaterFragment } else { read_transport(protocol, bytes, header)? };
     Ok(PacketMeta {
-        source: IpAddr::V4(Ipv4Addr::from(ip.get_source())),
-        destination: IpAddr::V4(Ipv4Addr::from(ip.get_destination())),
+        source: IpAddr::V4(ip.get_source()),
+        destination: IpAddr::V4(ip.get_destination()),
         protocol,
         transport,
     })
@@ -262,8 +251,8 @@ fn parse_ipv6(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     let ip = Ipv6Packet::new(bytes).ok_or_else(|| truncated(Layer::Ipv6, bytes, 0, IPV6_HEADER))?;
     let (protocol, transport) = walk_ipv6_extensions(bytes, ip.get_next_header().0)?;
     Ok(PacketMeta {
-        source: IpAddr::V6(Ipv6Addr::from(ip.get_source())),
-        destination: IpAddr::V6(Ipv6Addr::from(ip.get_destination())),
+        source: IpAddr::V6(ip.get_source()),
+        destination: IpAddr::V6(ip.get_destination()),
         protocol,
         transport,
     })
@@ -322,10 +311,7 @@ fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<Tra
         }
         Protocol::SCTP => {
             let sctp = window(bytes, offset, SCTP_COMMON_HEADER, Layer::Sctp)?;
-            ports(
-                u16::from_be_bytes([sctp[0], sctp[1]]),
-                u16::from_be_bytes([sctp[2], sctp[3]]),
-            )
+            ports(u16::from_be_bytes([sctp[0], sctp[1]]), u16::from_be_bytes([sctp[2], sctp[3]]))
         }
         Protocol::ICMP => {
             let icmp = IcmpPacket::new(rest).ok_or_else(|| short(Layer::Icmp, IcmpPacket::minimum_packet_size()))?;

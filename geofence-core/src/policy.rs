@@ -227,11 +227,8 @@ impl PolicyBuilder {
         }
         let mut compiled = Vec::with_capacity(self.rules.len());
         for rule in &self.rules {
-            let sources = rule
-                .sources
-                .iter()
-                .map(|name| resolve_list(&mut lists, name, &rule.name))
-                .collect::<Result<_, _>>()?;
+            let sources =
+                rule.sources.iter().map(|name| resolve_list(&mut lists, name, &rule.name)).collect::<Result<_, _>>()?;
             compiled.push(CompiledRule { sources, rule: rule.clone() });
         }
         Ok(Policy { rules: compiled, lists, default: self.default, malformed: self.malformed, db })
@@ -293,7 +290,13 @@ impl Policy {
         let meta = match packet::parse(packet) {
             Ok(meta) => meta,
             Err(error) => {
-                return Decision { verdict: self.malformed, rule: None, packet: Err(error), source: None, country: None }
+                return Decision {
+                    verdict: self.malformed,
+                    rule: None,
+                    packet: Err(error),
+                    source: None,
+                    country: None,
+                }
             }
         };
         let mut country = None;

@@ -96,9 +96,10 @@ pub const BUILT_IN: [(&str, &str, &[&str]); 8] = [
 
 /// The built-in list called `name`, if there is one.
 pub fn built_in(name: &str) -> Option<PrefixList> {
-    BUILT_IN.iter().find(|(n, _, _)| *n == name).map(|(_, _, networks)| {
-        networks.iter().filter_map(|network| network.parse::<IpNetwork>().ok()).collect()
-    })
+    BUILT_IN
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, networks)| networks.iter().filter_map(|network| network.parse::<IpNetwork>().ok()).collect())
 }
 
 #[cfg(test)]

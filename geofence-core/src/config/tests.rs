@@ -1,0 +1,163 @@
+use super::*;
+use crate::db::parse_range_csv;
+use std::sync::Arc;
+
+fn error(text: &str) -> String {
+    Config::parse(text).unwrap_err().to_string()
+}
+
+const RULE: &str = "default = \"drop\"\n[[rule]]\n";
+
+#[test]
+fn full_config_builds_a_policy_with_every_feature() {
+    let config = Config::parse(
+        r#"
+queue = 3
+database = "/var/lib/geofence/countries.gfdb"
+default = "accept"
+malformed = "accept"
+[lists]
+trunks = ["203.0.113.10", "2001:db8:5::/48"]
+[[rule]]
+name = "trunks"
+source = ["trunks", "rfc1918"]
+action = "accept"
+mark = 0x10
+[[rule]]
+name = "sip"
+protocol = ["udp", "tcp"]
+ports = [5060, "5061-5062"]
+country = ["GB", "unknown"]
+continent = ["OC"]
+not_country = ["AU"]
+action = "drop"
+"#,
+    )
+    .unwrap();
+    assert_eq!((config.queue, config.database.as_deref()), (3, Some("/var/lib/geofence/countries.gfdb")));
+    assert!(config.warnings.is_empty());
+    let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
+    assert_eq!(policy.malformed_verdict(), Verdict::Accept);
+    let rules: Vec<&Rule> = policy.rules().collect();
+    assert_eq!(rules[0].verdict, Verdict::AcceptWithMark(16));
+    assert_eq!(rules[0].sources, ["trunks", "rfc1918"]);
+    assert_eq!(rules[1].protocols, [Protocol::UDP, Protocol::TCP]);
+    assert_eq!(rules[1].ports, [PortRange::single(5060), PortRange { first: 5061, last: 5062 }]);
+    let countries = rules[1].countries.unwrap();
+    assert!(countries.contains(None));
+    assert!(countries.contains(Some("NZ".parse().unwrap())));
+    assert!(countries.contains(Some("GB".parse().unwrap())));
+    assert!(!countries.contains(Some("FR".parse().unwrap())));
+    assert!(rules[1].not_countries.unwrap().contains(Some("AU".parse().unwrap())));
+}
+
+#[test]
+fn rules_without_names_are_numbered() {
+    let config = Config::parse(&format!("{RULE}action = \"drop\"\n")).unwrap();
+    let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
+    assert_eq!(policy.rules().next().unwrap().name, "rule 1");
+}
+
+#[test]
+fn unknown_country_suggests_the_fix() {
+    assert_eq!(
+        error(&format!("{RULE}country = [\"GB\", \"UK\"]\naction = \"accept\"\n")),
+        "line 3, column 18: unknown country `UK` (did you mean `GB`?)"
+    );
+    assert_eq!(
+        error(&format!("{RULE}country = [\"de\"]\naction = \"accept\"\n")),
+        "line 3, column 12: unknown country `de` (did you mean `DE`?)"
+    );
+    assert_eq!(
+        error(&format!("{RULE}country = [\"EU\"]\naction = \"accept\"\n")),
+        "line 3, column 12: unknown country `EU` (`EU` is a continent: list it in `continent`)"
+    );
+    assert_eq!(
+        error(&format!("{RULE}country = [\"QQ\"]\naction = \"accept\"\n")),
+        "line 3, column 12: unknown country `QQ`"
+    );
+}
+
+#[test]
+fn bad_cidr_names_the_network_and_the_fix() {
+    assert_eq!(
+        error("default = \"drop\"\n[lists]\ntrunks = [\"192.0.2.1/24\"]\n"),
+        "line 3, column 11: `192.0.2.1/24` is not an address or CIDR network (host bits are set; did you mean `192.0.2.0/24`?)"
+    );
+    assert_eq!(
+        error("default = \"drop\"\n[lists]\ntrunks = [\"192.0.2.0/33\"]\n"),
+        "line 3, column 11: `192.0.2.0/33` is not an address or CIDR network (the prefix length 33 is too long for 192.0.2.0)"
+    );
+    assert_eq!(
+        error("default = \"drop\"\n[lists]\ntrunks = [\"example.com\"]\n"),
+        "line 3, column 11: `example.com` is not an address or CIDR network"
+    );
+}
+
+#[test]
+fn unknown_list_suggests_the_nearest_name() {
+    let text =
+        "default = \"drop\"\n[lists]\ntrunks = [\"192.0.2.1\"]\n[[rule]]\nsource = [\"trunk\"]\naction = \"accept\"\n";
+    assert_eq!(error(text), "line 5, column 11: unknown list `trunk` (did you mean `trunks`?)");
+    let far = format!("{RULE}source = [\"carriers\"]\naction = \"accept\"\n");
+    assert!(error(&far).starts_with("line 3, column 11: unknown list `carriers` (define it under [lists], or use a built-in list: rfc1918, loopback"));
+}
+
+#[test]
+fn syntax_and_schema_errors_give_the_line() {
+    assert!(error("default = \"drop\"\nqueue = \n").starts_with("line 2, column 9: "));
+    assert!(error(&format!("{RULE}action = \"drop\"\ncontry = [\"GB\"]\n")).contains("unknown field `contry`"));
+    assert_eq!(
+        error(&format!("{RULE}action = \"reject\"\n")),
+        "line 3, column 10: unknown action `reject` (expected `accept` or `drop`)"
+    );
+    assert!(error("queue = 0\n").contains("missing field `default`"));
+}
+
+#[test]
+fn ports_protocols_and_marks_are_checked() {
+    assert_eq!(
+        error(&format!("{RULE}ports = [70000]\naction = \"drop\"\n")),
+        "line 3, column 10: `70000` is not a port or port range (write 5060 or \"10000-20000\")"
+    );
+    assert_eq!(
+        error(&format!("{RULE}ports = [\"20-10\"]\naction = \"drop\"\n")),
+        "line 3, column 10: `20-10` is not a port or port range (write 5060 or \"10000-20000\")"
+    );
+    assert_eq!(
+        error(&format!("{RULE}protocol = \"sip\"\naction = \"drop\"\n")),
+        "line 3, column 12: unknown protocol `sip` (expected one of tcp, udp, udplite, sctp, icmp, icmpv6, esp)"
+    );
+    assert_eq!(
+        error(&format!("{RULE}action = \"drop\"\nmark = 1\n")),
+        "line 4, column 8: a mark is set only on accepted packets (use action = \"accept\")"
+    );
+    assert_eq!(
+        error(&format!("{RULE}continent = [\"XX\"]\naction = \"drop\"\n")),
+        "line 3, column 14: `XX` is not a continent: expected one of AF AN AS EU NA OC SA"
+    );
+}
+
+#[test]
+fn duplicate_rule_names_and_built_in_list_names_are_refused() {
+    let twice =
+        "default = \"drop\"\n[[rule]]\nname = \"a\"\naction = \"drop\"\n[[rule]]\nname = \"a\"\naction = \"drop\"\n";
+    assert!(error(twice).ends_with("rule name `a` is used twice"));
+    assert_eq!(
+        error("default = \"drop\"\n[lists]\nrfc1918 = [\"10.0.0.0/8\"]\n"),
+        "line 3, column 11: list `rfc1918` has the name of a built-in list (choose another name)"
+    );
+}
+
+#[test]
+fn rules_that_can_never_match_are_warned_about_with_their_line() {
+    let config = Config::parse(
+        "default = \"drop\"\n[[rule]]\nname = \"all\"\naction = \"accept\"\n[[rule]]\nname = \"late\"\nprotocol = \"udp\"\naction = \"drop\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.warnings.len(), 1);
+    assert_eq!(
+        config.warnings[0].to_string(),
+        "line 5: rule `late` can never match: it follows rule `all`, which matches every packet"
+    );
+}

@@ -71,7 +71,10 @@ mod tests {
         let cases = [
             ("192.0.2.0,192.0.2.255\n", "line 1: expected 3 fields `start,end,CC`, found 2"),
             ("\n192.0.2.0,192.0.2.x,GB\n", "line 2: `192.0.2.x` is not an IP address"),
-            ("192.0.2.0,192.0.2.255,gb\n", "line 1: `gb` is not a country code: expected two upper-case letters such as `GB`"),
+            (
+                "192.0.2.0,192.0.2.255,gb\n",
+                "line 1: `gb` is not a country code: expected two upper-case letters such as `GB`",
+            ),
         ];
         for (text, message) in cases {
             assert_eq!(parse_range_csv(text).unwrap_err().to_string(), message);

@@ -54,10 +54,7 @@ impl RangeDb {
                 _ => return Err(DbError::BadRange(describe(range.start, range.end, range.country))),
             }
         }
-        Ok(RangeDb {
-            v4: sorted_disjoint(v4)?,
-            v6: sorted_disjoint(v6)?,
-        })
+        Ok(RangeDb { v4: sorted_disjoint(v4)?, v6: sorted_disjoint(v6)? })
     }
 
     /// How many IPv4 and IPv6 ranges the table holds, after merging.
@@ -175,8 +172,8 @@ mod tests {
 
     #[test]
     fn refuses_overlaps_naming_both_ranges() {
-        let err = RangeDb::new([range("10.0.0.0", "10.0.0.255", "FR"), range("10.0.0.128", "10.0.1.0", "DE")])
-            .unwrap_err();
+        let err =
+            RangeDb::new([range("10.0.0.0", "10.0.0.255", "FR"), range("10.0.0.128", "10.0.1.0", "DE")]).unwrap_err();
         assert_eq!(err.to_string(), "range 10.0.0.128-10.0.1.0 DE overlaps 10.0.0.0-10.0.0.255 FR");
     }
 

@@ -174,7 +174,8 @@ fn sctp_and_udplite_ports_are_read() {
     assert_eq!(parse(&packet).unwrap().destination_port(), Some(5060));
     let short = crate::sample::ip_packet(addr("192.0.2.1"), addr("192.0.2.2"), Protocol::SCTP, &sctp[..11]);
     assert!(matches!(parse(&short), Err(PacketError::Truncated { layer: Layer::Sctp, .. })));
-    let lite = crate::sample::ip_packet(addr("192.0.2.1"), addr("192.0.2.2"), Protocol::UDPLITE, &[0, 1, 0, 2, 0, 8, 0, 0]);
+    let lite =
+        crate::sample::ip_packet(addr("192.0.2.1"), addr("192.0.2.2"), Protocol::UDPLITE, &[0, 1, 0, 2, 0, 8, 0, 0]);
     assert_eq!(parse(&lite).unwrap().destination_port(), Some(2));
 }
 

@@ -1,0 +1,196 @@
+use super::*;
+use crate::db::parse_range_csv;
+use crate::sample;
+
+const DB: &str = "192.0.2.0,192.0.2.127,GB\n198.51.100.0,198.51.100.255,CN\n2001:db8:1::,2001:db8:1::ffff,NZ\n";
+const SERVER: &str = "192.0.2.200";
+
+fn addr(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn countries(codes: &[&str]) -> CountrySet {
+    let mut set = CountrySet::new();
+    for code in codes {
+        match *code {
+            "unknown" => set.insert_unknown(),
+            code => set.insert(code.parse().unwrap()),
+        }
+    }
+    set
+}
+
+fn sip_rule(name: &str, verdict: Verdict) -> Rule {
+    let mut rule = Rule::new(name, verdict);
+    rule.protocols = vec![Protocol::UDP];
+    rule.ports = vec![PortRange::single(5060)];
+    rule
+}
+
+fn policy_of(rules: Vec<Rule>) -> Policy {
+    let trunks: PrefixList = ["203.0.113.10/32".parse().unwrap()].into_iter().collect();
+    let builder =
+        rules.into_iter().fold(PolicyBuilder::new(Verdict::Accept).list("trunks", trunks), PolicyBuilder::rule);
+    builder.build(Arc::new(parse_range_csv(DB).unwrap())).unwrap()
+}
+
+fn sip_from(source: &str) -> Vec<u8> {
+    let server = if source.contains(':') { "2001:db8::1" } else { SERVER };
+    sample::sip_options(addr(source), addr(server))
+}
+
+#[test]
+fn first_matching_rule_wins() {
+    let mut gb = sip_rule("gb", Verdict::AcceptWithMark(7));
+    gb.countries = Some(countries(&["GB"]));
+    let policy = policy_of(vec![gb, sip_rule("rest", Verdict::Drop)]);
+    assert_eq!(policy.decide(&sip_from("192.0.2.9")), Verdict::AcceptWithMark(7));
+    assert_eq!(policy.decide(&sip_from("198.51.100.9")), Verdict::Drop);
+}
+
+#[test]
+fn default_applies_when_no_rule_matches() {
+    let policy = policy_of(vec![sip_rule("rest", Verdict::Drop)]);
+    let other_port = sample::udp_packet(addr("198.51.100.9"), addr(SERVER), (5000, 5070), b"x");
+    assert_eq!(policy.decide(&other_port), Verdict::Accept);
+    let decision = policy.explain(&other_port);
+    assert_eq!((decision.rule, decision.country), (None, Some("CN".parse().unwrap())));
+}
+
+#[test]
+fn malformed_packets_get_their_own_verdict() {
+    let policy = PolicyBuilder::new(Verdict::Accept)
+        .on_malformed(Verdict::AcceptWithMark(3))
+        .build(Arc::new(parse_range_csv(DB).unwrap()))
+        .unwrap();
+    let packet = sip_from("192.0.2.9");
+    assert_eq!(policy.decide(&packet[..25]), Verdict::AcceptWithMark(3));
+    let decision = policy.explain(&packet[..25]);
+    assert!(decision.packet.is_err());
+    assert_eq!((decision.rule, decision.source), (None, None));
+}
+
+#[test]
+fn unknown_country_is_a_member_only_when_named() {
+    let mut known_only = sip_rule("not-cn", Verdict::Accept);
+    known_only.not_countries = Some(countries(&["CN", "unknown"]));
+    let policy = policy_of(vec![known_only, sip_rule("rest", Verdict::Drop)]);
+    assert_eq!(policy.decide(&sip_from("192.0.2.9")), Verdict::Accept);
+    assert_eq!(policy.decide(&sip_from("198.51.100.9")), Verdict::Drop);
+    assert_eq!(policy.decide(&sip_from("203.0.113.50")), Verdict::Drop, "unknown country");
+
+    let mut with_unknown = sip_rule("gb-or-unknown", Verdict::Accept);
+    with_unknown.countries = Some(countries(&["GB", "unknown"]));
+    let policy = policy_of(vec![with_unknown, sip_rule("rest", Verdict::Drop)]);
+    assert_eq!(policy.decide(&sip_from("203.0.113.50")), Verdict::Accept);
+    assert_eq!(policy.decide(&sip_from("198.51.100.9")), Verdict::Drop);
+}
+
+#[test]
+fn source_lists_match_named_and_built_in_networks() {
+    let mut trusted = sip_rule("trusted", Verdict::Accept);
+    trusted.sources = vec!["trunks".into(), "rfc1918".into()];
+    let policy = policy_of(vec![trusted, sip_rule("rest", Verdict::Drop)]);
+    assert_eq!(policy.decide(&sip_from("203.0.113.10")), Verdict::Accept);
+    assert_eq!(policy.decide(&sip_from("203.0.113.11")), Verdict::Drop);
+    let lan = sample::sip_options(addr("10.1.2.3"), addr("10.0.0.1"));
+    assert_eq!(policy.decide(&lan), Verdict::Accept);
+    let names: Vec<&str> = policy.lists().map(|(name, _)| name).collect();
+    assert_eq!(names, ["trunks", "rfc1918"]);
+}
+
+#[test]
+fn ipv6_sources_are_decided_by_country_too() {
+    let mut oceania = sip_rule("oceania", Verdict::Accept);
+    let mut set = CountrySet::new();
+    set.insert_continent(crate::Continent::Oceania);
+    oceania.countries = Some(set);
+    let policy = policy_of(vec![oceania, sip_rule("rest", Verdict::Drop)]);
+    assert_eq!(policy.decide(&sip_from("2001:db8:1::5")), Verdict::Accept);
+    assert_eq!(policy.decide(&sip_from("2001:db8:2::5")), Verdict::Drop);
+}
+
+#[test]
+fn port_ranges_and_protocol_sets_are_inclusive() {
+    let mut media = Rule::new("media", Verdict::Drop);
+    media.protocols = vec![Protocol::UDP, Protocol::TCP];
+    media.ports = vec![PortRange { first: 10000, last: 20000 }];
+    let policy = policy_of(vec![media]);
+    for (port, verdict) in
+        [(9999, Verdict::Accept), (10000, Verdict::Drop), (20000, Verdict::Drop), (20001, Verdict::Accept)]
+    {
+        let packet = sample::udp_packet(addr("198.51.100.9"), addr(SERVER), (4000, port), b"");
+        assert_eq!(policy.decide(&packet), verdict, "port {port}");
+    }
+    let icmp = sample::ip_packet(addr("198.51.100.9"), addr(SERVER), Protocol::ICMP, &[8, 0, 0, 0]);
+    assert_eq!(policy.decide(&icmp), Verdict::Accept);
+}
+
+#[test]
+fn unknown_list_is_refused_at_build() {
+    let mut rule = Rule::new("r", Verdict::Accept);
+    rule.sources = vec!["trunk".into()];
+    let error = PolicyBuilder::new(Verdict::Drop).rule(rule).build(Arc::new(parse_range_csv("").unwrap())).unwrap_err();
+    assert_eq!(error.to_string(), "rule `r` names list `trunk`, which is neither defined nor built in");
+}
+
+#[test]
+fn list_named_like_a_built_in_is_refused() {
+    let error = PolicyBuilder::new(Verdict::Drop)
+        .list("rfc1918", PrefixList::new())
+        .build(Arc::new(parse_range_csv("").unwrap()))
+        .unwrap_err();
+    assert_eq!(error, PolicyError::DuplicateList("rfc1918".into()));
+}
+
+#[test]
+fn unreachable_rules_are_reported_with_reasons() {
+    let mut empty_countries = Rule::new("nobody", Verdict::Accept);
+    empty_countries.countries = Some(CountrySet::new());
+    let mut contradiction = Rule::new("contradiction", Verdict::Accept);
+    contradiction.countries = Some(countries(&["GB"]));
+    contradiction.not_countries = Some(countries(&["GB", "FR"]));
+    let mut icmp_ports = Rule::new("icmp-ports", Verdict::Accept);
+    icmp_ports.protocols = vec![Protocol::ICMP];
+    icmp_ports.ports = vec![PortRange::single(1)];
+    let builder = PolicyBuilder::new(Verdict::Drop)
+        .rule(empty_countries)
+        .rule(contradiction)
+        .rule(icmp_ports)
+        .rule(Rule::new("everything", Verdict::Drop))
+        .rule(sip_rule("shadowed", Verdict::Accept));
+    let reasons: Vec<(usize, String)> = builder.unreachable_rules().into_iter().map(|u| (u.index, u.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            (0, "its country set is empty".to_owned()),
+            (1, "every country it requires is also one it excludes".to_owned()),
+            (2, "it names ports, but none of its protocols carries ports".to_owned()),
+            (4, "it follows rule `everything`, which matches every packet".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn policy_is_shared_across_threads() {
+    let policy = Arc::new(policy_of(vec![sip_rule("rest", Verdict::Drop)]));
+    let packet = sip_from("198.51.100.9");
+    let verdicts: Vec<Verdict> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let policy = Arc::clone(&policy);
+                let packet = &packet;
+                scope.spawn(move || policy.decide(packet))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(verdicts, [Verdict::Drop, Verdict::Drop]);
+}
+
+#[test]
+fn verdicts_display_for_logs() {
+    assert_eq!(Verdict::Accept.to_string(), "accept");
+    assert_eq!(Verdict::Drop.to_string(), "drop");
+    assert_eq!(Verdict::AcceptWithMark(16).to_string(), "accept mark=0x10");
+}
