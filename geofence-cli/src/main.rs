@@ -1,1 +1,50 @@
-fn main() {}
+//! The `geofence` command: arguments, files, signals and wiring. The deciding is done by
+//! geofence-core and the queue handling by geofence-nfq.
+
+mod error;
+mod files;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+/// GeoIP filtering of netfilter queues: decide each new inbound flow by the country and network
+/// it comes from.
+#[derive(Parser)]
+#[command(name = "geofence", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the config's netfilter queue: decide every queued packet until SIGTERM or SIGINT.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(&error),
+    }
+}
+
+/// Prints the error as one sentence and its causes, never a backtrace.
+fn report(error: &CliError) -> ExitCode {
+    eprintln!("geofence: {error}");
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        eprintln!("  caused by: {inner}");
+        cause = inner.source();
+    }
+    ExitCode::from(error.exit_code())
+}

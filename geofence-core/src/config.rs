@@ -5,7 +5,10 @@
 //! match are not errors but [`ConfigWarning`]s, so a config under construction still loads.
 //!
 //! ```toml
-//! queue = 0
+//! queue = 0                 # the NFQUEUE number
+//! database = "countries.csv" # the country database file (read by the caller)
+//! fail_open = false         # true: let packets through when geofence cannot keep up or is stopped
+//! queue_length = 8192       # packets that may wait in the kernel for a verdict
 //! default = "accept"        # packets no rule matches
 //! malformed = "drop"        # packets that cannot be parsed (the default)
 //!
@@ -55,6 +58,11 @@ pub struct Config {
     pub queue: u16,
     /// The country database file to load, as written in the config; `None`: the caller's default.
     pub database: Option<String>,
+    /// Whether packets pass unexamined when geofence cannot keep up or is not running (the
+    /// queue's fail-open flag and the rule's `--queue-bypass`), rather than being dropped.
+    pub fail_open: bool,
+    /// How many packets may wait in the kernel for a verdict; `None`: the queue's default.
+    pub queue_length: Option<u32>,
     /// The policy, ready to be built with a country database.
     pub policy: PolicyBuilder,
     /// Things that are legal but almost certainly not what was meant.
@@ -102,6 +110,9 @@ struct RawConfig {
     #[serde(default)]
     queue: u16,
     database: Option<String>,
+    #[serde(default)]
+    fail_open: bool,
+    queue_length: Option<u32>,
     default: Spanned<String>,
     malformed: Option<Spanned<String>>,
     #[serde(default)]
@@ -187,7 +198,14 @@ impl Config {
             .into_iter()
             .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
             .collect();
-        Ok(Config { queue: raw.queue, database: raw.database, policy, warnings })
+        Ok(Config {
+            queue: raw.queue,
+            database: raw.database,
+            fail_open: raw.fail_open,
+            queue_length: raw.queue_length,
+            policy,
+            warnings,
+        })
     }
 }
 

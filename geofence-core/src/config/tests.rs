@@ -14,6 +14,8 @@ fn full_config_builds_a_policy_with_every_feature() {
         r#"
 queue = 3
 database = "/var/lib/geofence/countries.gfdb"
+fail_open = true
+queue_length = 64
 default = "accept"
 malformed = "accept"
 [lists]
@@ -35,6 +37,7 @@ action = "drop"
     )
     .unwrap();
     assert_eq!((config.queue, config.database.as_deref()), (3, Some("/var/lib/geofence/countries.gfdb")));
+    assert_eq!((config.fail_open, config.queue_length), (true, Some(64)));
     assert!(config.warnings.is_empty());
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.malformed_verdict(), Verdict::Accept);
@@ -54,6 +57,7 @@ action = "drop"
 #[test]
 fn rules_without_names_are_numbered() {
     let config = Config::parse(&format!("{RULE}action = \"drop\"\n")).unwrap();
+    assert_eq!((config.queue, config.fail_open, config.queue_length), (0, false, None));
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.rules().next().unwrap().name, "rule 1");
 }

@@ -1,0 +1,61 @@
+//! The command's errors: each names the file or queue involved, and maps to an exit code.
+
+use std::path::PathBuf;
+
+use geofence_core::{db::DbError, ConfigError, PolicyError};
+use geofence_nfq::NfqError;
+
+/// Why a subcommand failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is invalid.
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        source: ConfigError,
+    },
+    /// The country database is invalid.
+    #[error("{}: {source}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        source: DbError,
+    },
+    /// No country database was named.
+    #[error("no country database: set `database` in {} or pass --db FILE", config.display())]
+    NoDatabase {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// The policy could not be built.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The netfilter queue failed.
+    #[error(transparent)]
+    Queue(#[from] NfqError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+impl CliError {
+    /// 1: a runtime failure (queue, signals); 3: a bad config, database or file.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Queue(_) | CliError::Signals(_) => 1,
+            _ => 3,
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Real packets through the real kernel: `geofence run` serves an NFQUEUE in a throw-away
+//! namespace pair, the client namespace sends SIP from documentation-range sources, and the tests
+//! assert on what the server actually receives and on the kernel's own counters.
+//!
+//! They need root, iproute2 and iptables; elsewhere they skip with a message (in CI they fail).
+
+mod support;
+
+use support::{config, kernel_tests_possible, Geofence, NetnsPair, SERVER_V4, SERVER_V6};
+
+const QUEUE_SIP_V4: &str = "-A INPUT -p udp --dport 5060 -j NFQUEUE --queue-num 0";
+const QUEUE_SIP_V6: &str = QUEUE_SIP_V4;
+const COUNT_SIP: &str = "-t security -A INPUT -p udp --dport 5060";
+
+fn asterisk() -> String {
+    include_str!("../../examples/asterisk.toml").to_owned()
+}
+
+#[test]
+fn policy_verdicts_are_what_the_server_receives_ipv4_and_ipv6() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let accepted = ["10.9.9.9", "192.0.2.10", "192.0.2.200", "203.0.113.130", "2001:db8:1::10"];
+    let dropped = ["198.51.100.23", "203.0.113.5", "203.0.113.200", "2001:db8:2::10", "2001:db8:3::10"];
+    pair.add_sources(&accepted);
+    pair.add_sources(&dropped);
+    pair.iptables(false, &[QUEUE_SIP_V4]);
+    pair.iptables(true, &[QUEUE_SIP_V6]);
+    let (_dir, path) = config(&asterisk());
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+
+    pair.send_sip(&accepted, 3);
+    pair.send_sip(&dropped, 3);
+    for source in accepted {
+        assert_eq!(server.count(source), 3, "{source} is allowed");
+    }
+    for source in dropped {
+        assert_eq!(server.count(source), 0, "{source} is blocked");
+    }
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(Geofence::verdicts(&stdout), 30, "{stderr}");
+}
+
+#[test]
+fn accept_with_mark_sets_the_mark_later_rules_see() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (gb, cn) = ("192.0.2.10", "198.51.100.23");
+    pair.add_sources(&[gb, cn]);
+    pair.iptables(false, &[QUEUE_SIP_V4, "-t security -A INPUT -m mark --mark 0x10", COUNT_SIP]);
+    let (_dir, path) =
+        config("default = \"accept\"\n[[rule]]\nname = \"gb\"\ncountry = [\"GB\"]\naction = \"accept\"\nmark = 0x10\n");
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    pair.send_sip(&[gb, cn], 5);
+    assert_eq!((server.count(gb), server.count(cn)), (5, 5));
+    assert_eq!(pair.counter(false, "security", "mark match 0x10"), 5);
+    assert_eq!(pair.counter(false, "security", "dpt:5060"), 10, "both pass; only GB's packets carry the mark");
+    assert!(geofence.stop().0);
+}
+
+/// IPv4 carrying 4 bytes of a UDP header: the kernel queues it, geofence cannot parse it.
+fn truncated_udp_v4(source: [u8; 4]) -> Vec<u8> {
+    let mut packet = vec![0x45, 0, 0, 24, 0, 0, 0, 0, 64, 17, 0, 0];
+    packet.extend(source);
+    packet.extend([192, 0, 2, 1]);
+    packet.extend([0x13, 0xc4, 0x13, 0xc4]);
+    packet
+}
+
+fn truncated_udp_v6() -> Vec<u8> {
+    let mut packet = vec![0x60, 0, 0, 0, 0, 4, 17, 64];
+    packet.extend("2001:db8:1::10".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    packet.extend(SERVER_V6.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    packet.extend([0x13, 0xc4, 0x13, 0xc4]);
+    packet
+}
+
+#[test]
+fn unparsable_packets_get_the_configured_verdict() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    for (malformed, default, expected) in [("accept", "drop", 20), ("drop", "accept", 10)] {
+        let pair = NetnsPair::new();
+        let gb = "192.0.2.10";
+        pair.add_sources(&[gb, "2001:db8:1::10"]);
+        let queue_udp = "-A INPUT -p udp -j NFQUEUE --queue-num 0";
+        let count_udp = "-t security -A INPUT -p udp -m comment --comment passed";
+        pair.iptables(false, &[queue_udp, count_udp]);
+        pair.iptables(true, &[queue_udp, count_udp]);
+        let (_dir, path) = config(&format!("default = \"{default}\"\nmalformed = \"{malformed}\"\n"));
+        let geofence = pair.start_geofence(&path, 0);
+        let mut damaged = vec![truncated_udp_v4([192, 0, 2, 10]); 10];
+        damaged.extend(vec![truncated_udp_v6(); 10]);
+        pair.send_raw(damaged);
+        pair.send_sip(&[gb], 10);
+        let passed = pair.counter(false, "security", "passed") + pair.counter(true, "security", "passed");
+        assert_eq!(passed, expected, "malformed {malformed}, default {default}");
+        let (ok, stdout, _) = geofence.stop();
+        assert!(ok);
+        assert_eq!(Geofence::verdicts(&stdout), 30);
+    }
+}
+
+#[test]
+fn queue_bypass_decides_what_happens_while_geofence_is_stopped() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    for (bypass, expected) in [(" --queue-bypass", 4), ("", 2)] {
+        let pair = NetnsPair::new();
+        let gb = "192.0.2.10";
+        pair.add_sources(&[gb]);
+        pair.iptables(false, &[&format!("{QUEUE_SIP_V4}{bypass}")]);
+        let (_dir, path) = config(&asterisk());
+        let server = pair.udp_server();
+        let geofence = pair.start_geofence(&path, 0);
+        pair.send_sip(&[gb], 2);
+        assert_eq!(server.count(gb), 2, "running, an allowed source passes");
+        assert!(geofence.stop().0);
+        pair.send_sip(&[gb], 2);
+        assert_eq!(server.count(gb), expected, "stopped, rule{bypass}");
+    }
+}
+
+/// Floods `count` SIP datagrams from one allowed source into a queue of 8 packets.
+fn flood_small_queue(fail_open: bool, count: usize) -> (u64, u64, u64, (u64, u64, u64, u64)) {
+    let pair = NetnsPair::new();
+    let gb = "192.0.2.10";
+    pair.add_sources(&[gb]);
+    pair.iptables(false, &[QUEUE_SIP_V4, COUNT_SIP]);
+    let (_dir, path) = config(&format!("fail_open = {fail_open}\nqueue_length = 8\n{}", asterisk()));
+    let geofence = pair.start_geofence(&path, 0);
+    pair.send_sip(&[gb], count);
+    let kernel = pair.queue_stats(0).expect("queue bound");
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    let queued = pair.counter(false, "filter", "NFQUEUE");
+    (queued, pair.counter(false, "security", "dpt:5060"), Geofence::verdicts(&stdout), kernel)
+}
+
+#[test]
+fn fail_open_passes_a_flood_a_small_queue_cannot_hold() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let sent = 20_000;
+    let (queued, passed, verdicts, _) = flood_small_queue(true, sent);
+    assert_eq!(queued, sent as u64);
+    assert!(verdicts < queued, "the queue overflowed: {verdicts} verdicts for {queued} packets");
+    assert_eq!(passed, queued, "fail-open let every packet through, decided or not");
+}
+
+#[test]
+fn without_fail_open_a_flood_is_dropped_and_counted() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let sent = 20_000;
+    let (queued, passed, verdicts, (waiting, queue_dropped, user_dropped, _)) = flood_small_queue(false, sent);
+    assert_eq!(queued, sent as u64);
+    assert_eq!(waiting, 0);
+    assert!(queue_dropped > 0, "the queue overflowed");
+    assert_eq!(verdicts + queue_dropped + user_dropped, queued, "every packet is decided or counted as lost");
+    assert_eq!(passed, verdicts, "the policy accepts this source; what was lost did not pass");
+}
+
+/// Deterministic pseudo-random bytes, so a failing flood can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u8 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u8
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+fn hostile_packets(count: usize) -> Vec<Vec<u8>> {
+    let mut rng = Lcg(0x5eed);
+    let source6 = "2001:db8:1::10".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let server6 = SERVER_V6.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    (0..count)
+        .map(|i| match i % 4 {
+            // IPv4, random protocol, random (often truncated) transport bytes.
+            0 => {
+                let length = usize::from(rng.next() % 24);
+                let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, rng.next(), 0, 0, 192, 0, 2, 10, 192, 0, 2, 1];
+                p.extend(rng.bytes(length));
+                p
+            }
+            // IPv4 with random options (ihl 6..15) and a truncated transport header.
+            1 => {
+                let ihl = 6 + rng.next() % 10;
+                let mut p = vec![0x40 | ihl, 0, 0, 0, 0, 0, 0, 0, 64, [6, 17, 132, 136][i % 4], 0, 0];
+                p.extend([192, 0, 2, 10, 192, 0, 2, 1]);
+                p.extend(vec![1u8; usize::from(ihl - 5) * 4]);
+                let length = usize::from(rng.next() % 8);
+                p.extend(rng.bytes(length));
+                p
+            }
+            // IPv6 with a chain of destination-options/routing headers of random lengths.
+            2 => {
+                let body = {
+                    let mut chain = Vec::new();
+                    for _ in 0..(1 + rng.next() % 4) {
+                        chain.push([60, 43, 44, 51][usize::from(rng.next() % 4)]);
+                        chain.push(rng.next());
+                        chain.extend(rng.bytes(6));
+                    }
+                    chain
+                };
+                let mut p = vec![0x60, 0, 0, 0];
+                p.extend((body.len() as u16).to_be_bytes());
+                p.extend([60, 64]);
+                p.extend(source6);
+                p.extend(server6);
+                p.extend(body);
+                p
+            }
+            // IPv6 with random payload under a random next header.
+            _ => {
+                let length = usize::from(rng.next() % 40);
+                let body = rng.bytes(length);
+                let mut p = vec![0x60, 0, 0, 0];
+                p.extend((body.len() as u16).to_be_bytes());
+                p.extend([rng.next(), 64]);
+                p.extend(source6);
+                p.extend(server6);
+                p.extend(body);
+                p
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_malformed_packets_crashes_nothing_and_each_gets_one_verdict() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let gb = "192.0.2.10";
+    pair.add_sources(&[gb, "2001:db8:1::10"]);
+    pair.iptables(false, &[&format!("-A INPUT -d {SERVER_V4} -j NFQUEUE --queue-num 0")]);
+    pair.iptables(true, &[&format!("-A INPUT -d {SERVER_V6} -j NFQUEUE --queue-num 0")]);
+    let (_dir, path) = config(&asterisk());
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    pair.send_raw(hostile_packets(4000));
+    pair.send_sip(&[gb], 3);
+    assert_eq!(server.count(gb), 3, "still deciding after the flood");
+    let (waiting, queue_dropped, user_dropped, _) = pair.queue_stats(0).expect("still bound");
+    assert_eq!((waiting, queue_dropped, user_dropped), (0, 0, 0));
+    let queued = pair.counter(false, "filter", "NFQUEUE") + pair.counter(true, "filter", "NFQUEUE");
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(queued > 3000, "most hostile packets reached the queue: {queued}");
+    assert_eq!(Geofence::verdicts(&stdout), queued);
+}
+
+#[test]
+fn a_panicking_handler_gets_the_fallback_verdict_for_its_packet() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    use geofence_core::{packet, Verdict};
+    use geofence_nfq::{Queue, QueueConfig};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let pair = NetnsPair::new();
+    let (gb, cn) = ("192.0.2.10", "198.51.100.23");
+    pair.add_sources(&[gb, cn]);
+    pair.iptables(false, &[QUEUE_SIP_V4]);
+    let server = pair.udp_server();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let worker_stop = Arc::clone(&stop);
+    let worker = NetnsPair::within(&pair.server, move || {
+        let mut config = QueueConfig::new(0);
+        config.fallback = Verdict::Accept;
+        let queue = Queue::bind(config).expect("bind");
+        let counters = queue.counters();
+        bound_tx.send(()).unwrap();
+        // Panics on CN's packets, drops everything else.
+        let cn: std::net::IpAddr = "198.51.100.23".parse().unwrap();
+        queue
+            .run(
+                |bytes: &[u8]| {
+                    let meta = packet::parse(bytes).unwrap();
+                    assert_ne!(meta.source, cn, "deliberate panic");
+                    Verdict::Drop
+                },
+                &worker_stop,
+            )
+            .unwrap();
+        counters
+    });
+    bound_rx.recv().unwrap();
+    pair.send_sip(&[gb, cn], 4);
+    assert_eq!((server.count(gb), server.count(cn)), (0, 4), "GB dropped; CN's panics fell back to accept");
+    stop.store(true, Ordering::Relaxed);
+    let counters = worker.join().unwrap();
+    assert_eq!(counters.handler_panics.load(Ordering::Relaxed), 4);
+    assert_eq!(counters.packets.load(Ordering::Relaxed), 8);
+}
+
+#[test]
+fn a_queue_bound_twice_is_refused_with_a_clear_error() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    use geofence_nfq::{NfqError, Queue, QueueConfig};
+    let pair = NetnsPair::new();
+    let outcome = NetnsPair::within(&pair.server, || {
+        let _first = Queue::bind(QueueConfig::new(7)).expect("first bind");
+        match Queue::bind(QueueConfig::new(7)) {
+            Err(error @ NfqError::QueueBusy { queue: 7 }) => error.to_string(),
+            Err(other) => panic!("unexpected error {other:?}"),
+            Ok(_) => panic!("queue 7 bound twice"),
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        outcome,
+        "netfilter queue 7 is already bound by another process: stop it, or choose another queue number"
+    );
+}
+
+#[test]
+fn a_queue_range_is_served_by_one_thread_a_queue() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    use geofence_core::Verdict;
+    use geofence_nfq::{run_queues, QueueConfig};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let pair = NetnsPair::new();
+    let sources: Vec<String> = (10..30).map(|host| format!("192.0.2.{host}")).collect();
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+    pair.add_sources(&sources);
+    pair.iptables(false, &["-A INPUT -p udp --dport 5060 -j NFQUEUE --queue-balance 0:1"]);
+    let server = pair.udp_server();
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker_stop = Arc::clone(&stop);
+    let worker = NetnsPair::within(&pair.server, move || {
+        run_queues(vec![QueueConfig::new(0), QueueConfig::new(1)], |_| |_: &[u8]| Verdict::Accept, worker_stop)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pair.queue_stats(0).is_none() || pair.queue_stats(1).is_none() {
+        assert!(std::time::Instant::now() < deadline, "both queues bound");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pair.send_sip(&sources, 2);
+    for source in &sources {
+        assert_eq!(server.count(source), 2, "{source}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reports = worker.join().unwrap().expect("both queues ran");
+    let per_queue: Vec<u64> = reports.iter().map(|r| r.counters.packets.load(Ordering::Relaxed)).collect();
+    assert_eq!(per_queue.iter().sum::<u64>(), 40);
+    assert!(per_queue.iter().all(|n| *n > 0), "flows spread over both queues: {per_queue:?}");
+}

@@ -1,0 +1,322 @@
+//! Netlink messages of the queue subsystem: queued packets read out of a received datagram, and
+//! verdicts and configuration requests written into one outgoing datagram.
+//!
+//! libnetfilter_queue parses and builds the messages; this module only walks message boundaries
+//! and turns the pointers it returns into checked sub-slices of the buffer they point into.
+
+use std::os::raw::c_int;
+
+use geofence_core::Verdict;
+
+use crate::sys;
+
+const NLMSG_HEADER: usize = 16;
+const NFGENMSG: usize = 4;
+/// The largest message this module writes (a configuration request with every attribute),
+/// rounded up: libnetfilter_queue's builders do not check the buffer, so each write has this
+/// much room.
+const MESSAGE_ROOM: usize = 128;
+const NFNL_SUBSYS_QUEUE: u16 = 3;
+
+/// One message out of a datagram the kernel sent.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Incoming<'a> {
+    /// A queued packet and the bytes of it the copy range let through.
+    Packet { id: u32, payload: &'a [u8] },
+    /// A queued packet whose message was cut short: its id is known, its bytes are not.
+    Unreadable { id: u32 },
+    /// The kernel's answer to a request: 0 is an acknowledgement, else a negative errno.
+    Status { sequence: u32, errno: i32 },
+    /// Anything else, or a message too damaged to say.
+    Other,
+}
+
+/// Walks the messages of one received datagram.
+pub(crate) fn incoming(datagram: &[u8]) -> impl Iterator<Item = Incoming<'_>> {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        let header = datagram.get(offset..offset + NLMSG_HEADER)?;
+        let declared = read_u32(header, 0) as usize;
+        let kind = u16::from_ne_bytes([header[4], header[5]]);
+        let sequence = read_u32(header, 8);
+        if declared < NLMSG_HEADER {
+            offset = datagram.len();
+            return Some(Incoming::Other);
+        }
+        let start = offset;
+        offset = offset.saturating_add(align(declared));
+        let message = match datagram.get(start..start + declared) {
+            Some(message) => message,
+            None => return Some(cut_short(&datagram[start..], kind)),
+        };
+        Some(match kind {
+            kind if kind == sys::NLMSG_ERROR as u16 => {
+                let errno = message.get(NLMSG_HEADER..NLMSG_HEADER + 4).map_or(0, |b| read_i32(b, 0));
+                Incoming::Status { sequence, errno }
+            }
+            kind if kind == packet_message_type() => packet(datagram, start, message),
+            _ => Incoming::Other,
+        })
+    })
+}
+
+fn packet_message_type() -> u16 {
+    (NFNL_SUBSYS_QUEUE << 8) | sys::NFQNL_MSG_PACKET as u16
+}
+
+/// Reads a queued packet's id and payload through `nfq_nlmsg_parse`.
+fn packet<'a>(datagram: &'a [u8], start: usize, message: &'a [u8]) -> Incoming<'a> {
+    let mut attributes = [std::ptr::null_mut::<sys::nlattr>(); sys::__NFQA_MAX as usize];
+    // SAFETY: `message` is a whole netlink message (its declared length lies within the buffer)
+    // starting at a 4-byte aligned offset of an 8-byte aligned buffer; the parser validates every
+    // attribute's length against it and writes at most `__NFQA_MAX` pointers into `attributes`.
+    let parsed = unsafe { sys::nfq_nlmsg_parse(message.as_ptr().cast(), attributes.as_mut_ptr()) };
+    if parsed < 0 {
+        return Incoming::Other;
+    }
+    let Some(header) = attribute(datagram, attributes[sys::NFQA_PACKET_HDR as usize]) else {
+        return cut_short(&datagram[start..], packet_message_type());
+    };
+    let Some(id) = header.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+        return Incoming::Other;
+    };
+    match attribute(datagram, attributes[sys::NFQA_PAYLOAD as usize]) {
+        Some(payload) => Incoming::Packet { id, payload },
+        None => Incoming::Packet { id, payload: &[] },
+    }
+}
+
+/// The payload of an attribute the parser found, as a checked sub-slice of `datagram`.
+fn attribute(datagram: &[u8], found: *mut sys::nlattr) -> Option<&[u8]> {
+    if found.is_null() {
+        return None;
+    }
+    // SAFETY: `found` was set by `nfq_nlmsg_parse` to an attribute inside `datagram` whose
+    // length it validated; these calls only read its header and compute an address.
+    let (pointer, length) = unsafe { (sys::mnl_attr_get_payload(found), sys::mnl_attr_get_payload_len(found)) };
+    let offset = (pointer as usize).checked_sub(datagram.as_ptr() as usize)?;
+    datagram.get(offset..offset.checked_add(usize::from(length))?)
+}
+
+/// A packet message the receive buffer could not hold whole: its first attribute is the packet
+/// header, so the id can still be read and the packet still be given a verdict.
+fn cut_short(partial: &[u8], kind: u16) -> Incoming<'_> {
+    const ATTRIBUTE_HEADER: usize = 4;
+    let id_at = NLMSG_HEADER + NFGENMSG + ATTRIBUTE_HEADER;
+    let attribute_type = partial.get(NLMSG_HEADER + NFGENMSG + 2..id_at).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    match (kind == packet_message_type(), attribute_type, partial.get(id_at..id_at + 4)) {
+        (true, Some(t), Some(id)) if t == sys::NFQA_PACKET_HDR as u16 => {
+            Incoming::Unreadable { id: u32::from_be_bytes([id[0], id[1], id[2], id[3]]) }
+        }
+        _ => Incoming::Other,
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    i32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn align(length: usize) -> usize {
+    length.saturating_add(3) & !3
+}
+
+/// What the queue should be told to do with its instance.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ConfigRequest {
+    Bind,
+    Unbind,
+    /// Copy mode "packet" with this many bytes, queue length, and the flags (with their mask).
+    Params {
+        copy_range: u32,
+        max_len: u32,
+        flags: u32,
+    },
+}
+
+/// One outgoing datagram of netlink messages, built in place.
+pub(crate) struct Outbox {
+    storage: Vec<u64>,
+    used: usize,
+}
+
+impl Outbox {
+    pub(crate) fn with_room_for(messages: usize) -> Outbox {
+        Outbox { storage: vec![0; messages.max(1) * MESSAGE_ROOM / 8], used: 0 }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.storage)[..self.used]
+    }
+
+    /// Appends a verdict for packet `id`; with `up_to`, for every queued packet up to `id`
+    /// (`NFQNL_MSG_VERDICT_BATCH`).
+    pub(crate) fn verdict(&mut self, queue: u16, id: u32, verdict: Verdict, up_to: bool) {
+        let kind = if up_to { sys::NFQNL_MSG_VERDICT_BATCH } else { sys::NFQNL_MSG_VERDICT };
+        let (code, mark) = match verdict {
+            Verdict::Accept => (sys::NF_ACCEPT, None),
+            Verdict::Drop => (sys::NF_DROP, None),
+            Verdict::AcceptWithMark(mark) => (sys::NF_ACCEPT, Some(mark)),
+        };
+        self.append(queue, kind, |message| {
+            // SAFETY: `message` is a fresh header with MESSAGE_ROOM bytes behind it, more than
+            // a verdict and a mark attribute take. The id is passed bit for bit, as C does.
+            unsafe {
+                sys::nfq_nlmsg_verdict_put(message, id as c_int, code as c_int);
+                if let Some(mark) = mark {
+                    sys::nfq_nlmsg_verdict_put_mark(message, mark);
+                }
+            }
+        });
+    }
+
+    /// Appends a configuration request that asks for an acknowledgement with `sequence`.
+    pub(crate) fn config(&mut self, queue: u16, sequence: u32, request: ConfigRequest) {
+        self.append(queue, sys::NFQNL_MSG_CONFIG, |message| {
+            // SAFETY: `message` is a fresh header with MESSAGE_ROOM bytes behind it, more than
+            // the largest request (command or parameters, length, flags and mask) takes.
+            unsafe {
+                (*message).nlmsg_flags |= sys::NLM_F_ACK as u16;
+                (*message).nlmsg_seq = sequence;
+                match request {
+                    ConfigRequest::Bind => {
+                        sys::nfq_nlmsg_cfg_put_cmd(message, libc::AF_UNSPEC as u16, sys::NFQNL_CFG_CMD_BIND as u8)
+                    }
+                    ConfigRequest::Unbind => {
+                        sys::nfq_nlmsg_cfg_put_cmd(message, libc::AF_UNSPEC as u16, sys::NFQNL_CFG_CMD_UNBIND as u8)
+                    }
+                    ConfigRequest::Params { copy_range, max_len, flags } => {
+                        sys::nfq_nlmsg_cfg_put_params(message, sys::NFQNL_COPY_PACKET as u8, copy_range as c_int);
+                        sys::nfq_nlmsg_cfg_put_qmaxlen(message, max_len);
+                        let known = sys::NFQA_CFG_F_FAIL_OPEN | sys::NFQA_CFG_F_GSO;
+                        sys::mnl_attr_put_u32(message, sys::NFQA_CFG_FLAGS as u16, flags.to_be());
+                        sys::mnl_attr_put_u32(message, sys::NFQA_CFG_MASK as u16, known.to_be());
+                    }
+                }
+            }
+        });
+    }
+
+    fn append(&mut self, queue: u16, kind: u32, fill: impl FnOnce(*mut sys::nlmsghdr)) {
+        let needed_words = (self.used + MESSAGE_ROOM).div_ceil(8);
+        if self.storage.len() < needed_words {
+            self.storage.resize(needed_words * 2, 0);
+        }
+        let start = self.used;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.storage);
+        let at = bytes[start..].as_mut_ptr();
+        // SAFETY: `at` is 4-byte aligned (messages are padded to 4 bytes in an 8-byte aligned
+        // buffer) with at least MESSAGE_ROOM bytes behind it; the builder writes the header there.
+        let message = unsafe { sys::nfq_nlmsg_put(at.cast(), kind as c_int, u32::from(queue)) };
+        fill(message);
+        let written = read_u32(&bytemuck::cast_slice(&self.storage)[start..], 0) as usize;
+        self.used = start + align(written.min(MESSAGE_ROOM));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A packet message as the kernel sends it: header, nfgenmsg, packet header and payload.
+    fn packet_message(id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        attrs.extend(11u16.to_ne_bytes()); // 4 + packet_id, hw_protocol, hook
+        attrs.extend((sys::NFQA_PACKET_HDR as u16).to_ne_bytes());
+        attrs.extend(id.to_be_bytes());
+        attrs.extend([0x08, 0x00, 1, 0]); // hw protocol, hook, padding
+        attrs.extend((4 + payload.len() as u16).to_ne_bytes());
+        attrs.extend((sys::NFQA_PAYLOAD as u16).to_ne_bytes());
+        attrs.extend(payload);
+        while attrs.len() % 4 != 0 {
+            attrs.push(0);
+        }
+        let length = (NLMSG_HEADER + NFGENMSG + attrs.len()) as u32;
+        let mut message = Vec::new();
+        message.extend(length.to_ne_bytes());
+        message.extend(packet_message_type().to_ne_bytes());
+        message.extend(0u16.to_ne_bytes());
+        message.extend([0; 8]);
+        message.extend([0, 0, 0, 0]);
+        message.extend(attrs);
+        message
+    }
+
+    /// The same bytes in 8-byte aligned storage, as the receive buffers hold them.
+    fn aligned(bytes: &[u8]) -> Vec<u64> {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        words
+    }
+
+    #[test]
+    fn reads_every_packet_of_a_datagram() {
+        let mut datagram = packet_message(7, b"abcde");
+        datagram.extend(packet_message(8, b"xyz"));
+        let words = aligned(&datagram);
+        let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..datagram.len()];
+        let messages: Vec<Incoming> = incoming(bytes).collect();
+        assert_eq!(
+            messages,
+            [Incoming::Packet { id: 7, payload: b"abcde" }, Incoming::Packet { id: 8, payload: b"xyz" }]
+        );
+    }
+
+    #[test]
+    fn a_cut_message_still_yields_its_id() {
+        let datagram = packet_message(42, &[0x45; 100]);
+        let words = aligned(&datagram);
+        let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..60];
+        assert_eq!(incoming(bytes).collect::<Vec<_>>(), [Incoming::Unreadable { id: 42 }]);
+    }
+
+    #[test]
+    fn damaged_lengths_end_the_walk_without_panicking() {
+        let mut datagram = packet_message(1, b"ab");
+        datagram[0..4].copy_from_slice(&3u32.to_ne_bytes());
+        let words = aligned(&datagram);
+        let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..datagram.len()];
+        assert_eq!(incoming(bytes).collect::<Vec<_>>(), [Incoming::Other]);
+        assert_eq!(incoming(&[]).count(), 0);
+    }
+
+    #[test]
+    fn verdicts_are_packed_back_to_back() {
+        let mut outbox = Outbox::with_room_for(1);
+        outbox.verdict(3, 10, Verdict::Accept, false);
+        outbox.verdict(3, 20, Verdict::AcceptWithMark(0x10), true);
+        outbox.verdict(3, 21, Verdict::Drop, false);
+        let bytes = outbox.bytes();
+        let lengths: Vec<u32> = incoming_lengths(bytes);
+        assert_eq!(lengths, [32, 40, 32]);
+        // The batch message carries its type, the queue number and the id.
+        let second = &bytes[32..72];
+        assert_eq!(u16::from_ne_bytes([second[4], second[5]]), (3 << 8) | sys::NFQNL_MSG_VERDICT_BATCH as u16);
+        assert_eq!(u16::from_be_bytes([second[18], second[19]]), 3);
+        assert_eq!(&second[28..32], &20u32.to_be_bytes());
+        outbox.clear();
+        assert!(outbox.is_empty());
+    }
+
+    fn incoming_lengths(bytes: &[u8]) -> Vec<u32> {
+        let mut lengths = Vec::new();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let length = read_u32(bytes, offset);
+            lengths.push(length);
+            offset += align(length as usize);
+        }
+        lengths
+    }
+}
