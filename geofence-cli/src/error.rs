@@ -17,6 +17,15 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The configuration is invalid.
     #[error("{}: {source}", path.display())]
     Config {
@@ -25,20 +34,13 @@ pub enum CliError {
         /// What is wrong, with the line.
         source: ConfigError,
     },
-    /// The country database is invalid.
-    #[error("{}: {source}", path.display())]
-    Database {
-        /// The database file.
-        path: PathBuf,
-        /// What is wrong, with the line.
-        source: DbError,
-    },
-    /// No country database was named.
-    #[error("no country database: set `database` in {} or pass --db FILE", config.display())]
-    NoDatabase {
-        /// The config file.
-        config: PathBuf,
-    },
+    /// A country database is invalid.
+    #[error("{0}")]
+    Database(DbError),
+    /// No country database was named and none is built in.
+    #[cfg(not(feature = "embedded-db"))]
+    #[error("no country database: this geofence was built without the embedded one; name one with `database` or --db")]
+    NoDatabase,
     /// The policy could not be built.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -48,13 +50,16 @@ pub enum CliError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// Writing to standard output failed.
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
 }
 
 impl CliError {
-    /// 1: a runtime failure (queue, signals); 3: a bad config, database or file.
+    /// 1: a runtime failure (queue, signals, output); 3: a bad config, database or file.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Queue(_) | CliError::Signals(_) => 1,
+            CliError::Queue(_) | CliError::Signals(_) | CliError::Output(_) => 1,
             _ => 3,
         }
     }

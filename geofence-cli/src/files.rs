@@ -1,43 +1,62 @@
-//! Reading the files a config names: the config itself and the country database.
+//! Reading the files a command names: configs and country databases.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use geofence_core::db::parse_range_csv;
-use geofence_core::{Config, CountryDb};
+use geofence_core::db::{self, CountryTable, Input, Provenance};
+use geofence_core::Config;
 
 use crate::error::CliError;
 
-/// Reads a whole text file, naming it in the error.
-pub fn read_text(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.to_owned(), source })
+/// Reads a whole file, naming it in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read { path: path.to_owned(), source })
 }
 
 /// Reads and checks a config file; warnings are logged.
 pub fn load_config(path: &Path) -> Result<Config, CliError> {
-    let config =
-        Config::parse(&read_text(path)?).map_err(|source| CliError::Config { path: path.to_owned(), source })?;
+    let bytes = read(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let config = Config::parse(&text).map_err(|source| CliError::Config { path: path.to_owned(), source })?;
     for warning in &config.warnings {
         log::warn!("{}: {warning}", path.display());
     }
     Ok(config)
 }
 
-/// The database file to use: `--db` if given, else the config's `database`, taken relative to
-/// the config file's folder.
-pub fn database_path(override_path: Option<&Path>, config: &Config, config_path: &Path) -> Result<PathBuf, CliError> {
-    if let Some(path) = override_path {
-        return Ok(path.to_owned());
+/// The database files to use: `--db` if given, else the config's `database`, taken relative to
+/// the config file's folder; none means the embedded database.
+pub fn database_paths(override_paths: &[PathBuf], config: &Config, config_path: &Path) -> Vec<PathBuf> {
+    if !override_paths.is_empty() {
+        return override_paths.to_vec();
     }
-    let named = config.database.as_deref().ok_or_else(|| CliError::NoDatabase { config: config_path.to_owned() })?;
-    Ok(config_path.parent().unwrap_or(Path::new(".")).join(named))
+    let folder = config_path.parent().unwrap_or(Path::new("."));
+    config.database.iter().map(|named| folder.join(named)).collect()
 }
 
-/// Loads a range CSV country database.
-pub fn load_database(path: &Path) -> Result<Arc<dyn CountryDb>, CliError> {
-    let db =
-        parse_range_csv(&read_text(path)?).map_err(|source| CliError::Database { path: path.to_owned(), source })?;
-    let (v4, v6) = db.len();
-    log::info!("country database {}: {v4} IPv4 and {v6} IPv6 ranges", path.display());
-    Ok(Arc::new(db))
+/// Loads and layers country databases of any supported format; with none, the embedded one.
+pub fn load_database(paths: &[PathBuf]) -> Result<(CountryTable, Provenance), CliError> {
+    if paths.is_empty() {
+        return embedded();
+    }
+    let contents = paths.iter().map(|path| read(path)).collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+    let inputs: Vec<Input> = names.iter().zip(&contents).map(|(name, bytes)| Input { name, bytes }).collect();
+    db::load(&inputs).map_err(CliError::Database)
+}
+
+#[cfg(feature = "embedded-db")]
+fn embedded() -> Result<(CountryTable, Provenance), CliError> {
+    db::embedded().map_err(|source| CliError::Database(source.into()))
+}
+
+#[cfg(not(feature = "embedded-db"))]
+fn embedded() -> Result<(CountryTable, Provenance), CliError> {
+    Err(CliError::NoDatabase)
+}
+
+/// A one-line description of a loaded database for logs.
+pub fn describe(table: &CountryTable, provenance: &Provenance) -> String {
+    let (v4, v6) = table.range_counts();
+    let date = if provenance.date.is_empty() { String::new() } else { format!(", {}", provenance.date) };
+    format!("{}{date}: {v4} IPv4 and {v6} IPv6 ranges", provenance.source)
 }

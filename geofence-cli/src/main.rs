@@ -1,8 +1,10 @@
 //! The `geofence` command: arguments, files, signals and wiring. The deciding is done by
 //! geofence-core and the queue handling by geofence-nfq.
 
+mod db;
 mod error;
 mod files;
+mod lookup;
 mod run;
 
 use std::process::ExitCode;
@@ -11,10 +13,15 @@ use clap::{Parser, Subcommand};
 
 use crate::error::CliError;
 
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nEmbedded country data: IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0 (see `geofence db info`)"
+);
+
 /// GeoIP filtering of netfilter queues: decide each new inbound flow by the country and network
 /// it comes from.
 #[derive(Parser)]
-#[command(name = "geofence", version, about, long_about = None)]
+#[command(name = "geofence", version, long_version = LONG_VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +31,11 @@ struct Cli {
 enum Command {
     /// Serve the config's netfilter queue: decide every queued packet until SIGTERM or SIGINT.
     Run(run::RunArgs),
+    /// Print the country of each address, from the arguments or one a line on standard input.
+    Lookup(lookup::LookupArgs),
+    /// Compile and inspect country databases.
+    #[command(subcommand)]
+    Db(db::DbCommand),
 }
 
 fn main() -> ExitCode {
@@ -31,9 +43,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Lookup(args) => lookup::lookup(&args),
+        Command::Db(command) => db::db(&command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => report(&error),
     }
 }

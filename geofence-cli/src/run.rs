@@ -1,6 +1,7 @@
 //! `geofence run`: bind the config's queue, decide every packet with its policy, stop cleanly.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,16 +18,19 @@ pub struct RunArgs {
     /// The policy file (TOML), e.g. examples/asterisk.toml.
     #[arg(long, short)]
     config: PathBuf,
-    /// The country database, overriding the config's `database` (range CSV: start,end,CC).
-    #[arg(long)]
-    db: Option<PathBuf>,
+    /// Country databases, overriding the config's `database` (any supported format; later ones
+    /// override earlier ones). Default: the config's, else the embedded DB-IP database.
+    #[arg(long = "db")]
+    databases: Vec<PathBuf>,
 }
 
 /// Serves the queue until SIGTERM or SIGINT; then every packet still queued gets the fallback
 /// verdict, the queue is unbound and the counters are printed.
-pub fn run(args: &RunArgs) -> Result<(), CliError> {
+pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let config = files::load_config(&args.config)?;
-    let db = files::load_database(&files::database_path(args.db.as_deref(), &config, &args.config)?)?;
+    let (table, provenance) = files::load_database(&files::database_paths(&args.databases, &config, &args.config))?;
+    log::info!("country database: {}", files::describe(&table, &provenance));
+    let db = Arc::new(table);
     let mut queue_config = QueueConfig::new(config.queue);
     queue_config.fail_open = config.fail_open;
     queue_config.fallback = if config.fail_open { Verdict::Accept } else { Verdict::Drop };
@@ -74,5 +78,5 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         None => log::warn!("cannot read the kernel's counters for queue {}", queue_config.queue),
     }
     println!("verdicts={}", read(&counters.packets));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -153,10 +153,10 @@ pub struct Unreachable {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use geofence_core::{db::RangeDb, PolicyBuilder, Rule, Verdict};
+/// use geofence_core::{db::CountryTable, PolicyBuilder, Rule, Verdict};
 /// let mut lan = Rule::new("lan", Verdict::Accept);
 /// lan.sources.push("rfc1918".into());
-/// let policy = PolicyBuilder::new(Verdict::Drop).rule(lan).build(Arc::new(RangeDb::default()))?;
+/// let policy = PolicyBuilder::new(Verdict::Drop).rule(lan).build(Arc::new(CountryTable::empty()))?;
 /// assert_eq!(policy.rules().len(), 1);
 /// # Ok::<(), geofence_core::PolicyError>(())
 /// ```

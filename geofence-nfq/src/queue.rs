@@ -157,7 +157,7 @@ impl Queue {
         let slot = usize::from(self.config.copy_range) + MESSAGE_OVERHEAD;
         let mut batch = ReceiveBatch::new(self.config.burst.max(1), slot);
         let mut decided: Vec<(u32, Verdict)> = Vec::with_capacity(self.config.burst.max(1));
-        let mut outbox = Outbox::with_room_for(self.config.burst.max(1));
+        let mut outbox = Outbox::with_room_for(self.config.burst.max(1) + 1);
         while !stop.load(Ordering::Relaxed) {
             let received = match self.socket.receive(&mut batch, true) {
                 Ok(received) => received,
@@ -243,19 +243,22 @@ impl Queue {
         QueueCounters::add(&counters.unreadable, unreadable);
     }
 
-    /// Sends the verdicts of one burst in one datagram: one batch message per run of packets in
-    /// a row that share a verdict.
+    /// Sends the verdicts of one burst in one datagram: each packet whose verdict differs from
+    /// the burst's most common one gets its own message, then one `NFQNL_MSG_VERDICT_BATCH`
+    /// gives every remaining packet up to the last id the common verdict. The kernel applies
+    /// the messages in order, and every id up to the last has been read (ids are handed out,
+    /// and delivered, in order), so the batch reaches exactly the packets of the common verdict.
     fn send_verdicts(&mut self, decided: &[(u32, Verdict)], outbox: &mut Outbox) -> Result<(), NfqError> {
+        let Some(&(last, _)) = decided.last() else { return Ok(()) };
+        let common = most_common(decided);
         outbox.clear();
-        for run in decided.chunk_by(|a, b| a.1 == b.1) {
-            let (last, verdict) = run[run.len() - 1];
-            outbox.verdict(self.config.queue, last, verdict, run.len() > 1);
+        for &(id, verdict) in decided.iter().filter(|(_, verdict)| *verdict != common) {
+            outbox.verdict(self.config.queue, id, verdict, false);
         }
-        if outbox.is_empty() {
-            return Ok(());
-        }
-        self.last_id = decided.last().map(|(id, _)| *id);
-        QueueCounters::add(&self.counters.verdict_messages, decided.chunk_by(|a, b| a.1 == b.1).count() as u64);
+        outbox.verdict(self.config.queue, last, common, true);
+        self.last_id = Some(last);
+        let messages = 1 + decided.iter().filter(|(_, verdict)| *verdict != common).count();
+        QueueCounters::add(&self.counters.verdict_messages, messages as u64);
         self.socket.send(outbox.bytes()).map_err(|source| NfqError::Send { queue: self.config.queue, source })
     }
 
@@ -330,6 +333,20 @@ impl Queue {
         }
         Err(io::Error::new(io::ErrorKind::TimedOut, "the kernel did not answer the configuration request"))
     }
+}
+
+/// The majority verdict when there is one (Boyer–Moore vote: one pass, no allocation), else
+/// one of the most frequent.
+fn most_common(decided: &[(u32, Verdict)]) -> Verdict {
+    let mut candidate = decided.first().map_or(Verdict::Drop, |(_, verdict)| *verdict);
+    let mut lead = 0usize;
+    for &(_, verdict) in decided {
+        if lead == 0 {
+            candidate = verdict;
+        }
+        lead = if verdict == candidate { lead + 1 } else { lead - 1 };
+    }
+    candidate
 }
 
 /// The kernel answers EPERM both to a process without CAP_NET_ADMIN and to one binding a queue

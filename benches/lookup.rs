@@ -1,0 +1,180 @@
+//! Country lookups and `Policy::decide` on the full embedded DB-IP data, beside the peers an
+//! admin would otherwise use, measured in the same run on the same data:
+//! - `maxminddb`: `Reader::lookup` decoding just the country code, from an mmdb of the same
+//!   ranges (written here with mmdb-writer);
+//! - `ip_network_table`: longest-prefix match over the same ranges as CIDR networks.
+//!
+//! `scripts/bench-lookup` runs this and prints the ratios.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use geofence::db::{self, CountryTable};
+use geofence::{sample, Config, CountryCode, CountryDb};
+use ip_network::IpNetwork;
+use ip_network_table::IpNetworkTable;
+
+const ADDRESSES: usize = 1 << 16;
+
+/// Deterministic pseudo-random numbers, so every run looks up the same addresses.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+}
+
+/// IPv4: uniform over 1.0.0.0–223.255.255.255, as a scanner flood arrives. IPv6: uniform within
+/// ranges the database knows (uniform over the whole space would nearly always miss).
+fn addresses(table: &CountryTable) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let mut rng = Lcg(42);
+    let v4 =
+        (0..ADDRESSES).map(|_| IpAddr::V4(Ipv4Addr::from(0x0100_0000 + (rng.next() % 0xDF00_0000) as u32))).collect();
+    let v6_ranges: Vec<(u128, u128)> = table
+        .ranges()
+        .filter_map(|(first, last, _)| match (first, last) {
+            (IpAddr::V6(f), IpAddr::V6(l)) => Some((u128::from(f), u128::from(l))),
+            _ => None,
+        })
+        .collect();
+    let v6 = (0..ADDRESSES)
+        .map(|_| {
+            let (first, last) = v6_ranges[rng.next() as usize % v6_ranges.len()];
+            let offset =
+                ((u128::from(rng.next()) << 64) | u128::from(rng.next())) % (last - first).saturating_add(1).max(1);
+            IpAddr::V6(Ipv6Addr::from(first + offset))
+        })
+        .collect();
+    (v4, v6)
+}
+
+/// The same ranges as CIDR networks (a range splits into the largest aligned blocks).
+fn networks(table: &CountryTable) -> Vec<(IpNetwork, CountryCode)> {
+    let mut out = Vec::new();
+    for (first, last, country) in table.ranges() {
+        let (bits, mut start, end, v4) = match (first, last) {
+            (IpAddr::V4(f), IpAddr::V4(l)) => (32u32, u128::from(u32::from(f)), u128::from(u32::from(l)), true),
+            (IpAddr::V6(f), IpAddr::V6(l)) => (128, u128::from(f), u128::from(l), false),
+            _ => unreachable!(),
+        };
+        loop {
+            let mut size = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
+            while size > 0 && (size >= 128 || start + ((1u128 << size) - 1) > end) {
+                size -= 1;
+            }
+            let prefix = (bits - size) as u8;
+            let network = if v4 {
+                IpNetwork::new(IpAddr::V4(Ipv4Addr::from(start as u32)), prefix)
+            } else {
+                IpNetwork::new(IpAddr::V6(Ipv6Addr::from(start)), prefix)
+            };
+            out.push((network.expect("aligned block"), country));
+            let block_end = start + ((1u128 << size.min(127)) - 1);
+            if size == 128 || block_end >= end {
+                break;
+            }
+            start = block_end + 1;
+        }
+    }
+    out
+}
+
+#[derive(serde::Serialize)]
+struct FlatRecord {
+    country_code: String,
+}
+
+#[derive(serde::Deserialize)]
+struct CountryOnly<'a> {
+    country_code: &'a str,
+}
+
+fn mmdb(networks: &[(IpNetwork, CountryCode)]) -> Vec<u8> {
+    let mut writer = mmdb_writer::Writer::builder("DBIP-Country-Lite")
+        .description(&[("en", "the embedded DB-IP data, for the benchmark peer")])
+        // DB-IP has data of its own in 2001::/32 and 2002::/16, where aliases would go.
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Disabled)
+        .build();
+    for (network, country) in networks {
+        let net: ipnet::IpNet = network.to_string().parse().expect("same network");
+        writer.insert(net, &FlatRecord { country_code: country.to_string() }).expect("insert");
+    }
+    writer.to_bytes().expect("mmdb")
+}
+
+fn lookups(c: &mut Criterion) {
+    let (table, _) = db::embedded().expect("embedded database");
+    let (v4, v6) = addresses(&table);
+    let networks = networks(&table);
+    let mut prefix_table = IpNetworkTable::new();
+    for (network, country) in &networks {
+        prefix_table.insert(*network, *country);
+    }
+    let mmdb_bytes = mmdb(&networks);
+    let reader = maxminddb::Reader::from_source(&mmdb_bytes[..]).expect("mmdb reads");
+    eprintln!(
+        "table: {} IPv4 + {} IPv6 ranges, {:.1} MiB resident; {} CIDR networks; mmdb {:.1} MiB",
+        table.range_counts().0,
+        table.range_counts().1,
+        table.memory_bytes() as f64 / 1048576.0,
+        networks.len(),
+        mmdb_bytes.len() as f64 / 1048576.0
+    );
+
+    for (family, addresses) in [("ipv4", &v4), ("ipv6", &v6)] {
+        let mut group = c.benchmark_group(format!("lookup_{family}"));
+        group.throughput(Throughput::Elements(1));
+        let mut i = 0;
+        group.bench_function("geofence", |b| {
+            b.iter(|| {
+                i = (i + 1) & (ADDRESSES - 1);
+                black_box(table.lookup(black_box(addresses[i])))
+            })
+        });
+        group.bench_function("maxminddb", |b| {
+            b.iter(|| {
+                i = (i + 1) & (ADDRESSES - 1);
+                let result = reader.lookup(black_box(addresses[i])).expect("lookup");
+                black_box(result.decode::<CountryOnly>().expect("decode").map(|r| r.country_code.len()))
+            })
+        });
+        group.bench_function("ip_network_table", |b| {
+            b.iter(|| {
+                i = (i + 1) & (ADDRESSES - 1);
+                black_box(prefix_table.longest_match(black_box(addresses[i])).map(|(_, c)| *c))
+            })
+        });
+        group.finish();
+    }
+
+    let config = Config::parse(include_str!("../examples/asterisk.toml")).expect("config");
+    let policy = config.policy.build(Arc::new(table.clone())).expect("policy");
+    let server = "192.0.2.1".parse().expect("address");
+    let packets: Vec<Vec<u8>> = v4.iter().map(|source| sample::sip_options(*source, server)).collect();
+    let mut group = c.benchmark_group("decide");
+    let mut i = 0;
+    group.bench_function("bare_lookup", |b| {
+        b.iter(|| {
+            i = (i + 1) & (ADDRESSES - 1);
+            black_box(table.lookup(black_box(v4[i])))
+        })
+    });
+    group.bench_function("asterisk_policy", |b| {
+        b.iter(|| {
+            i = (i + 1) & (ADDRESSES - 1);
+            black_box(policy.decide(black_box(&packets[i])))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("load");
+    group.bench_function("embedded_compiled", |b| b.iter(|| black_box(db::embedded().expect("loads"))));
+    group.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);

@@ -1,0 +1,348 @@
+//! geofence's own database file: a compiled [`RangeTable`] that loads with one read and a
+//! validation pass, no text parsing.
+//!
+//! Layout (integers little-endian):
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | magic `\x89GFDB\r\n\x1a` (a text-mode transfer or a truncation shows) |
+//! | 8 | 2 | format version (1) |
+//! | 10 | 2 | value kind (1: country code) |
+//! | 12 | 4 | CRC-32 of every byte from offset 16 on |
+//! | 16 | 2 + n | data date, UTF-8, length-prefixed |
+//! | … | 2 + n | source, UTF-8, length-prefixed |
+//! | … | 4 + 2·n | value count, then each value (a country code: 2 ASCII letters) |
+//! | … | 4 + … | IPv4 entry count, then the entries |
+//! | … | 4 + … | IPv6 entry count, then the entries |
+//!
+//! Entry `i` maps `start[i]..start[i+1]` to `values[slot[i]]`, or to nothing. The first entry
+//! starts at 0 and stores only its slot; every later one stores the step from the previous
+//! start as a byte `z` and an unsigned LEB128 `m` (step = `m << z`: IPv6 steps are large powers
+//! of two, so this takes 2–4 bytes where a raw address takes 16), then its slot as LEB128
+//! `slot + 1` (0: nothing). Loading checks the magic, version, kind and checksum, that every
+//! count fits in what remains of the file (so nothing is allocated from a damaged count), that
+//! every step is positive and stays within the family, and that every slot names a value.
+
+use super::table::{Family, Key, RangeTable};
+use crate::CountryCode;
+
+/// The first 8 bytes of every compiled file.
+pub const MAGIC: [u8; 8] = *b"\x89GFDB\r\n\x1a";
+const VERSION: u16 = 1;
+const KIND_COUNTRY: u16 = 1;
+const HEADER: usize = 16;
+const NONE: u16 = u16::MAX;
+
+/// What a compiled file says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// When the source data was published, as its publisher dates it (e.g. `2026-06`).
+    pub date: String,
+    /// Where the data comes from, with the attribution its licence asks for.
+    pub source: String,
+}
+
+/// Why bytes are not a compiled country database.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompiledError {
+    /// The file does not start with the magic bytes.
+    #[error("not a geofence database (no magic bytes)")]
+    NotCompiled,
+    /// The file is of a format version this geofence does not read.
+    #[error("format version {0} is not supported (this geofence reads version {VERSION})")]
+    Version(u16),
+    /// The file holds values of another kind.
+    #[error("value kind {0} is not country codes")]
+    Kind(u16),
+    /// The checksum does not match: the file is damaged.
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is damaged")]
+    Checksum {
+        /// The checksum in the header.
+        stored: u32,
+        /// The checksum of the bytes.
+        computed: u32,
+    },
+    /// A field is cut off or wrong.
+    #[error("at byte {offset}: {problem}")]
+    At {
+        /// Where in the file.
+        offset: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+/// Writes a country table and its provenance as a compiled file.
+pub fn encode(table: &RangeTable<CountryCode>, provenance: &Provenance) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_text(&mut body, &provenance.date);
+    put_text(&mut body, &provenance.source);
+    body.extend((table.values.len() as u32).to_le_bytes());
+    for value in &table.values {
+        body.extend(value.as_str().as_bytes());
+    }
+    put_family(&mut body, &table.v4);
+    put_family(&mut body, &table.v6);
+    let mut file = Vec::with_capacity(HEADER + body.len());
+    file.extend(MAGIC);
+    file.extend(VERSION.to_le_bytes());
+    file.extend(KIND_COUNTRY.to_le_bytes());
+    file.extend(crc32fast::hash(&body).to_le_bytes());
+    file.extend(body);
+    file
+}
+
+fn put_family<K: Key>(out: &mut Vec<u8>, family: &Family<K>) {
+    out.extend((family.len() as u32).to_le_bytes());
+    let mut previous = 0u128;
+    for (index, (start, slot)) in family.starts.iter().zip(&family.slots).enumerate() {
+        let start = start.to_u128();
+        if index > 0 {
+            let step = start - previous;
+            let zeros = step.trailing_zeros();
+            out.push(zeros as u8);
+            put_leb128(out, step >> zeros);
+        }
+        previous = start;
+        put_leb128(out, if *slot == NONE { 0 } else { u128::from(*slot) + 1 });
+    }
+}
+
+fn put_leb128(out: &mut Vec<u8>, mut value: u128) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    let bytes = &text.as_bytes()[..text.len().min(usize::from(u16::MAX))];
+    out.extend((bytes.len() as u16).to_le_bytes());
+    out.extend(bytes);
+}
+
+/// Reads a compiled file, refusing anything damaged or foreign.
+pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), CompiledError> {
+    if file.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+        return Err(CompiledError::NotCompiled);
+    }
+    let mut reader = Reader { file, offset: MAGIC.len() };
+    let version = reader.u16()?;
+    if version != VERSION {
+        return Err(CompiledError::Version(version));
+    }
+    let kind = reader.u16()?;
+    if kind != KIND_COUNTRY {
+        return Err(CompiledError::Kind(kind));
+    }
+    let stored = reader.u32()?;
+    let computed = crc32fast::hash(&file[HEADER..]);
+    if stored != computed {
+        return Err(CompiledError::Checksum { stored, computed });
+    }
+    let provenance = Provenance { date: reader.text()?, source: reader.text()? };
+    let values = reader.values()?;
+    let v4 = reader.family::<u32>(values.len(), u128::from(u32::MAX))?;
+    let v6 = reader.family::<u128>(values.len(), u128::MAX)?;
+    if reader.offset != file.len() {
+        return Err(reader.problem("bytes after the IPv6 table"));
+    }
+    Ok((RangeTable::from_parts(values, v4, v6), provenance))
+}
+
+/// A cursor that fails with the offset, never reads out of bounds.
+struct Reader<'a> {
+    file: &'a [u8],
+    offset: usize,
+}
+
+impl Reader<'_> {
+    fn problem(&self, problem: &'static str) -> CompiledError {
+        CompiledError::At { offset: self.offset, problem }
+    }
+
+    fn take(&mut self, length: usize, what: &'static str) -> Result<&[u8], CompiledError> {
+        let end = self.offset.checked_add(length).filter(|end| *end <= self.file.len()).ok_or(self.problem(what))?;
+        let bytes = &self.file[self.offset..end];
+        self.offset = end;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CompiledError> {
+        let bytes = self.take(N, what)?;
+        Ok(std::array::from_fn(|i| bytes[i]))
+    }
+
+    fn u16(&mut self) -> Result<u16, CompiledError> {
+        Ok(u16::from_le_bytes(self.array("file cut short in the header")?))
+    }
+
+    fn u32(&mut self) -> Result<u32, CompiledError> {
+        Ok(u32::from_le_bytes(self.array("file cut short in the header")?))
+    }
+
+    fn text(&mut self) -> Result<String, CompiledError> {
+        let length = usize::from(u16::from_le_bytes(self.array("file cut short in the provenance")?));
+        let start = self.offset;
+        let bytes = self.take(length, "provenance text runs past the end")?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| CompiledError::At { offset: start, problem: "provenance text is not UTF-8" })
+    }
+
+    /// A count of `width`-byte items, checked against the bytes left before anything is allocated.
+    fn count(&mut self, width: usize, what: &'static str) -> Result<usize, CompiledError> {
+        let count = u32::from_le_bytes(self.array(what)?) as usize;
+        let left = self.file.len() - self.offset;
+        if count.checked_mul(width).is_none_or(|bytes| bytes > left) {
+            return Err(self.problem("count larger than the rest of the file"));
+        }
+        Ok(count)
+    }
+
+    fn values(&mut self) -> Result<Vec<CountryCode>, CompiledError> {
+        let count = self.count(2, "file cut short before the values")?;
+        if count >= usize::from(NONE) {
+            return Err(self.problem("too many values"));
+        }
+        (0..count)
+            .map(|_| {
+                let at = self.offset;
+                CountryCode::from_bytes(self.array("value cut short")?)
+                    .ok_or(CompiledError::At { offset: at, problem: "value is not a country code" })
+            })
+            .collect()
+    }
+
+    fn byte(&mut self, what: &'static str) -> Result<u8, CompiledError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    fn leb128(&mut self) -> Result<u128, CompiledError> {
+        let mut value = 0u128;
+        let mut shift = 0;
+        loop {
+            let byte = self.byte("entry cut short")?;
+            let bits = u128::from(byte & 0x7f);
+            if shift >= 128 || (bits << shift) >> shift != bits {
+                return Err(self.problem("number too large"));
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+        }
+    }
+
+    /// One family's entries: each takes at least one byte, so the count is checked against
+    /// what is left before anything is allocated.
+    fn family<K: Key + TryFrom<u128>>(&mut self, values: usize, max: u128) -> Result<Family<K>, CompiledError> {
+        let count = self.count(1, "file cut short before a table")?;
+        if count == 0 {
+            return Err(self.problem("a table has no entries"));
+        }
+        let mut starts = Vec::with_capacity(count);
+        let mut slots = Vec::with_capacity(count);
+        let mut start = 0u128;
+        for index in 0..count {
+            let at = self.offset;
+            if index > 0 {
+                let zeros = u32::from(self.byte("entry cut short")?);
+                let multiple = self.leb128()?;
+                let step = (zeros < 128)
+                    .then(|| multiple.checked_shl(zeros).filter(|step| step >> zeros == multiple))
+                    .flatten()
+                    .filter(|step| *step > 0)
+                    .ok_or(CompiledError::At { offset: at, problem: "range step is zero or too large" })?;
+                start = start
+                    .checked_add(step)
+                    .filter(|next| *next <= max)
+                    .ok_or(CompiledError::At { offset: at, problem: "range start beyond the address family" })?;
+            }
+            let slot = match self.leb128()? {
+                0 => NONE,
+                n if n <= values as u128 => (n - 1) as u16,
+                _ => return Err(CompiledError::At { offset: at, problem: "entry names a value that does not exist" }),
+            };
+            starts.push(
+                K::try_from(start)
+                    .map_err(|_| CompiledError::At { offset: at, problem: "range start beyond the address family" })?,
+            );
+            slots.push(slot);
+        }
+        Ok(Family::new(starts, slots))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::TableBuilder;
+
+    fn sample() -> (RangeTable<CountryCode>, Provenance) {
+        let mut builder = TableBuilder::new();
+        let gb: CountryCode = "GB".parse().unwrap();
+        let cn: CountryCode = "CN".parse().unwrap();
+        builder.insert(0, "192.0.2.0".parse().unwrap(), "192.0.2.255".parse().unwrap(), gb).unwrap();
+        builder.insert(0, "198.51.100.0".parse().unwrap(), "198.51.100.255".parse().unwrap(), cn).unwrap();
+        builder.insert(0, "2001:db8::".parse().unwrap(), "2001:db8::ffff".parse().unwrap(), cn).unwrap();
+        (builder.build(), Provenance { date: "2026-06".into(), source: "test fixture".into() })
+    }
+
+    #[test]
+    fn round_trips_table_and_provenance() {
+        let (table, provenance) = sample();
+        let (back, back_provenance) = decode(&encode(&table, &provenance)).unwrap();
+        assert_eq!(back, table);
+        assert_eq!(back_provenance, provenance);
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let (table, provenance) = sample();
+        let file = encode(&table, &provenance);
+        for length in 0..file.len() {
+            assert!(decode(&file[..length]).is_err(), "accepted a file cut to {length} bytes");
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_refused() {
+        let (table, provenance) = sample();
+        let file = encode(&table, &provenance);
+        for bit in 0..file.len() * 8 {
+            let mut damaged = file.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&damaged).is_err(), "accepted a flip of bit {bit}");
+        }
+    }
+
+    #[test]
+    fn foreign_and_future_files_are_named_as_such() {
+        assert_eq!(decode(b"1.0.0.0,1.0.0.255,AU\n"), Err(CompiledError::NotCompiled));
+        let (table, provenance) = sample();
+        let mut file = encode(&table, &provenance);
+        file[8] = 2;
+        assert_eq!(decode(&file), Err(CompiledError::Version(2)));
+    }
+
+    #[test]
+    fn a_consistent_body_with_a_zero_step_is_refused_by_validation() {
+        let (table, provenance) = sample();
+        let mut file = encode(&table, &provenance);
+        // The second IPv4 entry's step multiple: make it 0, then fix the checksum so only
+        // validation can tell.
+        let v4_entries = HEADER + (2 + 7) + (2 + 12) + (4 + 2 * 2) + 4;
+        let second_step = v4_entries + 1 + 1;
+        file[second_step] = 0;
+        let crc = crc32fast::hash(&file[HEADER..]);
+        file[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode(&file), Err(CompiledError::At { problem: "range step is zero or too large", .. })));
+    }
+}

@@ -1,0 +1,102 @@
+//! MaxMind DB files (GeoLite2/GeoIP2 Country and City, DB-IP lite, ip-location-db) read through
+//! the `maxminddb` crate: the whole tree is walked once at load time and turned into ranges, so
+//! no packet is ever looked up in the mmdb itself.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::Deserialize;
+
+use super::text::{country, Emit};
+use super::DbError;
+use crate::CountryCode;
+
+/// No real database has this many networks; a damaged tree that loops is stopped here.
+const MAX_NETWORKS: usize = 50_000_000;
+
+/// The country fields of every schema geofence reads: GeoIP2 `country.iso_code` (falling back
+/// to `registered_country.iso_code`), and the flat `country_code` of DB-IP and ip-location-db.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    country: Option<Named<'a>>,
+    #[serde(borrow)]
+    registered_country: Option<Named<'a>>,
+    country_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Named<'a> {
+    iso_code: Option<&'a str>,
+}
+
+impl<'a> Record<'a> {
+    fn code(&self) -> Option<&'a str> {
+        let iso = |named: &Option<Named<'a>>| named.as_ref().and_then(|n| n.iso_code);
+        iso(&self.country).or(iso(&self.registered_country)).or(self.country_code)
+    }
+}
+
+fn mmdb_error(error: impl std::fmt::Display) -> DbError {
+    DbError::Mmdb(error.to_string())
+}
+
+/// Walks every network with data. The `maxminddb` crate asserts on states it believes
+/// unreachable; a damaged file that reaches one is refused like any other damage.
+pub(crate) fn read(bytes: &[u8], emit: &mut Emit) -> Result<(), DbError> {
+    panic::catch_unwind(AssertUnwindSafe(|| walk(bytes, emit)))
+        .unwrap_or_else(|_| Err(DbError::Mmdb("the file is damaged (the reader gave up on it)".into())))
+}
+
+fn walk(bytes: &[u8], emit: &mut Emit) -> Result<(), DbError> {
+    let reader = maxminddb::Reader::from_source(bytes).map_err(mmdb_error)?;
+    // Checks the search tree and the data section whole, so damage is refused, not read.
+    reader.verify().map_err(mmdb_error)?;
+    let mut known: HashMap<usize, Option<CountryCode>> = HashMap::new();
+    let mut seen = 0usize;
+    let mut visit = |cidr: &str, skip_ipv4_subtree: bool| -> Result<(), DbError> {
+        let networks = reader.within(cidr.parse().map_err(mmdb_error)?, Default::default()).map_err(mmdb_error)?;
+        for item in networks {
+            seen += 1;
+            if seen > MAX_NETWORKS {
+                return Err(DbError::Mmdb(format!("more than {MAX_NETWORKS} networks: the tree is damaged")));
+            }
+            let lookup = item.map_err(mmdb_error)?;
+            let network = lookup.network().map_err(mmdb_error)?;
+            let Some(offset) = lookup.offset() else { continue };
+            let (first, last) = (network.network(), network.broadcast());
+            if skip_ipv4_subtree && in_ipv4_subtree(first) {
+                continue;
+            }
+            let code = match known.get(&offset) {
+                Some(code) => *code,
+                None => {
+                    let record: Option<Record> = lookup.decode().map_err(mmdb_error)?;
+                    let code = match record.as_ref().and_then(Record::code) {
+                        Some(code) => {
+                            country(code).map_err(|problem| DbError::Mmdb(format!("network {network}: {problem}")))?
+                        }
+                        None => None,
+                    };
+                    known.insert(offset, code);
+                    code
+                }
+            };
+            if let Some(code) = code {
+                emit(0, first, last, code)?;
+            }
+        }
+        Ok(())
+    };
+    visit("0.0.0.0/0", false)?;
+    if reader.metadata().ip_version == 6 {
+        visit("::/0", true)?;
+    }
+    Ok(())
+}
+
+/// `::/96`, where IPv6 trees keep their IPv4 data: already read as IPv4.
+fn in_ipv4_subtree(address: IpAddr) -> bool {
+    matches!(address, IpAddr::V6(v6) if u128::from(v6) >> 32 == 0)
+}
