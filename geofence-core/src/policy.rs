@@ -225,13 +225,13 @@ impl PolicyBuilder {
             }
             lists.push((name, list));
         }
-        let mut compiled = Vec::with_capacity(self.rules.len());
+        let mut matchers = Vec::with_capacity(self.rules.len());
         for rule in &self.rules {
             let sources =
                 rule.sources.iter().map(|name| resolve_list(&mut lists, name, &rule.name)).collect::<Result<_, _>>()?;
-            compiled.push(CompiledRule { sources, rule: rule.clone() });
+            matchers.push(Matcher::new(rule, sources));
         }
-        Ok(Policy { rules: compiled, lists, default: self.default, malformed: self.malformed, db })
+        Ok(Policy { matchers, rules: self.rules, lists, default: self.default, malformed: self.malformed, db })
     }
 }
 
@@ -246,15 +246,49 @@ fn resolve_list(lists: &mut Vec<(String, PrefixList)>, name: &str, rule: &str) -
     Ok(lists.len() - 1)
 }
 
-struct CompiledRule {
-    /// Indices into [`Policy::lists`], resolved once so the packet path compares no strings.
-    sources: Vec<usize>,
-    rule: Rule,
+/// A rule as the packet path tests it: flat, with names resolved and nothing to compare but
+/// numbers and bits.
+struct Matcher {
+    /// Bit `p` set: protocol `p` matches (all bits set when the rule names no protocol).
+    protocols: [u64; 4],
+    /// Destination port ranges; empty: any port.
+    ports: Box<[PortRange]>,
+    /// Indices into the policy's lists; empty: any source.
+    sources: Box<[usize]>,
+    countries: Option<CountrySet>,
+    not_countries: Option<CountrySet>,
+    verdict: Verdict,
+}
+
+impl Matcher {
+    fn new(rule: &Rule, sources: Vec<usize>) -> Matcher {
+        let mut protocols = [0u64; 4];
+        if rule.protocols.is_empty() {
+            protocols = [u64::MAX; 4];
+        }
+        for protocol in &rule.protocols {
+            protocols[usize::from(protocol.0 >> 6)] |= 1 << (protocol.0 & 63);
+        }
+        Matcher {
+            protocols,
+            ports: rule.ports.clone().into_boxed_slice(),
+            sources: sources.into_boxed_slice(),
+            countries: rule.countries,
+            not_countries: rule.not_countries,
+            verdict: rule.verdict,
+        }
+    }
+
+    #[inline]
+    fn protocol_matches(&self, protocol: Protocol) -> bool {
+        self.protocols[usize::from(protocol.0 >> 6)] >> (protocol.0 & 63) & 1 != 0
+    }
 }
 
 /// A built policy: shared behind an `Arc` by every thread that decides packets.
 pub struct Policy {
-    rules: Vec<CompiledRule>,
+    matchers: Vec<Matcher>,
+    rules: Vec<Rule>,
     lists: Vec<(String, PrefixList)>,
     default: Verdict,
     malformed: Verdict,
@@ -280,7 +314,7 @@ impl Policy {
     /// The verdict for one raw IPv4 or IPv6 packet. Allocates nothing and takes no lock.
     pub fn decide(&self, packet: &[u8]) -> Verdict {
         match packet::parse(packet) {
-            Ok(meta) => self.first_match(&meta, &mut None).map_or(self.default, |rule| rule.verdict),
+            Ok(meta) => self.first_match(&meta, &mut None).map_or(self.default, |index| self.matchers[index].verdict),
             Err(_) => self.malformed,
         }
     }
@@ -300,7 +334,7 @@ impl Policy {
             }
         };
         let mut country = None;
-        let rule = self.first_match(&meta, &mut country);
+        let rule = self.first_match(&meta, &mut country).and_then(|index| self.rules.get(index));
         let country = country.unwrap_or_else(|| self.db.lookup(meta.source));
         Decision {
             verdict: rule.map_or(self.default, |rule| rule.verdict),
@@ -323,7 +357,7 @@ impl Policy {
 
     /// The rules, in the order they are tried.
     pub fn rules(&self) -> impl ExactSizeIterator<Item = &Rule> {
-        self.rules.iter().map(|compiled| &compiled.rule)
+        self.rules.iter()
     }
 
     /// The prefix lists the rules use, defined and built-in, by name.
@@ -331,14 +365,16 @@ impl Policy {
         self.lists.iter().map(|(name, list)| (name.as_str(), list))
     }
 
-    /// The first matching rule. `country` caches the lookup: `None` until a rule needs it.
-    fn first_match(&self, meta: &PacketMeta, country: &mut Option<Option<CountryCode>>) -> Option<&Rule> {
-        self.rules.iter().find(|compiled| self.matches(compiled, meta, country)).map(|compiled| &compiled.rule)
+    /// The index of the first matching rule. `country` caches the lookup: `None` until a rule
+    /// needs it.
+    #[inline]
+    fn first_match(&self, meta: &PacketMeta, country: &mut Option<Option<CountryCode>>) -> Option<usize> {
+        self.matchers.iter().position(|matcher| self.matches(matcher, meta, country))
     }
 
-    fn matches(&self, compiled: &CompiledRule, meta: &PacketMeta, country: &mut Option<Option<CountryCode>>) -> bool {
-        let rule = &compiled.rule;
-        if !rule.protocols.is_empty() && !rule.protocols.contains(&meta.protocol) {
+    #[inline]
+    fn matches(&self, rule: &Matcher, meta: &PacketMeta, country: &mut Option<Option<CountryCode>>) -> bool {
+        if !rule.protocol_matches(meta.protocol) {
             return false;
         }
         if !rule.ports.is_empty() {
@@ -347,15 +383,17 @@ impl Policy {
                 return false;
             }
         }
-        if !compiled.sources.is_empty() && !compiled.sources.iter().any(|&i| self.lists[i].1.contains(meta.source)) {
+        if !rule.sources.is_empty()
+            && !rule.sources.iter().any(|&i| self.lists.get(i).is_some_and(|(_, list)| list.contains(meta.source)))
+        {
             return false;
         }
         if rule.countries.is_none() && rule.not_countries.is_none() {
             return true;
         }
         let country = *country.get_or_insert_with(|| self.db.lookup(meta.source));
-        rule.countries.is_none_or(|set| set.contains(country))
-            && rule.not_countries.is_none_or(|set| !set.contains(country))
+        rule.countries.as_ref().is_none_or(|set| set.contains(country))
+            && rule.not_countries.as_ref().is_none_or(|set| !set.contains(country))
     }
 }
 

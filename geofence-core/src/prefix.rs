@@ -1,8 +1,9 @@
 //! Prefix lists: named sets of IPv4 and IPv6 networks, such as an operator's SIP trunk providers,
 //! and the built-in lists of special-purpose address space.
 //!
-//! Membership is a longest-prefix match in an `ip_network_table`, which neither allocates nor
-//! locks, so a list can be consulted per packet.
+//! The networks are kept in an `ip_network_table` (which also says which network an address
+//! falls in, for logs); membership, asked per packet, is a binary search over the same networks
+//! merged into sorted address intervals, which neither allocates nor locks.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -14,6 +15,8 @@ use ip_network_table::IpNetworkTable;
 #[derive(Default)]
 pub struct PrefixList {
     table: IpNetworkTable<()>,
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
 }
 
 impl PrefixList {
@@ -25,11 +28,32 @@ impl PrefixList {
     /// Adds a network.
     pub fn insert(&mut self, network: IpNetwork) {
         self.table.insert(network, ());
+        match network {
+            IpNetwork::V4(n) => {
+                let first = u32::from(n.network_address());
+                add_interval(&mut self.v4, first, u32::from(n.broadcast_address()));
+            }
+            IpNetwork::V6(n) => {
+                let first = u128::from(n.network_address());
+                let host_bits = 128 - u32::from(n.netmask());
+                let last = first | if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+                add_interval(&mut self.v6, first, last);
+            }
+        }
     }
 
     /// Whether some network of the list contains `address`.
+    #[inline]
     pub fn contains(&self, address: IpAddr) -> bool {
-        self.table.longest_match(address).is_some()
+        match address {
+            IpAddr::V4(a) => within(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => within(&self.v6, u128::from(a)),
+        }
+    }
+
+    /// The most specific network of the list that contains `address`, for logs.
+    pub fn matching_network(&self, address: IpAddr) -> Option<IpNetwork> {
+        self.table.longest_match(address).map(|(network, _)| network)
     }
 
     /// How many IPv4 and IPv6 networks the list holds.
@@ -60,6 +84,25 @@ impl fmt::Debug for PrefixList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.networks().map(|n| n.to_string())).finish()
     }
+}
+
+/// Adds `first..=last` to sorted, disjoint intervals, merging it with those it touches.
+fn add_interval<A: Copy + Ord + TryFrom<u128> + Into<u128>>(intervals: &mut Vec<(A, A)>, first: A, last: A) {
+    let touches = |(start, end): &(A, A)| {
+        let (start, end, first, last) = ((*start).into(), (*end).into(), first.into(), last.into());
+        start <= last.saturating_add(1) && first <= end.saturating_add(1)
+    };
+    let at = intervals.partition_point(|(start, _)| *start < first);
+    let from = if at > 0 && touches(&intervals[at - 1]) { at - 1 } else { at };
+    let to = from + intervals[from..].iter().take_while(|interval| touches(interval)).count();
+    let merged = intervals[from..to].iter().fold((first, last), |(a, b), (s, e)| (a.min(*s), b.max(*e)));
+    intervals.splice(from..to, [merged]);
+}
+
+#[inline]
+fn within<A: Copy + Ord>(intervals: &[(A, A)], address: A) -> bool {
+    let after = intervals.partition_point(|(start, _)| *start <= address);
+    after.checked_sub(1).is_some_and(|i| intervals[i].1 >= address)
 }
 
 /// The special-purpose address blocks geofence knows by name (IANA's registries, RFC 6890).
@@ -141,6 +184,46 @@ mod tests {
         assert!(member(&built_in("multicast").unwrap(), "ff02::1"));
         assert!(member(&built_in("cgnat").unwrap(), "100.127.255.255"));
         assert!(!member(&built_in("cgnat").unwrap(), "100.128.0.0"));
+    }
+
+    #[test]
+    fn overlapping_and_adjacent_networks_merge_and_membership_holds() {
+        let list: PrefixList = ["10.0.0.0/25", "10.0.0.128/25", "10.0.0.64/26", "10.0.2.0/24", "0.0.0.0/32", "::/0"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(list.v4, [(0, 0), (0x0a00_0000, 0x0a00_00ff), (0x0a00_0200, 0x0a00_02ff)]);
+        assert_eq!(list.v6, [(0, u128::MAX)]);
+        for (address, expected) in [
+            ("10.0.0.0", true),
+            ("10.0.0.255", true),
+            ("10.0.1.0", false),
+            ("10.0.2.9", true),
+            ("0.0.0.0", true),
+            ("0.0.0.1", false),
+        ] {
+            assert_eq!(member(&list, address), expected, "{address}");
+        }
+        assert!(member(&list, "2001:db8::1"));
+        assert_eq!(list.matching_network("10.0.0.70".parse().unwrap()), Some("10.0.0.64/26".parse().unwrap()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn membership_agrees_with_the_prefix_table(
+            networks in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u8..=32), 0..20),
+            probes in proptest::collection::vec(proptest::prelude::any::<u32>(), 40),
+        ) {
+            let list: PrefixList = networks
+                .iter()
+                .map(|(a, p)| IpNetwork::new_truncate(std::net::Ipv4Addr::from(*a), *p).unwrap())
+                .collect();
+            let edges = networks.iter().flat_map(|(a, _)| [a.wrapping_sub(1), *a, a.wrapping_add(1)]);
+            for probe in probes.into_iter().chain(edges) {
+                let address = IpAddr::V4(probe.into());
+                proptest::prop_assert_eq!(list.contains(address), list.matching_network(address).is_some(), "{}", address);
+            }
+        }
     }
 
     #[test]

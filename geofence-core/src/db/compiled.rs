@@ -23,7 +23,7 @@
 //! count fits in what remains of the file (so nothing is allocated from a damaged count), that
 //! every step is positive and stays within the family, and that every slot names a value.
 
-use super::table::{Family, Key, RangeTable};
+use super::table::{Family, Ipv6Family, Key, RangeTable, MAX_VALUES, NONE};
 use crate::CountryCode;
 
 /// The first 8 bytes of every compiled file.
@@ -31,7 +31,6 @@ pub const MAGIC: [u8; 8] = *b"\x89GFDB\r\n\x1a";
 const VERSION: u16 = 1;
 const KIND_COUNTRY: u16 = 1;
 const HEADER: usize = 16;
-const NONE: u16 = u16::MAX;
 
 /// What a compiled file says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,8 +80,11 @@ pub fn encode(table: &RangeTable<CountryCode>, provenance: &Provenance) -> Vec<u
     for value in &table.values {
         body.extend(value.as_str().as_bytes());
     }
-    put_family(&mut body, &table.v4);
-    put_family(&mut body, &table.v6);
+    put_entries(
+        &mut body,
+        &table.v4.starts.iter().map(|s| u128::from(*s)).zip(table.v4.slots.iter().copied()).collect::<Vec<_>>(),
+    );
+    put_entries(&mut body, &table.v6.entries());
     let mut file = Vec::with_capacity(HEADER + body.len());
     file.extend(MAGIC);
     file.extend(VERSION.to_le_bytes());
@@ -92,11 +94,10 @@ pub fn encode(table: &RangeTable<CountryCode>, provenance: &Provenance) -> Vec<u
     file
 }
 
-fn put_family<K: Key>(out: &mut Vec<u8>, family: &Family<K>) {
-    out.extend((family.len() as u32).to_le_bytes());
+fn put_entries(out: &mut Vec<u8>, entries: &[(u128, u16)]) {
+    out.extend((entries.len() as u32).to_le_bytes());
     let mut previous = 0u128;
-    for (index, (start, slot)) in family.starts.iter().zip(&family.slots).enumerate() {
-        let start = start.to_u128();
+    for (index, &(start, slot)) in entries.iter().enumerate() {
         if index > 0 {
             let step = start - previous;
             let zeros = step.trailing_zeros();
@@ -104,7 +105,7 @@ fn put_family<K: Key>(out: &mut Vec<u8>, family: &Family<K>) {
             put_leb128(out, step >> zeros);
         }
         previous = start;
-        put_leb128(out, if *slot == NONE { 0 } else { u128::from(*slot) + 1 });
+        put_leb128(out, if slot == NONE { 0 } else { u128::from(slot) + 1 });
     }
 }
 
@@ -147,11 +148,12 @@ pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), Comp
     }
     let provenance = Provenance { date: reader.text()?, source: reader.text()? };
     let values = reader.values()?;
-    let v4 = reader.family::<u32>(values.len(), u128::from(u32::MAX))?;
-    let v6 = reader.family::<u128>(values.len(), u128::MAX)?;
+    let (v4_starts, v4_slots) = reader.entries::<u32>(values.len(), u128::from(u32::MAX))?;
+    let (v6_starts, v6_slots) = reader.entries::<u128>(values.len(), u128::MAX)?;
     if reader.offset != file.len() {
         return Err(reader.problem("bytes after the IPv6 table"));
     }
+    let (v4, v6) = (Family::new(v4_starts, v4_slots), Ipv6Family::new(v6_starts, v6_slots));
     Ok((RangeTable::from_parts(values, v4, v6), provenance))
 }
 
@@ -207,7 +209,7 @@ impl Reader<'_> {
 
     fn values(&mut self) -> Result<Vec<CountryCode>, CompiledError> {
         let count = self.count(2, "file cut short before the values")?;
-        if count >= usize::from(NONE) {
+        if count > MAX_VALUES {
             return Err(self.problem("too many values"));
         }
         (0..count)
@@ -242,7 +244,11 @@ impl Reader<'_> {
 
     /// One family's entries: each takes at least one byte, so the count is checked against
     /// what is left before anything is allocated.
-    fn family<K: Key + TryFrom<u128>>(&mut self, values: usize, max: u128) -> Result<Family<K>, CompiledError> {
+    fn entries<K: Key + TryFrom<u128>>(
+        &mut self,
+        values: usize,
+        max: u128,
+    ) -> Result<(Vec<K>, Vec<u16>), CompiledError> {
         let count = self.count(1, "file cut short before a table")?;
         if count == 0 {
             return Err(self.problem("a table has no entries"));
@@ -276,7 +282,7 @@ impl Reader<'_> {
             );
             slots.push(slot);
         }
-        Ok(Family::new(starts, slots))
+        Ok((starts, slots))
     }
 }
 

@@ -1,5 +1,13 @@
 //! The compiled table: every address of both families mapped to a value or to nothing, as sorted
-//! range starts, with a direct index on the high bits that narrows each lookup to a few entries.
+//! range starts.
+//!
+//! IPv4 starts are found through a direct index on the top 16 bits, which leaves a binary
+//! search of a few entries. IPv6 data is far too uneven for that (a single /32 can hold tens of
+//! thousands of ranges while most /16s hold none), so IPv6 starts, cut to their top 64 bits, are
+//! searched through a static B+ tree: blocks of 16 starts with their values beside them, and
+//! above them levels of block-first starts, small enough to stay in cache. A lookup counts, in
+//! one block a level, the starts not above the address (16 comparisons and no unpredictable
+//! branch), and ends in one bottom block: about one cache miss whatever the shape of the data.
 //!
 //! It is generic over the value (a country code now; an AS number or a list tag later), so the
 //! loaders and the file format serve every kind of range data. Building resolves overlaps:
@@ -11,9 +19,15 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The slot of an address no range covers.
-const NONE: u16 = u16::MAX;
-/// log2 of the number of index buckets per family.
+pub(crate) const NONE: u16 = u16::MAX;
+/// The slot of an IPv6 /64 that holds a range boundary: look in the fine table.
+const REFINE: u16 = u16::MAX - 1;
+/// Value slots stay below the two markers.
+pub(crate) const MAX_VALUES: usize = REFINE as usize;
+/// log2 of the number of buckets of a family's direct index.
 const INDEX_BITS: u32 = 16;
+/// Starts per block of the IPv6 search tree.
+const BLOCK: usize = 16;
 
 /// A value a [`RangeTable`] can hold.
 pub trait TableValue: Copy + Eq + Hash + Send + Sync + 'static {}
@@ -32,6 +46,13 @@ impl Key for u32 {
     }
 }
 
+impl Key for u64 {
+    const BITS: u32 = 64;
+    fn to_u128(self) -> u128 {
+        u128::from(self)
+    }
+}
+
 impl Key for u128 {
     const BITS: u32 = 128;
     fn to_u128(self) -> u128 {
@@ -45,37 +66,35 @@ impl Key for u128 {
 pub(crate) struct Family<K> {
     pub(crate) starts: Vec<K>,
     pub(crate) slots: Vec<u16>,
-    /// `index[b]` is the first entry whose start lies in bucket `b` or later.
+    /// `index[b]` is the first entry whose start lies in bucket `b` (the top 16 bits) or later.
     index: Vec<u32>,
-    shift: u32,
 }
 
 impl<K: Key> Family<K> {
-    /// Builds the index over entries that are already sorted, start at 0, and have valid slots.
+    /// Builds the index over entries that are sorted, start at 0, and have valid slots.
     pub(crate) fn new(starts: Vec<K>, slots: Vec<u16>) -> Family<K> {
         let shift = K::BITS - INDEX_BITS;
-        let buckets = 1usize << INDEX_BITS;
-        let mut index = Vec::with_capacity(buckets + 1);
+        let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
         let mut entry = 0;
-        for bucket in 0..buckets {
-            let lower = (bucket as u128) << shift;
-            while entry < starts.len() && starts[entry].to_u128() < lower {
+        for bucket in 0..1u128 << INDEX_BITS {
+            while entry < starts.len() && starts[entry].to_u128() >> shift < bucket {
                 entry += 1;
             }
             index.push(entry as u32);
         }
         index.push(starts.len() as u32);
-        Family { starts, slots, index, shift }
+        Family { starts, slots, index }
     }
 
     fn everything_unknown() -> Family<K> {
         Family::new(vec![K::default()], vec![NONE])
     }
 
-    /// The slot of `key`. No allocation; a handful of comparisons within one bucket.
+    /// The slot of `key`: the bucket of its top 16 bits, then a binary search within it. No
+    /// allocation, no lock.
     #[inline]
     fn slot(&self, key: K) -> u16 {
-        let bucket = (key.to_u128() >> self.shift) as usize;
+        let bucket = (key.to_u128() >> (K::BITS - INDEX_BITS)) as usize;
         let (Some(&low), Some(&high)) = (self.index.get(bucket), self.index.get(bucket + 1)) else {
             return NONE;
         };
@@ -86,22 +105,186 @@ impl<K: Key> Family<K> {
         (low + within).checked_sub(1).and_then(|entry| self.slots.get(entry)).copied().unwrap_or(NONE)
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.starts.len()
-    }
-
     fn bytes(&self) -> usize {
         self.starts.len() * std::mem::size_of::<K>() + self.slots.len() * 2 + self.index.len() * 4
     }
 
-    /// The ranges that have a value, as (first, last, slot).
-    fn ranges(&self) -> impl Iterator<Item = (u128, u128, u16)> + '_ {
-        let max = if K::BITS == 128 { u128::MAX } else { (1u128 << K::BITS) - 1 };
-        (0..self.starts.len()).filter(|&i| self.slots[i] != NONE).map(move |i| {
-            let last = self.starts.get(i + 1).map_or(max, |next| next.to_u128() - 1);
-            (self.starts[i].to_u128(), last, self.slots[i])
-        })
+    /// The entries as (start, slot).
+    fn entries(&self) -> impl Iterator<Item = (u128, u16)> + '_ {
+        self.starts.iter().map(|start| start.to_u128()).zip(self.slots.iter().copied())
     }
+}
+
+/// The ranges that have a value, as (first, last, slot), from entries of a family whose last
+/// address is `max`.
+fn ranges_of(entries: Vec<(u128, u16)>, max: u128) -> impl Iterator<Item = (u128, u128, u16)> {
+    let ends: Vec<u128> = entries.iter().skip(1).map(|(start, _)| start - 1).chain([max]).collect();
+    entries
+        .into_iter()
+        .zip(ends)
+        .filter(|((_, slot), _)| *slot != NONE)
+        .map(|((start, slot), last)| (start, last, slot))
+}
+
+/// IPv6, kept small: a table on the top 64 bits (real boundaries nearly all fall on /64 or
+/// coarser), and a fine table on all 128 bits only for the few /64s that hold a boundary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ipv6Family {
+    main: Tree,
+    fine: Family<u128>,
+}
+
+impl Ipv6Family {
+    /// Splits full 128-bit entries (sorted, starting at 0) into the main and fine tables, in
+    /// one pass over the /64 blocks that hold starts.
+    pub(crate) fn new(starts: Vec<u128>, slots: Vec<u16>) -> Ipv6Family {
+        let mut main: Vec<(u128, u16)> = Vec::new();
+        let mut fine: Vec<(u128, u16)> = vec![(0, NONE)];
+        let mut entry = 0;
+        while entry < starts.len() {
+            let block = starts[entry] >> 64;
+            let end = entry + starts[entry..].iter().take_while(|start| **start >> 64 == block).count();
+            let refined = starts[entry..end].iter().any(|start| *start as u64 != 0);
+            if !refined {
+                push_merged(&mut main, block, slots[entry]);
+                entry = end;
+                continue;
+            }
+            push_merged(&mut main, block, REFINE);
+            let covering = if starts[entry] == block << 64 { slots[entry] } else { slot_before(&slots, entry) };
+            push_merged(&mut fine, block << 64, covering);
+            for index in entry..end {
+                push_merged(&mut fine, starts[index], slots[index]);
+            }
+            if let Some(next) = block.checked_add(1).filter(|next| *next <= u128::from(u64::MAX)) {
+                // The value at the next block's start, unless a later block begins exactly there.
+                push_merged(&mut main, next, slots[end - 1]);
+                push_merged(&mut fine, next << 64, NONE);
+            }
+            entry = end;
+        }
+        let (main_starts, main_slots): (Vec<u64>, Vec<u16>) = main.into_iter().map(|(k, s)| (k as u64, s)).unzip();
+        let (fine_starts, fine_slots) = fine.into_iter().unzip();
+        Ipv6Family { main: Tree::new(main_starts, main_slots), fine: Family::new(fine_starts, fine_slots) }
+    }
+
+    fn everything_unknown() -> Ipv6Family {
+        Ipv6Family { main: Tree::new(vec![0], vec![NONE]), fine: Family::everything_unknown() }
+    }
+
+    #[inline]
+    fn slot(&self, address: u128) -> u16 {
+        match self.main.slot((address >> 64) as u64) {
+            REFINE => self.fine.slot(address),
+            slot => slot,
+        }
+    }
+
+    /// The full 128-bit entries, as they were before the split.
+    pub(crate) fn entries(&self) -> Vec<(u128, u16)> {
+        let main: Vec<(u128, u16)> = self.main.entries().map(|(key, slot)| (key << 64, slot)).collect();
+        let mut full = Vec::with_capacity(main.len());
+        for (index, &(start, slot)) in main.iter().enumerate() {
+            if slot != REFINE {
+                push_merged(&mut full, start, slot);
+                continue;
+            }
+            let next = main.get(index + 1).map_or(u128::MAX, |(next, _)| *next);
+            push_merged(&mut full, start, self.fine.slot(start));
+            for (fine_start, fine_slot) in self.fine.entries().filter(|(s, _)| *s > start && *s < next) {
+                push_merged(&mut full, fine_start, fine_slot);
+            }
+        }
+        full
+    }
+
+    fn bytes(&self) -> usize {
+        self.main.bytes() + self.fine.bytes()
+    }
+}
+
+/// A bottom block of the IPv6 tree: 16 starts and their slots side by side, so the block that
+/// decides a lookup is also the one that answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(32))]
+struct Leaf {
+    starts: [u64; BLOCK],
+    slots: [u16; BLOCK],
+}
+
+/// The static B+ tree over the top 64 bits of IPv6 range starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tree {
+    leaves: Vec<Leaf>,
+    /// How many entries the leaves hold (the last leaf is padded).
+    count: usize,
+    /// `levels[0][b]` is the first start of leaf `b`, `levels[1][b]` the first of block `b` of
+    /// `levels[0]`, and so on up to a level of at most one block.
+    levels: Vec<Vec<u64>>,
+}
+
+impl Tree {
+    /// Builds the tree over entries that are sorted, start at 0, and have valid slots.
+    fn new(starts: Vec<u64>, slots: Vec<u16>) -> Tree {
+        let leaves = starts
+            .chunks(BLOCK)
+            .zip(slots.chunks(BLOCK))
+            .map(|(keys, values)| {
+                let mut leaf = Leaf { starts: [u64::MAX; BLOCK], slots: [NONE; BLOCK] };
+                leaf.starts[..keys.len()].copy_from_slice(keys);
+                leaf.slots[..values.len()].copy_from_slice(values);
+                leaf
+            })
+            .collect();
+        let mut levels: Vec<Vec<u64>> = vec![starts.iter().step_by(BLOCK).copied().collect()];
+        while levels.last().is_some_and(|level| level.len() > BLOCK) {
+            let above = levels.last().map(|level| level.iter().step_by(BLOCK).copied().collect()).unwrap_or_default();
+            levels.push(above);
+        }
+        Tree { leaves, count: starts.len(), levels }
+    }
+
+    #[inline]
+    fn slot(&self, key: u64) -> u16 {
+        let mut block = 0;
+        for level in self.levels.iter().rev() {
+            block = block * BLOCK + count_not_above(block_of(level, block), key).saturating_sub(1);
+        }
+        let Some(leaf) = self.leaves.get(block) else { return NONE };
+        // Padding (u64::MAX) counts only for the last address of all; the entry count caps it.
+        let real = self.count.saturating_sub(block * BLOCK).min(BLOCK);
+        let within = count_not_above(&leaf.starts, key).min(real);
+        within.checked_sub(1).map_or(NONE, |entry| leaf.slots[entry])
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u128, u16)> + '_ {
+        self.leaves
+            .iter()
+            .flat_map(|leaf| leaf.starts.iter().zip(&leaf.slots))
+            .take(self.count)
+            .map(|(start, slot)| (u128::from(*start), *slot))
+    }
+
+    fn bytes(&self) -> usize {
+        self.leaves.len() * std::mem::size_of::<Leaf>() + self.levels.iter().map(Vec::len).sum::<usize>() * 8
+    }
+}
+
+/// The slot of the entry before `entry`: the one covering the start of its block.
+fn slot_before(slots: &[u16], entry: usize) -> u16 {
+    entry.checked_sub(1).map_or(NONE, |previous| slots[previous])
+}
+
+/// Appends an entry unless it repeats the previous slot; an entry at the same start replaces
+/// the previous one.
+fn push_merged(entries: &mut Vec<(u128, u16)>, start: u128, slot: u16) {
+    if entries.last().is_some_and(|(s, _)| *s == start) {
+        entries.pop();
+    }
+    if entries.last().is_some_and(|(_, previous)| *previous == slot) {
+        return;
+    }
+    entries.push((start, slot));
 }
 
 /// An immutable map from every IPv4 and IPv6 address to a value, or to nothing.
@@ -121,16 +304,16 @@ impl<K: Key> Family<K> {
 pub struct RangeTable<V> {
     pub(crate) values: Vec<V>,
     pub(crate) v4: Family<u32>,
-    pub(crate) v6: Family<u128>,
+    pub(crate) v6: Ipv6Family,
 }
 
 impl<V: TableValue> RangeTable<V> {
     /// The table that knows no address.
     pub fn empty() -> RangeTable<V> {
-        RangeTable { values: Vec::new(), v4: Family::everything_unknown(), v6: Family::everything_unknown() }
+        RangeTable { values: Vec::new(), v4: Family::everything_unknown(), v6: Ipv6Family::everything_unknown() }
     }
 
-    pub(crate) fn from_parts(values: Vec<V>, v4: Family<u32>, v6: Family<u128>) -> RangeTable<V> {
+    pub(crate) fn from_parts(values: Vec<V>, v4: Family<u32>, v6: Ipv6Family) -> RangeTable<V> {
         RangeTable { values, v4, v6 }
     }
 
@@ -150,7 +333,10 @@ impl<V: TableValue> RangeTable<V> {
 
     /// How many IPv4 and IPv6 ranges have a value (after merging).
     pub fn range_counts(&self) -> (usize, usize) {
-        (self.v4.ranges().count(), self.v6.ranges().count())
+        (
+            ranges_of(self.v4.entries().collect(), u128::from(u32::MAX)).count(),
+            ranges_of(self.v6.entries(), u128::MAX).count(),
+        )
     }
 
     /// The distinct values, in the order first met.
@@ -165,12 +351,10 @@ impl<V: TableValue> RangeTable<V> {
 
     /// Every range that has a value, IPv4 first, in address order.
     pub fn ranges(&self) -> impl Iterator<Item = (IpAddr, IpAddr, V)> + '_ {
-        let v4 = self.v4.ranges().map(|(first, last, slot)| {
+        let v4 = ranges_of(self.v4.entries().collect(), u128::from(u32::MAX)).map(|(first, last, slot)| {
             (IpAddr::V4(Ipv4Addr::from(first as u32)), IpAddr::V4(Ipv4Addr::from(last as u32)), slot)
         });
-        let v6 = self
-            .v6
-            .ranges()
+        let v6 = ranges_of(self.v6.entries(), u128::MAX)
             .map(|(first, last, slot)| (IpAddr::V6(Ipv6Addr::from(first)), IpAddr::V6(Ipv6Addr::from(last)), slot));
         v4.chain(v6).filter_map(|(first, last, slot)| Some((first, last, *self.values.get(usize::from(slot))?)))
     }
@@ -188,7 +372,7 @@ pub enum RangeError {
         end: IpAddr,
     },
     /// More distinct values than a table can index.
-    #[error("more than {} distinct values", NONE)]
+    #[error("more than {} distinct values", MAX_VALUES)]
     TooManyValues,
 }
 
@@ -242,7 +426,10 @@ impl<V: TableValue> TableBuilder<V> {
         if let Some(slot) = self.slots_by_value.get(&value) {
             return Ok(*slot);
         }
-        let slot = u16::try_from(self.values.len()).ok().filter(|s| *s != NONE).ok_or(RangeError::TooManyValues)?;
+        let slot = u16::try_from(self.values.len())
+            .ok()
+            .filter(|s| usize::from(*s) < MAX_VALUES)
+            .ok_or(RangeError::TooManyValues)?;
         self.values.push(value);
         self.slots_by_value.insert(value, slot);
         Ok(slot)
@@ -255,9 +442,23 @@ impl<V: TableValue> TableBuilder<V> {
         RangeTable {
             values: self.values,
             v4: Family::new(v4_starts.into_iter().map(|s| s as u32).collect(), v4_slots),
-            v6: Family::new(v6_starts, v6_slots),
+            v6: Ipv6Family::new(v6_starts, v6_slots),
         }
     }
+}
+
+/// Block `index` of a level (the last block may be short).
+#[inline]
+fn block_of<K>(level: &[K], index: usize) -> &[K] {
+    let start = (index * BLOCK).min(level.len());
+    &level[start..(start + BLOCK).min(level.len())]
+}
+
+/// How many of `keys` are not above `key`: a sum of comparisons, which compiles to branch-free
+/// code that the processor need not predict.
+#[inline]
+fn count_not_above<K: Key>(keys: &[K], key: K) -> usize {
+    keys.iter().map(|k| usize::from(*k <= key)).sum()
 }
 
 fn unmap(address: IpAddr) -> IpAddr {
@@ -421,7 +622,54 @@ mod tests {
             .map(|r| r.3)
     }
 
+    /// IPv6 ranges around a few /64 boundaries, so some /64s hold boundaries (the fine table)
+    /// and some do not: (layer, first, last, value).
+    fn ipv6_ranges() -> impl Strategy<Value = Vec<(u32, u128, u128, u8)>> {
+        let block = prop_oneof![Just(0u128), Just(1), Just(2), Just(5)];
+        let offset = prop_oneof![Just(0u128), any::<u64>().prop_map(u128::from), Just(u128::from(u64::MAX))];
+        let span = prop_oneof![Just(0u128), 1u128..1000, Just(1u128 << 64), Just((1u128 << 65) + 7)];
+        proptest::collection::vec((0u32..2, block, offset, span, 0u8..3), 0..12).prop_map(|raw| {
+            let base = 0x2001_0db8u128 << 96;
+            raw.into_iter()
+                .map(|(layer, block, offset, span, value)| {
+                    let first = base + (block << 64) + offset;
+                    (layer, first, first.saturating_add(span), value)
+                })
+                .collect()
+        })
+    }
+
     proptest! {
+        #[test]
+        fn ipv6_lookups_agree_with_a_linear_scan(ranges in ipv6_ranges(), probes in proptest::collection::vec(0u128..(8u128 << 64), 30)) {
+            let mut unique: Vec<(u32, u128, u128, u8)> = Vec::new();
+            for range in ranges {
+                if unique.iter().any(|r| r.0 == range.0 && r.2 - r.1 == range.2 - range.1) { continue; }
+                unique.push(range);
+            }
+            let mut builder = TableBuilder::new();
+            for (layer, first, last, value) in &unique {
+                builder.insert(*layer, IpAddr::V6(Ipv6Addr::from(*first)), IpAddr::V6(Ipv6Addr::from(*last)), *value).unwrap();
+            }
+            let table = builder.build();
+            let reference = |address: u128| unique
+                .iter()
+                .filter(|(_, first, last, _)| (*first..=*last).contains(&address))
+                .max_by(|a, b| a.0.cmp(&b.0).then((b.2 - b.1).cmp(&(a.2 - a.1))))
+                .map(|r| r.3);
+            let base = 0x2001_0db8u128 << 96;
+            let boundaries = unique.iter().flat_map(|r| [r.1.saturating_sub(1), r.1, r.2, r.2.saturating_add(1)]);
+            for address in probes.into_iter().map(|p| base + p).chain(boundaries) {
+                prop_assert_eq!(table.get(IpAddr::V6(Ipv6Addr::from(address))), reference(address), "{:x}", address);
+            }
+            // The split into main and fine tables gives back the entries it was built from.
+            let rebuilt = Ipv6Family::new(
+                table.v6.entries().iter().map(|(s, _)| *s).collect(),
+                table.v6.entries().iter().map(|(_, v)| *v).collect(),
+            );
+            prop_assert_eq!(&rebuilt, &table.v6);
+        }
+
         #[test]
         fn lookups_agree_with_a_linear_scan(
             raw in proptest::collection::vec((0u32..3, any::<u32>(), 0u32..5000, 0u8..4), 0..40),

@@ -159,7 +159,8 @@ fn random_fixture(rng: &mut Lcg) -> (Vec<(IpNet, usize)>, Vec<u8>) {
             let prefix = 8 + (rng.next() % 25) as u8;
             ipnet::Ipv4Net::new(Ipv4Addr::from(rng.next() as u32), prefix).unwrap().trunc().into()
         } else {
-            let prefix = 16 + (rng.next() % 49) as u8;
+            // Up to /112, so some networks split a /64.
+            let prefix = 16 + (rng.next() % 97) as u8;
             // 2400::/6: clear of 2002::/16, which IPv6 trees alias to IPv4.
             let address = (0x2400u128 << 112) | (rng.u128() >> 6);
             ipnet::Ipv6Net::new(Ipv6Addr::from(address), prefix).unwrap().trunc().into()
