@@ -50,6 +50,15 @@ pub enum CliError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// The metrics address could not be listened on.
+    #[error("cannot serve metrics on {address}")]
+    Metrics {
+        /// The configured address.
+        address: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing to standard output failed.
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
@@ -59,7 +68,7 @@ impl CliError {
     /// 1: a runtime failure (queue, signals, output); 3: a bad config, database or file.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Queue(_) | CliError::Signals(_) | CliError::Output(_) => 1,
+            CliError::Queue(_) | CliError::Signals(_) | CliError::Output(_) | CliError::Metrics { .. } => 1,
             _ => 3,
         }
     }

@@ -1,11 +1,15 @@
 //! The `geofence` command: arguments, files, signals and wiring. The deciding is done by
 //! geofence-core and the queue handling by geofence-nfq.
 
+mod config_check;
 mod db;
 mod error;
 mod files;
 mod lookup;
+mod privileges;
+mod rules;
 mod run;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -36,6 +40,16 @@ enum Command {
     /// Compile and inspect country databases.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Print the iptables (or nft) rules that feed the config's queue.
+    Rules(rules::RulesArgs),
+    /// Check a config file.
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +59,17 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Lookup(args) => lookup::lookup(&args),
         Command::Db(command) => db::db(&command),
+        Command::Rules(args) => rules::print(&args),
+        Command::Config(command) => config_check::config(&command),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "geofence",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,16 +1,23 @@
-//! `geofence run`: bind the config's queue, decide every packet with its policy, stop cleanly.
+//! `geofence run`: bind the config's queues, decide every packet, reload on SIGHUP, report on
+//! SIGUSR1, stop cleanly on SIGTERM or SIGINT.
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use geofence_core::Verdict;
-use geofence_nfq::{Queue, QueueConfig};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use arc_swap::ArcSwap;
+use geofence_core::{Config, Policy, Verdict};
+use geofence_nfq::{bind_queues, kernel_queue_stats, run_queues, Handler, QueueConfig, QueueCounters};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
 
 use crate::error::CliError;
-use crate::files;
+use crate::stats::{self, Local, Totals};
+use crate::{files, privileges};
 
 /// Arguments of `geofence run`.
 #[derive(clap::Args)]
@@ -24,59 +31,341 @@ pub struct RunArgs {
     databases: Vec<PathBuf>,
 }
 
-/// Serves the queue until SIGTERM or SIGINT; then every packet still queued gets the fallback
-/// verdict, the queue is unbound and the counters are printed.
-pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
-    let config = files::load_config(&args.config)?;
-    let (table, provenance) = files::load_database(&files::database_paths(&args.databases, &config, &args.config))?;
-    log::info!("country database: {}", files::describe(&table, &provenance));
-    let db = Arc::new(table);
-    let mut queue_config = QueueConfig::new(config.queue);
-    queue_config.fail_open = config.fail_open;
-    queue_config.fallback = if config.fail_open { Verdict::Accept } else { Verdict::Drop };
-    if let Some(length) = config.queue_length {
-        queue_config.max_len = length;
-    }
-    let policy = Arc::new(config.policy.build(db)?);
+/// What the workers, the signal handler and the reporters share.
+struct Shared {
+    policy: ArcSwap<Policy>,
+    totals: Mutex<Totals>,
+    flow_mark: u32,
+    queues: Vec<(u16, Arc<QueueCounters>)>,
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(CliError::Signals)?;
-    }
-    let queue = Queue::bind(queue_config.clone())?;
-    let counters = queue.counters();
+/// Serves the queues until SIGTERM or SIGINT; then every packet still queued gets the fallback
+/// verdict, the queues are unbound and the counters are printed.
+pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+    let (config, policy) = load(args)?;
+    let queue_configs = queue_configs(&config);
+    let queues = bind_queues(queue_configs)?;
+    privileges::keep_only_net_admin();
+    let (first, last) = config.queues;
     log::info!(
-        "queue {} bound: {} rules, default {}, fail-open {}",
-        queue_config.queue,
+        "serving queue{} {first}{}: {} rules, default {}, malformed {}, fail-{}, flow mark {:#x}",
+        if first == last { "" } else { "s" },
+        if first == last { String::new() } else { format!("-{last}") },
         policy.rules().len(),
         policy.default_verdict(),
-        queue_config.fail_open
+        policy.malformed_verdict(),
+        if config.fail_open { "open" } else { "closed" },
+        config.flow_mark,
     );
-    let kernel = queue.run(|packet| policy.decide(packet), &stop)?;
-
-    let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    log::info!(
-        "stopped: {} packets, {} accepted, {} dropped, {} handler panics, {} ENOBUFS, {} receive calls, {} verdict messages",
-        read(&counters.packets),
-        read(&counters.accepted),
-        read(&counters.dropped),
-        read(&counters.handler_panics),
-        read(&counters.enobufs),
-        read(&counters.receive_calls),
-        read(&counters.verdict_messages),
-    );
-    match kernel {
-        Some(k) if k.queue_dropped + k.user_dropped > 0 => log::warn!(
-            "the kernel lost {} packets of queue {} ({} queue full, {} reader behind){}",
-            k.queue_dropped + k.user_dropped,
-            k.queue,
-            k.queue_dropped,
-            k.user_dropped,
-            if queue_config.fail_open { ": fail-open let them through" } else { ": dropped" }
-        ),
-        Some(k) => log::info!("the kernel lost no packets of queue {} ({} queued in all)", k.queue, k.id_sequence),
-        None => log::warn!("cannot read the kernel's counters for queue {}", queue_config.queue),
+    let shared = Arc::new(Shared {
+        policy: ArcSwap::from(Arc::new(policy)),
+        totals: Mutex::new(Totals::default()),
+        flow_mark: config.flow_mark,
+        queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
+    });
+    let fixed = Fixed { queues: config.queues, fail_open: config.fail_open, flow_mark: config.flow_mark };
+    let (summary_seconds, metrics) = (config.summary_seconds.max(1), config.metrics.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
+    let handle = signals.handle();
+    let signal_thread = {
+        let (shared, stop, args) = (Arc::clone(&shared), Arc::clone(&stop), RunArgs::clone_of(args));
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                match signal {
+                    SIGHUP => reload(&args, &fixed, &shared),
+                    SIGUSR1 => report(&shared),
+                    _ => {
+                        log::info!("stopping: finishing the packets in flight");
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    spawn_summaries(&shared, &stop, summary_seconds);
+    if let Some(address) = metrics {
+        spawn_metrics(&shared, &address)?;
     }
-    println!("verdicts={}", read(&counters.packets));
+    let worker_shared = Arc::clone(&shared);
+    let reports = run_queues(queues, move |_| Worker::new(Arc::clone(&worker_shared)), Arc::clone(&stop))?;
+    handle.close();
+    let _ = signal_thread.join();
+
+    report(&shared);
+    for report in &reports {
+        match report.kernel {
+            Some(k) if k.queue_dropped + k.user_dropped > 0 => log::warn!(
+                "the kernel lost {} packets of queue {} ({} queue full, {} reader behind)",
+                k.queue_dropped + k.user_dropped,
+                k.queue,
+                k.queue_dropped,
+                k.user_dropped
+            ),
+            Some(k) => log::info!("the kernel lost no packets of queue {} ({} queued in all)", k.queue, k.id_sequence),
+            None => log::warn!("cannot read the kernel's counters for a queue"),
+        }
+    }
+    let verdicts: u64 = reports.iter().map(|r| r.counters.packets.load(Ordering::Relaxed)).sum();
+    println!("verdicts={verdicts}");
     Ok(ExitCode::SUCCESS)
+}
+
+impl RunArgs {
+    fn clone_of(args: &RunArgs) -> RunArgs {
+        RunArgs { config: args.config.clone(), databases: args.databases.clone() }
+    }
+}
+
+/// Reads the config and the database and builds the policy: all or nothing.
+fn load(args: &RunArgs) -> Result<(Config, Policy), CliError> {
+    let mut config = files::load_config(&args.config)?;
+    let (table, provenance) = files::load_database(&files::database_paths(&args.databases, &config, &args.config))?;
+    log::info!("country database: {}", files::describe(&table, &provenance));
+    let builder = std::mem::replace(&mut config.policy, geofence_core::PolicyBuilder::new(Verdict::Drop));
+    let policy = builder.build(Arc::new(table))?;
+    Ok((config, policy))
+}
+
+fn queue_configs(config: &Config) -> Vec<QueueConfig> {
+    let (first, last) = config.queues;
+    (first..=last)
+        .map(|number| {
+            let mut queue = QueueConfig::new(number);
+            queue.fail_open = config.fail_open;
+            queue.fallback = if config.fail_open { Verdict::Accept } else { Verdict::Drop };
+            if let Some(length) = config.queue_length {
+                queue.max_len = length;
+            }
+            queue
+        })
+        .collect()
+}
+
+/// What a reload cannot change: it was handed to the kernel when the queues were bound.
+struct Fixed {
+    queues: (u16, u16),
+    fail_open: bool,
+    flow_mark: u32,
+}
+
+/// SIGHUP: a new config and database, swapped in whole; a bad one is refused and the running
+/// policy stays.
+fn reload(args: &RunArgs, running: &Fixed, shared: &Shared) {
+    match load(args) {
+        Ok((config, policy)) => {
+            if config.queues != running.queues
+                || config.fail_open != running.fail_open
+                || config.flow_mark != running.flow_mark
+            {
+                log::warn!("reload: queue numbers, fail_open and flow_mark take effect only on restart");
+            }
+            log::info!(
+                "reloaded {}: {} rules, default {}",
+                args.config.display(),
+                policy.rules().len(),
+                policy.default_verdict()
+            );
+            shared.policy.store(Arc::new(policy));
+        }
+        Err(error) => {
+            let mut message = format!("reload refused, the running policy stays: {error}");
+            let mut cause = std::error::Error::source(&error);
+            while let Some(inner) = cause {
+                message.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            log::error!("{message}");
+        }
+    }
+}
+
+/// SIGUSR1 (and exit): every counter, in the log.
+fn report(shared: &Shared) {
+    let Ok(totals) = shared.totals.lock() else { return };
+    log::info!(
+        "counters: {} accepted, {} accepted with a mark, {} dropped, {} unparsable",
+        totals.accepted,
+        totals.marked,
+        totals.dropped,
+        totals.malformed
+    );
+    let countries: Vec<String> = totals
+        .per_country
+        .iter()
+        .map(|(country, [accepted, dropped])| format!("{country} {accepted}/{dropped}"))
+        .collect();
+    log::info!("per country (accepted/dropped): {}", countries.join(", "));
+    let rules: Vec<String> = totals.per_rule.iter().map(|(rule, count)| format!("{rule} {count}")).collect();
+    log::info!("per rule: {}", rules.join(", "));
+    for (queue, counters) in &shared.queues {
+        let kernel = kernel_queue_stats(*queue).ok().flatten();
+        log::info!(
+            "queue {queue}: {} packets, {} ENOBUFS, {} handler panics, kernel dropped {} (queue full) + {} (reader behind)",
+            counters.packets.load(Ordering::Relaxed),
+            counters.enobufs.load(Ordering::Relaxed),
+            counters.handler_panics.load(Ordering::Relaxed),
+            kernel.map_or(0, |k| k.queue_dropped),
+            kernel.map_or(0, |k| k.user_dropped),
+        );
+    }
+}
+
+/// Every `seconds`, one info line about what was dropped: an attack cannot flood the log.
+fn spawn_summaries(shared: &Arc<Shared>, stop: &Arc<AtomicBool>, seconds: u64) {
+    let (shared, stop) = (Arc::clone(shared), Arc::clone(stop));
+    std::thread::spawn(move || {
+        let tick = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            waited += tick;
+            if waited < Duration::from_secs(seconds) {
+                continue;
+            }
+            waited = Duration::ZERO;
+            let interval = match shared.totals.lock() {
+                Ok(mut totals) => totals.take_interval(),
+                Err(_) => return,
+            };
+            if let Some(line) = stats::summary(&interval, seconds) {
+                log::info!("{line}");
+            }
+        }
+    });
+}
+
+/// Serves the counters as Prometheus text to every connection on `address`.
+fn spawn_metrics(shared: &Arc<Shared>, address: &str) -> Result<(), CliError> {
+    let listener =
+        TcpListener::bind(address).map_err(|source| CliError::Metrics { address: address.to_owned(), source })?;
+    log::info!("metrics on http://{address}/metrics");
+    let shared = Arc::clone(shared);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let body = prometheus(&shared);
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(())
+}
+
+fn prometheus(shared: &Shared) -> String {
+    let Ok(totals) = shared.totals.lock() else { return String::new() };
+    let mut out = String::from("# TYPE geofence_packets_total counter\n");
+    for (verdict, count) in [("accept", totals.accepted), ("accept_marked", totals.marked), ("drop", totals.dropped)] {
+        out.push_str(&format!("geofence_packets_total{{verdict=\"{verdict}\"}} {count}\n"));
+    }
+    out.push_str(&format!(
+        "# TYPE geofence_unparsable_total counter\ngeofence_unparsable_total {}\n",
+        totals.malformed
+    ));
+    out.push_str("# TYPE geofence_country_packets_total counter\n");
+    for (country, [accepted, dropped]) in &totals.per_country {
+        out.push_str(&format!(
+            "geofence_country_packets_total{{country=\"{country}\",verdict=\"accept\"}} {accepted}\n"
+        ));
+        out.push_str(&format!("geofence_country_packets_total{{country=\"{country}\",verdict=\"drop\"}} {dropped}\n"));
+    }
+    out.push_str("# TYPE geofence_rule_packets_total counter\n");
+    for (rule, count) in &totals.per_rule {
+        out.push_str(&format!("geofence_rule_packets_total{{rule=\"{}\"}} {count}\n", rule.replace('"', "'")));
+    }
+    out.push_str("# TYPE geofence_queue_enobufs_total counter\n");
+    for (queue, counters) in &shared.queues {
+        out.push_str(&format!(
+            "geofence_queue_enobufs_total{{queue=\"{queue}\"}} {}\n",
+            counters.enobufs.load(Ordering::Relaxed)
+        ));
+        if let Ok(Some(kernel)) = kernel_queue_stats(*queue) {
+            out.push_str(&format!(
+                "geofence_kernel_queue_dropped_total{{queue=\"{queue}\"}} {}\n",
+                kernel.queue_dropped
+            ));
+            out.push_str(&format!("geofence_kernel_user_dropped_total{{queue=\"{queue}\"}} {}\n", kernel.user_dropped));
+        }
+    }
+    out
+}
+
+/// One queue's handler: decides with the current policy, counts, and at the end of each burst
+/// publishes its counts and picks up a reloaded policy.
+struct Worker {
+    shared: Arc<Shared>,
+    policy: Arc<Policy>,
+    names: Vec<String>,
+    local: Local,
+    debug: bool,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>) -> Worker {
+        let policy = shared.policy.load_full();
+        let names = policy.rules().map(|rule| rule.name.clone()).collect();
+        let local = Local::new(policy.rules().len());
+        Worker { shared, policy, names, local, debug: log::log_enabled!(log::Level::Debug) }
+    }
+}
+
+impl Handler for Worker {
+    fn decide(&mut self, packet: &[u8]) -> Verdict {
+        let decision = self.policy.explain(packet);
+        self.local.record(&decision);
+        if self.debug {
+            log::debug!(
+                "{} {} {} rule {} -> {}",
+                decision.source.map_or("-".to_owned(), |s| s.to_string()),
+                decision.country.map_or("-".to_owned(), |c| c.to_string()),
+                decision
+                    .packet
+                    .as_ref()
+                    .map_or_else(|e| e.to_string(), |m| format!("{}/{:?}", m.protocol, m.destination_port())),
+                decision.rule.unwrap_or("(default)"),
+                decision.verdict
+            );
+        }
+        with_flow_mark(decision.verdict, self.shared.flow_mark)
+    }
+
+    fn burst_done(&mut self) {
+        self.local.flush(&self.shared.totals, &self.names);
+        let current = self.shared.policy.load_full();
+        if !Arc::ptr_eq(&current, &self.policy) {
+            self.names = current.rules().map(|rule| rule.name.clone()).collect();
+            self.local = Local::new(current.rules().len());
+            self.policy = current;
+        }
+        self.debug = log::log_enabled!(log::Level::Debug);
+    }
+}
+
+/// Accepted packets carry the flow mark too, which the firewall rules save to the connection so
+/// the rest of the flow stays in the kernel.
+fn with_flow_mark(verdict: Verdict, flow_mark: u32) -> Verdict {
+    match verdict {
+        Verdict::Accept if flow_mark != 0 => Verdict::AcceptWithMark(flow_mark),
+        Verdict::AcceptWithMark(mark) => Verdict::AcceptWithMark(mark | flow_mark),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_packets_carry_the_flow_mark() {
+        assert_eq!(with_flow_mark(Verdict::Accept, 0x4000_0000), Verdict::AcceptWithMark(0x4000_0000));
+        assert_eq!(with_flow_mark(Verdict::AcceptWithMark(0x10), 0x4000_0000), Verdict::AcceptWithMark(0x4000_0010));
+        assert_eq!(with_flow_mark(Verdict::Drop, 0x4000_0000), Verdict::Drop);
+        assert_eq!(with_flow_mark(Verdict::Accept, 0), Verdict::Accept);
+    }
 }

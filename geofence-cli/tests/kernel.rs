@@ -53,14 +53,14 @@ fn accept_with_mark_sets_the_mark_later_rules_see() {
     let pair = NetnsPair::new();
     let (gb, cn) = ("192.0.2.10", "198.51.100.23");
     pair.add_sources(&[gb, cn]);
-    pair.iptables(false, &[QUEUE_SIP_V4, "-t security -A INPUT -m mark --mark 0x10", COUNT_SIP]);
+    pair.iptables(false, &[QUEUE_SIP_V4, "-t security -A INPUT -m mark --mark 0x10/0x10", COUNT_SIP]);
     let (_dir, path) =
         config("default = \"accept\"\n[[rule]]\nname = \"gb\"\ncountry = [\"GB\"]\naction = \"accept\"\nmark = 0x10\n");
     let server = pair.udp_server();
     let geofence = pair.start_geofence(&path, 0);
     pair.send_sip(&[gb, cn], 5);
     assert_eq!((server.count(gb), server.count(cn)), (5, 5));
-    assert_eq!(pair.counter(false, "security", "mark match 0x10"), 5);
+    assert_eq!(pair.counter(false, "security", "mark match 0x10/0x10"), 5);
     assert_eq!(pair.counter(false, "security", "dpt:5060"), 10, "both pass; only GB's packets carry the mark");
     assert!(geofence.stop().0);
 }
@@ -345,7 +345,7 @@ fn a_queue_range_is_served_by_one_thread_a_queue() {
         return;
     }
     use geofence_core::Verdict;
-    use geofence_nfq::{run_queues, QueueConfig};
+    use geofence_nfq::{bind_queues, run_queues, QueueConfig};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -358,7 +358,8 @@ fn a_queue_range_is_served_by_one_thread_a_queue() {
     let stop = Arc::new(AtomicBool::new(false));
     let worker_stop = Arc::clone(&stop);
     let worker = NetnsPair::within(&pair.server, move || {
-        run_queues(vec![QueueConfig::new(0), QueueConfig::new(1)], |_| |_: &[u8]| Verdict::Accept, worker_stop)
+        let queues = bind_queues(vec![QueueConfig::new(0), QueueConfig::new(1)])?;
+        run_queues(queues, |_| |_: &[u8]| Verdict::Accept, worker_stop)
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while pair.queue_stats(0).is_none() || pair.queue_stats(1).is_none() {

@@ -5,10 +5,16 @@
 //! match are not errors but [`ConfigWarning`]s, so a config under construction still loads.
 //!
 //! ```toml
-//! queue = 0                 # the NFQUEUE number
+//! queue = 0                 # the NFQUEUE number, or a range "0-3" (one worker a queue)
 //! database = "countries.csv" # the country database file (read by the caller)
 //! fail_open = false         # true: let packets through when geofence cannot keep up or is stopped
 //! queue_length = 8192       # packets that may wait in the kernel for a verdict
+//! hashlimit_rate = 2        # new flows a second one source may start before the rules drop
+//! hashlimit_burst = 5       #   them ahead of the queue (geofence rules)
+//! flow_mark = 0x40000000    # mark bit set on accepted packets; the rules let the rest of the
+//!                           #   flow pass in the kernel (0: off)
+//! metrics = "127.0.0.1:9477" # optional: Prometheus text on this address
+//! summary_seconds = 10      # how often drops are summarised in the log
 //! default = "accept"        # packets no rule matches
 //! malformed = "drop"        # packets that cannot be parsed (the default)
 //!
@@ -54,8 +60,8 @@ use crate::prefix::{self, PrefixList};
 /// A configuration the caller has read from a file, checked and turned into values.
 #[derive(Debug)]
 pub struct Config {
-    /// The netfilter queue number to bind (default 0).
-    pub queue: u16,
+    /// The netfilter queues to bind, first to last (default 0 to 0).
+    pub queues: (u16, u16),
     /// The country database file to load, as written in the config; `None`: the caller's default.
     pub database: Option<String>,
     /// Whether packets pass unexamined when geofence cannot keep up or is not running (the
@@ -63,6 +69,17 @@ pub struct Config {
     pub fail_open: bool,
     /// How many packets may wait in the kernel for a verdict; `None`: the queue's default.
     pub queue_length: Option<u32>,
+    /// New flows a second one source may start before the firewall rules drop them.
+    pub hashlimit_rate: u32,
+    /// The burst those rules allow above the rate.
+    pub hashlimit_burst: u32,
+    /// The mark bit set on accepted packets, which the rules save to the connection so the rest
+    /// of an accepted flow never leaves the kernel; 0 turns it off.
+    pub flow_mark: u32,
+    /// Where to serve counters as Prometheus text, if anywhere (`address:port`).
+    pub metrics: Option<String>,
+    /// Seconds between the log's summaries of dropped packets.
+    pub summary_seconds: u64,
     /// The policy, ready to be built with a country database.
     pub policy: PolicyBuilder,
     /// Things that are legal but almost certainly not what was meant.
@@ -108,11 +125,20 @@ fn hint(help: &Option<String>) -> String {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    queue: u16,
+    queue: Option<Spanned<QueueSpec>>,
     database: Option<String>,
     #[serde(default)]
     fail_open: bool,
     queue_length: Option<u32>,
+    #[serde(default = "default_hashlimit_rate")]
+    hashlimit_rate: u32,
+    #[serde(default = "default_hashlimit_burst")]
+    hashlimit_burst: u32,
+    #[serde(default = "default_flow_mark")]
+    flow_mark: u32,
+    metrics: Option<String>,
+    #[serde(default = "default_summary_seconds")]
+    summary_seconds: u64,
     default: Spanned<String>,
     malformed: Option<Spanned<String>>,
     #[serde(default)]
@@ -143,6 +169,29 @@ struct RawRule {
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+fn default_hashlimit_rate() -> u32 {
+    2
+}
+
+fn default_hashlimit_burst() -> u32 {
+    5
+}
+
+fn default_flow_mark() -> u32 {
+    0x4000_0000
+}
+
+fn default_summary_seconds() -> u64 {
+    10
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueueSpec {
+    One(i64),
+    Range(String),
 }
 
 #[derive(Deserialize)]
@@ -198,11 +247,20 @@ impl Config {
             .into_iter()
             .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
             .collect();
+        let queues = match &raw.queue {
+            None => (0, 0),
+            Some(spec) => queue_range(&at, spec)?,
+        };
         Ok(Config {
-            queue: raw.queue,
+            queues,
             database: raw.database,
             fail_open: raw.fail_open,
             queue_length: raw.queue_length,
+            hashlimit_rate: raw.hashlimit_rate,
+            hashlimit_burst: raw.hashlimit_burst,
+            flow_mark: raw.flow_mark,
+            metrics: raw.metrics,
+            summary_seconds: raw.summary_seconds,
             policy,
             warnings,
         })
@@ -374,6 +432,30 @@ fn protocol(at: &Locator, spec: &Spanned<OneOrMany>, name: &str) -> Result<Proto
             Some("expected one of tcp, udp, udplite, sctp, icmp, icmpv6, esp".into()),
         )
     })
+}
+
+fn queue_range(at: &Locator, spec: &Spanned<QueueSpec>) -> Result<(u16, u16), ConfigError> {
+    let bad = |written: String| {
+        at.at(
+            spec,
+            format!("`{written}` is not a queue number or range"),
+            Some("write 0 or \"0-3\" (0 to 65535)".into()),
+        )
+    };
+    let number = |text: &str| text.trim().parse::<u16>().map_err(|_| bad(text.to_owned()));
+    match spec.get_ref() {
+        QueueSpec::One(n) => u16::try_from(*n).map(|q| (q, q)).map_err(|_| bad(n.to_string())),
+        QueueSpec::Range(text) => {
+            let (first, last) = match text.split_once('-') {
+                Some((first, last)) => (number(first)?, number(last)?),
+                None => (number(text)?, number(text)?),
+            };
+            if first > last {
+                return Err(bad(text.clone()));
+            }
+            Ok((first, last))
+        }
+    }
 }
 
 fn port_range(at: &Locator, spec: &Spanned<PortSpec>) -> Result<PortRange, ConfigError> {

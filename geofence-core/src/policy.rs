@@ -192,6 +192,21 @@ impl PolicyBuilder {
         self
     }
 
+    /// The rules, in the order they will be tried.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The verdict for packets no rule matches.
+    pub fn default_verdict(&self) -> Verdict {
+        self.default
+    }
+
+    /// The verdict for packets that cannot be parsed.
+    pub fn malformed_verdict(&self) -> Verdict {
+        self.malformed
+    }
+
     /// The rules that can never match: shadowed by an earlier catch-all rule, or contradictory.
     pub fn unreachable_rules(&self) -> Vec<Unreachable> {
         let mut found = Vec::new();
@@ -302,6 +317,8 @@ pub struct Decision<'a> {
     pub verdict: Verdict,
     /// The rule that matched, or `None` when the default (or the malformed-packet verdict) applied.
     pub rule: Option<&'a str>,
+    /// The matching rule's position among [`Policy::rules`], for counters.
+    pub rule_index: Option<usize>,
     /// The parsed packet, or why it could not be parsed.
     pub packet: Result<PacketMeta, PacketError>,
     /// The source address, when the packet could be parsed.
@@ -327,6 +344,7 @@ impl Policy {
                 return Decision {
                     verdict: self.malformed,
                     rule: None,
+                    rule_index: None,
                     packet: Err(error),
                     source: None,
                     country: None,
@@ -334,11 +352,13 @@ impl Policy {
             }
         };
         let mut country = None;
-        let rule = self.first_match(&meta, &mut country).and_then(|index| self.rules.get(index));
+        let rule_index = self.first_match(&meta, &mut country);
+        let rule = rule_index.and_then(|index| self.rules.get(index));
         let country = country.unwrap_or_else(|| self.db.lookup(meta.source));
         Decision {
             verdict: rule.map_or(self.default, |rule| rule.verdict),
             rule: rule.map(|rule| rule.name.as_str()),
+            rule_index,
             packet: Ok(meta),
             source: Some(meta.source),
             country,

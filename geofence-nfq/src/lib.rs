@@ -21,10 +21,11 @@
 mod error;
 mod message;
 mod queue;
+pub mod rules;
 mod socket;
 mod stats;
 mod sys;
 
 pub use error::NfqError;
-pub use queue::{run_queues, Queue, QueueConfig, QueueCounters, QueueReport};
+pub use queue::{bind_queues, run_queues, Handler, Queue, QueueConfig, QueueCounters, QueueReport};
 pub use stats::{kernel_queue_stats, KernelQueueStats};

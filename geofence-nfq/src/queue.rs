@@ -29,6 +29,22 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// attributes the kernel adds (packet header, interfaces, hardware address, timestamps, …).
 const MESSAGE_OVERHEAD: usize = 512;
 
+/// Decides packets for a queue. Any `FnMut(&[u8]) -> Verdict` is one.
+pub trait Handler {
+    /// The verdict for one packet (its bytes as far as the copy range reaches).
+    fn decide(&mut self, packet: &[u8]) -> Verdict;
+
+    /// Called after each burst of packets has been decided: a place to publish counters or pick
+    /// up a new policy without touching shared state per packet.
+    fn burst_done(&mut self) {}
+}
+
+impl<F: FnMut(&[u8]) -> Verdict> Handler for F {
+    fn decide(&mut self, packet: &[u8]) -> Verdict {
+        self(packet)
+    }
+}
+
 /// How a queue is set up. `QueueConfig::new(n)` gives the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -150,10 +166,7 @@ impl Queue {
     /// Decides packets with `handler` until `stop` is set, then gives every packet still queued
     /// the fallback verdict and unbinds. Returns the kernel's counters for the queue as they
     /// were just before unbinding (`None` if they could not be read).
-    pub fn run<H>(mut self, mut handler: H, stop: &AtomicBool) -> Result<Option<KernelQueueStats>, NfqError>
-    where
-        H: FnMut(&[u8]) -> Verdict,
-    {
+    pub fn run<H: Handler>(mut self, mut handler: H, stop: &AtomicBool) -> Result<Option<KernelQueueStats>, NfqError> {
         let slot = usize::from(self.config.copy_range) + MESSAGE_OVERHEAD;
         let mut batch = ReceiveBatch::new(self.config.burst.max(1), slot);
         let mut decided: Vec<(u32, Verdict)> = Vec::with_capacity(self.config.burst.max(1));
@@ -168,6 +181,7 @@ impl Queue {
             };
             self.decide_burst(&batch, received, &mut handler, &mut decided);
             self.send_verdicts(&decided, &mut outbox)?;
+            handler.burst_done();
             if received < self.config.burst && !self.config.coalesce.is_zero() {
                 std::thread::sleep(self.config.coalesce);
             }
@@ -201,10 +215,13 @@ impl Queue {
         }
     }
 
-    fn decide_burst<H>(&self, batch: &ReceiveBatch, received: usize, handler: &mut H, decided: &mut Vec<(u32, Verdict)>)
-    where
-        H: FnMut(&[u8]) -> Verdict,
-    {
+    fn decide_burst<H: Handler>(
+        &self,
+        batch: &ReceiveBatch,
+        received: usize,
+        handler: &mut H,
+        decided: &mut Vec<(u32, Verdict)>,
+    ) {
         decided.clear();
         let (mut panics, mut unreadable) = (0, 0);
         for index in 0..received {
@@ -212,10 +229,11 @@ impl Queue {
             for item in message::incoming(datagram) {
                 match item {
                     Incoming::Packet { id, payload } => {
-                        let verdict = panic::catch_unwind(AssertUnwindSafe(|| handler(payload))).unwrap_or_else(|_| {
-                            panics += 1;
-                            self.config.fallback
-                        });
+                        let verdict =
+                            panic::catch_unwind(AssertUnwindSafe(|| handler.decide(payload))).unwrap_or_else(|_| {
+                                panics += 1;
+                                self.config.fallback
+                            });
                         decided.push((id, verdict));
                     }
                     Incoming::Unreadable { id } => {
@@ -263,22 +281,20 @@ impl Queue {
     }
 
     /// Decides what is already waiting in the socket, without blocking.
-    fn drain<H>(
+    fn drain<H: Handler>(
         &mut self,
         batch: &mut ReceiveBatch,
         handler: &mut H,
         decided: &mut Vec<(u32, Verdict)>,
         outbox: &mut Outbox,
-    ) -> Result<(), NfqError>
-    where
-        H: FnMut(&[u8]) -> Verdict,
-    {
+    ) -> Result<(), NfqError> {
         loop {
             match self.socket.receive(batch, false) {
                 Ok(0) => return Ok(()),
                 Ok(received) => {
                     self.decide_burst(batch, received, handler, decided);
                     self.send_verdicts(decided, outbox)?;
+                    handler.burst_done();
                 }
                 Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => return Ok(()),
                 Err(error) => self.survive(error)?,
@@ -370,19 +386,23 @@ pub struct QueueReport {
     pub kernel: Option<KernelQueueStats>,
 }
 
-/// Runs one thread per queue of `configs` (as for `iptables --queue-balance FIRST:LAST`), each
-/// deciding with its own handler from `make_handler`, until `stop` is set. Every queue is bound
-/// before any thread starts, so a queue that cannot be bound fails the whole call up front.
+/// Binds every queue of `configs` (as for `iptables --queue-balance FIRST:LAST`), failing the
+/// whole call if one cannot be bound.
+pub fn bind_queues(configs: Vec<QueueConfig>) -> Result<Vec<Queue>, NfqError> {
+    configs.into_iter().map(Queue::bind).collect()
+}
+
+/// Runs one thread per bound queue, each deciding with its own handler from `make_handler`,
+/// until `stop` is set (or a worker fails, which sets it for the others).
 pub fn run_queues<F, H>(
-    configs: Vec<QueueConfig>,
+    queues: Vec<Queue>,
     mut make_handler: F,
     stop: Arc<AtomicBool>,
 ) -> Result<Vec<QueueReport>, NfqError>
 where
     F: FnMut(u16) -> H,
-    H: FnMut(&[u8]) -> Verdict + Send + 'static,
+    H: Handler + Send + 'static,
 {
-    let queues = configs.into_iter().map(Queue::bind).collect::<Result<Vec<_>, _>>()?;
     let counters: Vec<Arc<QueueCounters>> = queues.iter().map(Queue::counters).collect();
     let mut workers = Vec::new();
     for queue in queues {

@@ -36,7 +36,7 @@ action = "drop"
 "#,
     )
     .unwrap();
-    assert_eq!((config.queue, config.database.as_deref()), (3, Some("/var/lib/geofence/countries.gfdb")));
+    assert_eq!((config.queues, config.database.as_deref()), ((3, 3), Some("/var/lib/geofence/countries.gfdb")));
     assert_eq!((config.fail_open, config.queue_length), (true, Some(64)));
     assert!(config.warnings.is_empty());
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
@@ -57,9 +57,24 @@ action = "drop"
 #[test]
 fn rules_without_names_are_numbered() {
     let config = Config::parse(&format!("{RULE}action = \"drop\"\n")).unwrap();
-    assert_eq!((config.queue, config.fail_open, config.queue_length), (0, false, None));
+    assert_eq!((config.queues, config.fail_open, config.queue_length), ((0, 0), false, None));
+    assert_eq!((config.hashlimit_rate, config.hashlimit_burst, config.flow_mark), (2, 5, 0x4000_0000));
+    assert_eq!((config.metrics, config.summary_seconds), (None, 10));
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.rules().next().unwrap().name, "rule 1");
+}
+
+#[test]
+fn queue_ranges_and_their_errors() {
+    let with = |queue: &str| Config::parse(&format!("queue = {queue}\ndefault = \"drop\"\n"));
+    assert_eq!(with("\"0-3\"").unwrap().queues, (0, 3));
+    assert_eq!(with("\"7\"").unwrap().queues, (7, 7));
+    assert_eq!(with("12").unwrap().queues, (12, 12));
+    for bad in ["\"3-1\"", "70000", "\"a-b\"", "-1"] {
+        let message = with(bad).unwrap_err().to_string();
+        assert!(message.starts_with("line 1, column 9: `"), "{bad}: {message}");
+        assert!(message.ends_with("is not a queue number or range (write 0 or \"0-3\" (0 to 65535))"), "{message}");
+    }
 }
 
 #[test]

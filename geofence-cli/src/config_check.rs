@@ -1,0 +1,82 @@
+//! `geofence config check`: validate a config and print the policy as geofence understands it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use geofence_core::{CountrySet, Rule};
+
+use crate::error::CliError;
+use crate::files;
+
+/// Arguments of `geofence config check`.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The policy file (TOML).
+    file: PathBuf,
+}
+
+/// Subcommands of `geofence config`.
+#[derive(clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config and print the policy as understood, with warnings.
+    Check(CheckArgs),
+}
+
+/// Runs a `geofence config` subcommand.
+pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
+    let ConfigCommand::Check(args) = command;
+    let config = files::load_config(&args.file)?;
+    let (first, last) = config.queues;
+    let queues = if first == last { format!("queue {first}") } else { format!("queues {first}-{last}") };
+    println!("{}: valid", args.file.display());
+    println!(
+        "{queues}, fail-{}, database {}",
+        if config.fail_open { "open" } else { "closed" },
+        config.database.as_deref().unwrap_or("(embedded)")
+    );
+    for (index, rule) in config.policy.rules().iter().enumerate() {
+        println!("{}. {:<20} {} if {}", index + 1, rule.name, rule.verdict, conditions(rule));
+    }
+    println!(
+        "otherwise {}; packets that cannot be parsed: {}",
+        config.policy.default_verdict(),
+        config.policy.malformed_verdict()
+    );
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn conditions(rule: &Rule) -> String {
+    let mut parts = Vec::new();
+    if !rule.protocols.is_empty() {
+        parts
+            .push(format!("protocol {}", rule.protocols.iter().map(ToString::to_string).collect::<Vec<_>>().join("|")));
+    }
+    if !rule.ports.is_empty() {
+        parts.push(format!("port {}", rule.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+    }
+    if !rule.sources.is_empty() {
+        parts.push(format!("source in {}", rule.sources.join("|")));
+    }
+    if let Some(set) = &rule.countries {
+        parts.push(format!("country in {}", set_text(set)));
+    }
+    if let Some(set) = &rule.not_countries {
+        parts.push(format!("country not in {}", set_text(set)));
+    }
+    if parts.is_empty() {
+        "any packet".into()
+    } else {
+        parts.join(" and ")
+    }
+}
+
+fn set_text(set: &CountrySet) -> String {
+    let mut members: Vec<String> = set.countries().map(|c| c.to_string()).collect();
+    if set.contains_unknown() {
+        members.push("unknown".into());
+    }
+    format!("{{{}}}", members.join(" "))
+}

@@ -1,0 +1,49 @@
+//! `geofence rules`: the firewall rules that feed the config's queue.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use geofence_nfq::rules::{self, RuleOptions};
+
+use crate::error::CliError;
+use crate::files;
+
+/// Which firewall front end to write for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Backend {
+    /// iptables and ip6tables commands, one a line.
+    Iptables,
+    /// An nft ruleset for `nft -f` (needs a kernel with CONFIG_NFT_QUEUE).
+    Nft,
+}
+
+/// Arguments of `geofence rules`.
+#[derive(clap::Args)]
+pub struct RulesArgs {
+    /// The policy file (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The firewall front end.
+    #[arg(long, value_enum, default_value = "iptables")]
+    backend: Backend,
+}
+
+/// Prints the rules: only new flows reach the queue, behind a per-source hashlimit, and a flow
+/// whose first packet was accepted stays in the kernel.
+pub fn print(args: &RulesArgs) -> Result<ExitCode, CliError> {
+    let config = files::load_config(&args.config)?;
+    let selectors = rules::selectors(config.policy.rules(), config.policy.default_verdict());
+    let options = RuleOptions {
+        queues: config.queues,
+        bypass: config.fail_open,
+        hashlimit_rate: config.hashlimit_rate,
+        hashlimit_burst: config.hashlimit_burst,
+        flow_mark: config.flow_mark,
+    };
+    let text = match args.backend {
+        Backend::Iptables => rules::iptables(&selectors, &options),
+        Backend::Nft => rules::nft(&selectors, &options),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,285 @@
+//! The firewall rules that feed a queue, derived from a policy: only the first packet of a flow
+//! reaches geofence (conntrack NEW), a per-source hashlimit drops floods ahead of it, and once a
+//! flow's first packet is accepted (its verdict carries the flow mark, which the rules save to
+//! the connection) the rest of the flow never leaves the kernel.
+//!
+//! Pure text generation for iptables/ip6tables command lines and for an nft ruleset.
+
+use std::fmt::Write;
+
+use geofence_core::{PortRange, Protocol, Rule, Verdict};
+
+/// What the rules send to the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// Every new inbound flow.
+    All,
+    /// Every new flow of one protocol.
+    Protocol(Protocol),
+    /// New flows of one protocol to a destination port range.
+    Ports(Protocol, PortRange),
+}
+
+/// What a ruleset needs to know besides the policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleOptions {
+    /// The queues, first to last; more than one is balanced by flow.
+    pub queues: (u16, u16),
+    /// Whether packets pass when no geofence serves the queue (`--queue-bypass`).
+    pub bypass: bool,
+    /// New flows a second one source may start; 0 turns the hashlimit off.
+    pub hashlimit_rate: u32,
+    /// The burst above that rate.
+    pub hashlimit_burst: u32,
+    /// The mark bit accepted verdicts carry; 0 turns flow bypass off.
+    pub flow_mark: u32,
+}
+
+/// The traffic a policy must see: what its rules name, or everything when a rule names no
+/// protocol or packets no rule matches would not simply be accepted.
+pub fn selectors(rules: &[Rule], default: Verdict) -> Vec<Selector> {
+    if default != Verdict::Accept || rules.iter().any(|rule| rule.protocols.is_empty()) {
+        return vec![Selector::All];
+    }
+    let mut selectors: Vec<Selector> = Vec::new();
+    for rule in rules {
+        for &protocol in &rule.protocols {
+            let wanted: Vec<Selector> = if rule.ports.is_empty() || !protocol.has_ports() {
+                vec![Selector::Protocol(protocol)]
+            } else {
+                rule.ports.iter().map(|range| Selector::Ports(protocol, *range)).collect()
+            };
+            for selector in wanted {
+                if !selectors.contains(&selector) {
+                    selectors.push(selector);
+                }
+            }
+        }
+    }
+    let whole: Vec<Protocol> =
+        selectors.iter().filter_map(|s| if let Selector::Protocol(p) = s { Some(*p) } else { None }).collect();
+    selectors.retain(|s| !matches!(s, Selector::Ports(p, _) if whole.contains(p)));
+    selectors
+}
+
+/// The IP family a command is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// iptables and ip6tables commands, one a line, ready for a shell.
+pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
+    let mut out = String::new();
+    for family in [Family::V4, Family::V6] {
+        let (tool, suffix) = if family == Family::V4 { ("iptables", "4") } else { ("ip6tables", "6") };
+        for selector in selectors {
+            let Some(matched) = iptables_match(*selector, family) else { continue };
+            let mark = options.flow_mark;
+            if mark != 0 {
+                let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m connmark --mark {mark:#x}/{mark:#x} -j ACCEPT");
+            }
+            if options.hashlimit_rate > 0 {
+                let _ = writeln!(
+                    out,
+                    "{tool} -w -A INPUT{matched} -m conntrack --ctstate NEW -m hashlimit --hashlimit-above {}/sec \
+                     --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name geofence{suffix} -j DROP",
+                    options.hashlimit_rate, options.hashlimit_burst
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{tool} -w -A INPUT{matched} -m conntrack --ctstate NEW -j NFQUEUE {}",
+                queue_target(options)
+            );
+        }
+        if options.flow_mark != 0 {
+            let mark = options.flow_mark;
+            let _ = writeln!(
+                out,
+                "{tool} -w -t security -A INPUT -m mark --mark {mark:#x}/{mark:#x} -j CONNMARK --save-mark --nfmask {mark:#x} --ctmask {mark:#x}"
+            );
+        }
+    }
+    out
+}
+
+fn queue_target(options: &RuleOptions) -> String {
+    let (first, last) = options.queues;
+    let mut target =
+        if first == last { format!("--queue-num {first}") } else { format!("--queue-balance {first}:{last}") };
+    if options.bypass {
+        target.push_str(" --queue-bypass");
+    }
+    target
+}
+
+/// The iptables match for a selector in a family (with a leading space), or `None` when the
+/// selector cannot apply to the family (ICMP in IPv6, ICMPv6 in IPv4).
+fn iptables_match(selector: Selector, family: Family) -> Option<String> {
+    let protocol = |p: Protocol| -> Option<String> {
+        match (p, family) {
+            (Protocol::ICMP, Family::V6) | (Protocol::ICMPV6, Family::V4) => None,
+            (Protocol::ICMPV6, Family::V6) => Some("ipv6-icmp".into()),
+            (p, _) => Some(p.name().map_or(p.0.to_string(), str::to_owned)),
+        }
+    };
+    Some(match selector {
+        Selector::All => String::new(),
+        Selector::Protocol(p) => format!(" -p {}", protocol(p)?),
+        // iptables cannot match UDP-Lite ports: such flows are queued whatever the port.
+        Selector::Ports(Protocol::UDPLITE, _) => format!(" -p {}", protocol(Protocol::UDPLITE)?),
+        Selector::Ports(p, range) => format!(" -p {} --dport {}", protocol(p)?, range_text(range, ":")),
+    })
+}
+
+fn range_text(range: PortRange, separator: &str) -> String {
+    if range.first == range.last {
+        range.first.to_string()
+    } else {
+        format!("{}{separator}{}", range.first, range.last)
+    }
+}
+
+/// An nft ruleset (`nft -f`): table `inet geofence` with an input chain and one that saves the
+/// flow mark to the connection after the queue's verdict.
+pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
+    let mut out = String::from(
+        "table inet geofence {\n    chain input {\n        type filter hook input priority filter; policy accept;\n",
+    );
+    let (first, last) = options.queues;
+    let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
+    let queue = if options.bypass { format!("{queue} bypass") } else { queue };
+    for selector in selectors {
+        let matched = nft_match(*selector);
+        let mark = options.flow_mark;
+        if mark != 0 {
+            let _ = writeln!(out, "        {matched}ct mark & {mark:#x} == {mark:#x} accept");
+        }
+        if options.hashlimit_rate > 0 {
+            for (set, address) in [("geofence4", "ip saddr"), ("geofence6", "ip6 saddr")] {
+                let _ = writeln!(
+                    out,
+                    "        {matched}ct state new meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
+                    options.hashlimit_rate, options.hashlimit_burst
+                );
+            }
+        }
+        let _ = writeln!(out, "        {matched}ct state new {queue}");
+    }
+    out.push_str("    }\n");
+    if options.flow_mark != 0 {
+        let mark = options.flow_mark;
+        let _ = write!(
+            out,
+            "    chain save-flow-mark {{\n        type filter hook input priority 100; policy accept;\n        \
+             meta mark & {mark:#x} == {mark:#x} ct mark set ct mark | {mark:#x}\n    }}\n"
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn nft_match(selector: Selector) -> String {
+    let name = |p: Protocol| match p {
+        Protocol::ICMPV6 => "ipv6-icmp".to_owned(),
+        p => p.name().map_or(p.0.to_string(), str::to_owned),
+    };
+    match selector {
+        Selector::All => String::new(),
+        Selector::Protocol(p) => format!("meta l4proto {} ", name(p)),
+        Selector::Ports(p, range) => format!("{} dport {} ", name(p), range_text(range, "-")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geofence_core::Config;
+
+    fn asterisk() -> (Vec<Selector>, RuleOptions) {
+        let config = Config::parse(include_str!("../../examples/asterisk.toml")).unwrap();
+        let selectors = selectors(config.policy.rules(), config.policy.default_verdict());
+        let options = RuleOptions {
+            queues: config.queues,
+            bypass: config.fail_open,
+            hashlimit_rate: config.hashlimit_rate,
+            hashlimit_burst: config.hashlimit_burst,
+            flow_mark: config.flow_mark,
+        };
+        (selectors, options)
+    }
+
+    #[test]
+    fn the_asterisk_policy_queues_new_sip_flows_behind_a_hashlimit() {
+        let (selectors, options) = asterisk();
+        assert_eq!(selectors, [Selector::Ports(Protocol::UDP, PortRange::single(5060))]);
+        assert_eq!(
+            iptables(&selectors, &options),
+            "iptables -w -A INPUT -p udp --dport 5060 -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n\
+             iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 2/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name geofence4 -j DROP\n\
+             iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n\
+             iptables -w -t security -A INPUT -m mark --mark 0x40000000/0x40000000 -j CONNMARK --save-mark --nfmask 0x40000000 --ctmask 0x40000000\n\
+             ip6tables -w -A INPUT -p udp --dport 5060 -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n\
+             ip6tables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 2/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name geofence6 -j DROP\n\
+             ip6tables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n\
+             ip6tables -w -t security -A INPUT -m mark --mark 0x40000000/0x40000000 -j CONNMARK --save-mark --nfmask 0x40000000 --ctmask 0x40000000\n"
+        );
+    }
+
+    #[test]
+    fn options_change_the_queue_target_and_drop_what_is_off() {
+        let (selectors, mut options) = asterisk();
+        options.queues = (2, 5);
+        options.bypass = true;
+        options.hashlimit_rate = 0;
+        options.flow_mark = 0;
+        assert_eq!(
+            iptables(&selectors, &options),
+            "iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-balance 2:5 --queue-bypass\n\
+             ip6tables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-balance 2:5 --queue-bypass\n"
+        );
+    }
+
+    #[test]
+    fn selectors_cover_what_the_rules_name_or_everything() {
+        let mut sip = Rule::new("sip", Verdict::Drop);
+        sip.protocols = vec![Protocol::UDP, Protocol::TCP, Protocol::ICMP];
+        sip.ports = vec![PortRange::single(5060), PortRange { first: 5061, last: 5062 }];
+        let mut all_udp = Rule::new("udp", Verdict::Drop);
+        all_udp.protocols = vec![Protocol::UDP];
+        let picked = selectors(&[sip.clone(), all_udp], Verdict::Accept);
+        assert_eq!(
+            picked,
+            [
+                Selector::Ports(Protocol::TCP, PortRange::single(5060)),
+                Selector::Ports(Protocol::TCP, PortRange { first: 5061, last: 5062 }),
+                Selector::Protocol(Protocol::ICMP),
+                Selector::Protocol(Protocol::UDP),
+            ]
+        );
+        assert_eq!(selectors(&[sip.clone()], Verdict::Drop), [Selector::All]);
+        assert_eq!(selectors(&[sip, Rule::new("any", Verdict::Accept)], Verdict::Accept), [Selector::All]);
+        let icmp = iptables(
+            &[Selector::Protocol(Protocol::ICMP)],
+            &RuleOptions { queues: (0, 0), bypass: false, hashlimit_rate: 0, hashlimit_burst: 0, flow_mark: 0 },
+        );
+        assert_eq!(icmp, "iptables -w -A INPUT -p icmp -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n");
+    }
+
+    #[test]
+    fn the_nft_ruleset_says_the_same() {
+        let (selectors, options) = asterisk();
+        assert_eq!(
+            nft(&selectors, &options),
+            "table inet geofence {\n    chain input {\n        type filter hook input priority filter; policy accept;\n        \
+             udp dport 5060 ct mark & 0x40000000 == 0x40000000 accept\n        \
+             udp dport 5060 ct state new meter geofence4 { ip saddr limit rate over 2/second burst 5 packets } drop\n        \
+             udp dport 5060 ct state new meter geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n        \
+             udp dport 5060 ct state new queue num 0\n    }\n    chain save-flow-mark {\n        \
+             type filter hook input priority 100; policy accept;\n        \
+             meta mark & 0x40000000 == 0x40000000 ct mark set ct mark | 0x40000000\n    }\n}\n"
+        );
+    }
+}
