@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ pub struct RunArgs {
 /// What the workers, the signal handler and the reporters share.
 struct Shared {
     policy: ArcSwap<Policy>,
+    /// Bumped by every reload, so a worker notices a new policy with one atomic load.
+    generation: AtomicU64,
     totals: Mutex<Totals>,
     flow_mark: u32,
     queues: Vec<(u16, Arc<QueueCounters>)>,
@@ -59,6 +61,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     );
     let shared = Arc::new(Shared {
         policy: ArcSwap::from(Arc::new(policy)),
+        generation: AtomicU64::new(0),
         totals: Mutex::new(Totals::default()),
         flow_mark: config.flow_mark,
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
@@ -167,6 +170,7 @@ fn reload(args: &RunArgs, running: &Fixed, shared: &Shared) {
                 policy.default_verdict()
             );
             shared.policy.store(Arc::new(policy));
+            shared.generation.fetch_add(1, Ordering::Release);
         }
         Err(error) => {
             let mut message = format!("reload refused, the running policy stays: {error}");
@@ -296,10 +300,11 @@ fn prometheus(shared: &Shared) -> String {
     out
 }
 
-/// One queue's handler: decides with the current policy, counts, and at the end of each burst
-/// publishes its counts and picks up a reloaded policy.
+/// One queue's handler: decides with the current policy (a reload applies from the next
+/// packet), counts, and at the end of each burst publishes its counts.
 struct Worker {
     shared: Arc<Shared>,
+    generation: u64,
     policy: Arc<Policy>,
     names: Vec<String>,
     local: Local,
@@ -308,15 +313,28 @@ struct Worker {
 
 impl Worker {
     fn new(shared: Arc<Shared>) -> Worker {
+        let generation = shared.generation.load(Ordering::Acquire);
         let policy = shared.policy.load_full();
         let names = policy.rules().map(|rule| rule.name.clone()).collect();
         let local = Local::new(policy.rules().len());
-        Worker { shared, policy, names, local, debug: log::log_enabled!(log::Level::Debug) }
+        Worker { shared, generation, policy, names, local, debug: log::log_enabled!(log::Level::Debug) }
+    }
+
+    /// Publishes the counts made under the old policy, then takes the new one.
+    fn take_new_policy(&mut self) {
+        self.local.flush(&self.shared.totals, &self.names);
+        self.generation = self.shared.generation.load(Ordering::Acquire);
+        self.policy = self.shared.policy.load_full();
+        self.names = self.policy.rules().map(|rule| rule.name.clone()).collect();
+        self.local = Local::new(self.policy.rules().len());
     }
 }
 
 impl Handler for Worker {
     fn decide(&mut self, packet: &[u8]) -> Verdict {
+        if self.shared.generation.load(Ordering::Acquire) != self.generation {
+            self.take_new_policy();
+        }
         let decision = self.policy.explain(packet);
         self.local.record(&decision);
         if self.debug {
@@ -337,12 +355,6 @@ impl Handler for Worker {
 
     fn burst_done(&mut self) {
         self.local.flush(&self.shared.totals, &self.names);
-        let current = self.shared.policy.load_full();
-        if !Arc::ptr_eq(&current, &self.policy) {
-            self.names = current.rules().map(|rule| rule.name.clone()).collect();
-            self.local = Local::new(current.rules().len());
-            self.policy = current;
-        }
         self.debug = log::log_enabled!(log::Level::Debug);
     }
 }

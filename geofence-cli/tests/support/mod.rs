@@ -98,6 +98,18 @@ impl NetnsPair {
         sh(&full)
     }
 
+    /// Installs what `geofence rules --config CONFIG` prints, line by line, in the server
+    /// namespace: the rules geofence tells admins to use are the ones tested.
+    pub fn install_rules(&self, config: &Path) {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_geofence")).arg("rules").arg("--config").arg(config).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            self.in_server(&words);
+        }
+    }
+
     /// Adds iptables (or ip6tables, for `v6`) rules in the server namespace, one a string.
     pub fn iptables(&self, v6: bool, rules: &[&str]) {
         let tool = if v6 { "ip6tables" } else { "iptables" };
@@ -204,6 +216,24 @@ impl NetnsPair {
         std::thread::sleep(SETTLE);
     }
 
+    /// Sends `count` datagrams from one socket of `source` (one flow), 20 ms apart as
+    /// retransmissions are (the kernel queues every packet that arrives before the first one's
+    /// verdict), then lets them arrive.
+    pub fn send_flow(&self, source: &str, count: usize) {
+        let source: IpAddr = source.parse().unwrap();
+        NetnsPair::within(&self.client, move || {
+            let server: IpAddr = if source.is_ipv4() { SERVER_V4 } else { SERVER_V6 }.parse().unwrap();
+            let socket = UdpSocket::bind(SocketAddr::new(source, 0)).unwrap();
+            for _ in 0..count {
+                socket.send_to(b"OPTIONS sip:100@geofence SIP/2.0\r\n\r\n", (server, SIP)).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(SETTLE);
+    }
+
     /// Sends raw IP packets (header included) from the client namespace.
     pub fn send_raw(&self, packets: Vec<Vec<u8>>) {
         NetnsPair::within(&self.client, move || {
@@ -242,6 +272,17 @@ pub struct Geofence {
 }
 
 impl Geofence {
+    /// The process id (of geofence itself: `ip netns exec` replaces itself with it).
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |child| child.id() as i32)
+    }
+
+    /// Sends a signal and gives geofence a moment to act on it.
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid()), signal).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     /// Stops it with SIGTERM and returns (exit success, stdout, stderr).
     pub fn stop(mut self) -> (bool, String, String) {
         let child = self.child.take().unwrap();
