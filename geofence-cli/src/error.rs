@@ -27,12 +27,12 @@ pub enum CliError {
         source: std::io::Error,
     },
     /// The configuration is invalid.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Config {
         /// The config file.
         path: PathBuf,
-        /// What is wrong, with the line.
-        source: ConfigError,
+        /// What is wrong, with the line (shown in the sentence, not as a cause).
+        error: ConfigError,
     },
     /// A country database is invalid.
     #[error("{0}")]
@@ -50,6 +50,14 @@ pub enum CliError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// A capture file is not pcap or pcapng, or is damaged.
+    #[error("{}: {problem}", path.display())]
+    Capture {
+        /// The capture file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The metrics address could not be listened on.
     #[error("cannot serve metrics on {address}")]
     Metrics {

@@ -16,7 +16,7 @@ pub fn read(path: &Path) -> Result<Vec<u8>, CliError> {
 pub fn load_config(path: &Path) -> Result<Config, CliError> {
     let bytes = read(path)?;
     let text = String::from_utf8_lossy(&bytes);
-    let config = Config::parse(&text).map_err(|source| CliError::Config { path: path.to_owned(), source })?;
+    let config = Config::parse(&text).map_err(|error| CliError::Config { path: path.to_owned(), error })?;
     for warning in &config.warnings {
         log::warn!("{}: {warning}", path.display());
     }

@@ -1,6 +1,7 @@
 //! The `geofence` command: arguments, files, signals and wiring. The deciding is done by
 //! geofence-core and the queue handling by geofence-nfq.
 
+mod check;
 mod config_check;
 mod db;
 mod error;
@@ -40,6 +41,8 @@ enum Command {
     /// Compile and inspect country databases.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Dry-run a policy over a capture: what would have been accepted and dropped.
+    Check(check::CheckArgs),
     /// Print the iptables (or nft) rules that feed the config's queue.
     Rules(rules::RulesArgs),
     /// Check a config file.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Lookup(args) => lookup::lookup(&args),
         Command::Db(command) => db::db(&command),
+        Command::Check(args) => check::check(&args),
         Command::Rules(args) => rules::print(&args),
         Command::Config(command) => config_check::config(&command),
         Command::Completions { shell } => {

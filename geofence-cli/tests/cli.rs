@@ -1,0 +1,275 @@
+//! The `geofence` command as an admin meets it: output, messages and exit codes. No root needed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use geofence_core::sample;
+
+fn geofence(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_geofence")).args(args).env("RUST_LOG", "warn").output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path).display().to_string()
+}
+
+#[test]
+fn lookup_answers_stdin_line_by_line_and_reports_bad_lines_with_status_1() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_geofence"))
+        .args(["lookup", "--db", &repo("tests/fixtures/countries.csv")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"192.0.2.1\n2001:db8:2::9\n\nnonsense\n203.0.113.250\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(text(&output.stdout), "192.0.2.1 GB\n2001:db8:2::9 CN\n203.0.113.250 -\n");
+    assert_eq!(text(&output.stderr), "geofence: line 4: `nonsense` is not an IP address\n");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn lookup_uses_the_embedded_database_by_default() {
+    let output = geofence(&["lookup", "1.1.1.1", "2a00:1450:4001::1"]);
+    assert_eq!(text(&output.stdout), "1.1.1.1 AU\n2a00:1450:4001::1 DE\n");
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn errors_are_one_sentence_with_causes_and_documented_exit_codes() {
+    let missing = geofence(&["run", "--config", "/nonexistent/geofence.toml"]);
+    assert_eq!(
+        text(&missing.stderr),
+        "geofence: cannot read /nonexistent/geofence.toml\n  caused by: No such file or directory (os error 2)\n"
+    );
+    assert_eq!(missing.status.code(), Some(3));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "default = \"drop\"\n[[rule]]\ncountry = [\"UK\"]\naction = \"accept\"\n").unwrap();
+    let output = geofence(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(
+        text(&output.stderr),
+        format!("geofence: {}: line 3, column 12: unknown country `UK` (did you mean `GB`?)\n", bad.display())
+    );
+    assert_eq!(output.status.code(), Some(3));
+
+    let bad_db = dir.path().join("bad.csv");
+    std::fs::write(&bad_db, "192.0.2.0,192.0.2.255,GB\n192.0.2.9,nope,GB\n").unwrap();
+    let output = geofence(&["lookup", "--db", bad_db.to_str().unwrap(), "192.0.2.1"]);
+    assert_eq!(
+        text(&output.stderr),
+        format!("geofence: {}: line 2: `nope` is not an IP address or an address number\n", bad_db.display())
+    );
+    assert_eq!(output.status.code(), Some(3));
+
+    let flag = geofence(&["lookup", "--frobnicate"]);
+    assert!(
+        text(&flag.stderr).starts_with("error: unexpected argument '--frobnicate' found"),
+        "{}",
+        text(&flag.stderr)
+    );
+    assert_eq!(flag.status.code(), Some(2));
+}
+
+#[test]
+fn config_check_prints_the_policy_as_understood() {
+    let output = geofence(&["config", "check", &repo("examples/asterisk.toml")]);
+    let expected = format!(
+        "{}: valid\nqueue 0, fail-closed, database (embedded)\n\
+         1. lan                  accept if protocol udp and port 5060 and source in rfc1918\n\
+         2. allowed-countries    accept if protocol udp and port 5060 and country in {{AC AT AU BE CA CH DE DK ES FI FR GB GG IE IM IS JE LU NL NO PL SE US ZA}}\n\
+         3. everyone-else        drop if protocol udp and port 5060\n\
+         otherwise accept; packets that cannot be parsed: drop\n",
+        repo("examples/asterisk.toml")
+    );
+    assert_eq!(text(&output.stdout), expected);
+}
+
+#[test]
+fn rules_print_for_both_backends() {
+    let iptables = text(&geofence(&["rules", "--config", &repo("examples/asterisk.toml")]).stdout);
+    assert_eq!(iptables.lines().count(), 8);
+    assert!(iptables
+        .contains("iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n"));
+    let nft = text(&geofence(&["rules", "--config", &repo("examples/asterisk.toml"), "--backend", "nft"]).stdout);
+    assert!(nft.starts_with("table inet geofence {"), "{nft}");
+}
+
+#[test]
+fn completions_are_printed() {
+    let output = geofence(&["completions", "bash"]);
+    assert!(text(&output.stdout).contains("_geofence()"));
+}
+
+/// The packets of the capture fixtures: one each of the how-to's cases, plus an ARP frame.
+fn capture_packets() -> Vec<Vec<u8>> {
+    let ip = |s: &str| s.parse().unwrap();
+    let server4 = ip("192.0.2.1");
+    vec![
+        sample::sip_options(ip("10.1.2.3"), ip("10.0.0.1")),
+        sample::sip_options(ip("192.0.2.10"), server4),
+        sample::sip_options(ip("198.51.100.23"), server4),
+        sample::sip_options(ip("198.51.100.23"), server4),
+        sample::sip_options(ip("203.0.113.5"), server4),
+        sample::sip_options(ip("2001:db8:1::10"), ip("2001:db8::1")),
+        sample::sip_options(ip("2001:db8:2::10"), ip("2001:db8::1")),
+        sample::udp_packet(ip("198.51.100.23"), server4, (4000, 8080), b"x"),
+        sample::sip_options(ip("192.0.2.10"), server4)[..24].to_vec(),
+    ]
+}
+
+fn ethernet(ip: &[u8]) -> Vec<u8> {
+    let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    frame.extend(if ip[0] >> 4 == 6 { [0x86, 0xdd] } else { [0x08, 0x00] });
+    frame.extend(ip);
+    frame
+}
+
+fn arp() -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend([2, 0, 0, 0, 0, 2, 0x08, 0x06]);
+    frame.extend([0u8; 28]);
+    frame
+}
+
+/// A classic pcap file (microsecond, little-endian) of `frames` with link type `link`.
+fn pcap(link: u32, frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut file = Vec::new();
+    file.extend(0xa1b2_c3d4u32.to_le_bytes());
+    file.extend(2u16.to_le_bytes());
+    file.extend(4u16.to_le_bytes());
+    file.extend([0u8; 8]);
+    file.extend(65535u32.to_le_bytes());
+    file.extend(link.to_le_bytes());
+    for (i, frame) in frames.iter().enumerate() {
+        file.extend((1_700_000_000 + i as u32).to_le_bytes());
+        file.extend(0u32.to_le_bytes());
+        file.extend((frame.len() as u32).to_le_bytes());
+        file.extend((frame.len() as u32).to_le_bytes());
+        file.extend(frame);
+    }
+    file
+}
+
+/// A pcapng file: one section, an interface of link type `link`, an enhanced packet a frame.
+fn pcapng(link: u16, frames: &[Vec<u8>]) -> Vec<u8> {
+    let block = |kind: u32, body: Vec<u8>| {
+        let length = 12 + body.len() as u32;
+        let mut out = kind.to_le_bytes().to_vec();
+        out.extend(length.to_le_bytes());
+        out.extend(body);
+        out.extend(length.to_le_bytes());
+        out
+    };
+    let mut file =
+        block(0x0a0d_0d0a, [0x1a2b_3c4du32.to_le_bytes().to_vec(), vec![1, 0, 0, 0], vec![0xff; 8]].concat());
+    file.extend(block(1, [link.to_le_bytes().to_vec(), vec![0, 0], 65535u32.to_le_bytes().to_vec()].concat()));
+    for frame in frames {
+        let mut body = vec![0u8; 4];
+        body.extend([0u8; 8]);
+        body.extend((frame.len() as u32).to_le_bytes());
+        body.extend((frame.len() as u32).to_le_bytes());
+        body.extend(frame);
+        while body.len() % 4 != 0 {
+            body.push(0);
+        }
+        file.extend(block(6, body));
+    }
+    file
+}
+
+fn linux_cooked_v2(ip: &[u8]) -> Vec<u8> {
+    let mut frame = if ip[0] >> 4 == 6 { vec![0x86, 0xdd] } else { vec![0x08, 0x00] };
+    frame.extend([0u8; 18]);
+    frame.extend(ip);
+    frame
+}
+
+const EXPECTED_REPORT: &str = "10 frames, 9 IP packets decided, 1 not IP
+
+verdict                 packets
+accept                        4
+accept with mark              0
+drop                          5
+  unparsable                  1
+
+country                accepted    dropped
+CN                            1          3
+GB                            2          0
+RU                            0          1
+unknown                       1          0
+
+rule                    packets
+(default)                     1
+(malformed)                   1
+allowed-countries             2
+everyone-else                 4
+lan                           1
+
+top dropped sources                         packets
+198.51.100.23 (CN)                                2
+203.0.113.5 (RU)                                  1
+2001:db8:2::10 (CN)                               1
+";
+
+fn check(capture: &[u8], name: &str) -> (String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join(name);
+    std::fs::write(&path, capture).unwrap();
+    let output = geofence(&[
+        "check",
+        "--config",
+        &repo("examples/asterisk.toml"),
+        "--db",
+        &repo("tests/fixtures/countries.csv"),
+        "--pcap",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    (text(&output.stdout), path)
+}
+
+#[test]
+fn check_reports_the_same_table_for_every_capture_format_and_link_type() {
+    let packets = capture_packets();
+    let mut ethernet_frames: Vec<Vec<u8>> = packets.iter().map(|p| ethernet(p)).collect();
+    ethernet_frames.push(arp());
+    let mut raw_frames = packets.clone();
+    raw_frames.push(vec![0x10, 0x20]);
+    let mut cooked_frames: Vec<Vec<u8>> = packets.iter().map(|p| linux_cooked_v2(p)).collect();
+    cooked_frames.push(vec![0x08, 0x06, 0, 0]);
+    let captures = [
+        (pcap(1, &ethernet_frames), "ethernet.pcap"),
+        (pcapng(1, &ethernet_frames), "ethernet.pcapng"),
+        (pcapng(276, &cooked_frames), "cooked2.pcapng"),
+    ];
+    for (capture, name) in captures {
+        let (report, path) = check(&capture, name);
+        assert_eq!(report, format!("{}: {EXPECTED_REPORT}", path.display()), "{name}");
+    }
+    // Raw IP: the 2-byte junk frame is "IP" by link type and counts as unparsable.
+    let (report, _) = check(&pcap(101, &raw_frames), "raw.pcap");
+    assert!(report.contains("10 frames, 10 IP packets decided, 0 not IP"), "{report}");
+    assert!(report.contains("  unparsable                  2"), "{report}");
+}
+
+#[test]
+fn check_refuses_what_is_not_a_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are not packets, just words in a file that is long enough").unwrap();
+    let output = geofence(&["check", "--config", &repo("examples/asterisk.toml"), "--pcap", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        text(&output.stderr).starts_with(&format!("geofence: {}: not a pcap or pcapng capture", path.display())),
+        "{}",
+        text(&output.stderr)
+    );
+}
