@@ -28,23 +28,22 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     let config = files::load_config(&args.file)?;
     let (first, last) = config.queues;
     let queues = if first == last { format!("queue {first}") } else { format!("queues {first}-{last}") };
-    println!("{}: valid", args.file.display());
-    println!(
-        "{queues}, fail-{}, database {}",
-        if config.fail_open { "open" } else { "closed" },
-        config.database.as_deref().unwrap_or("(embedded)")
-    );
+    let mut text = format!("{}: valid\n", args.file.display());
+    let database = config.database.as_deref().unwrap_or("(embedded)");
+    let fail = if config.fail_open { "open" } else { "closed" };
+    text.push_str(&format!("{queues}, fail-{fail}, database {database}\n"));
     for (index, rule) in config.policy.rules().iter().enumerate() {
-        println!("{}. {:<20} {} if {}", index + 1, rule.name, rule.verdict, conditions(rule));
+        text.push_str(&format!("{}. {:<20} {} if {}\n", index + 1, rule.name, rule.verdict, conditions(rule)));
     }
-    println!(
-        "otherwise {}; packets that cannot be parsed: {}",
+    text.push_str(&format!(
+        "otherwise {}; packets that cannot be parsed: {}\n",
         config.policy.default_verdict(),
         config.policy.malformed_verdict()
-    );
+    ));
     for warning in &config.warnings {
-        println!("warning: {warning}");
+        text.push_str(&format!("warning: {warning}\n"));
     }
+    crate::output(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -59,7 +59,7 @@ fn compile(
     let write_error = |source| CliError::Write { path: output.to_owned(), source };
     std::fs::write(&temporary, &bytes).map_err(write_error)?;
     std::fs::rename(&temporary, output).map_err(write_error)?;
-    println!("{}: {} bytes; {}", output.display(), bytes.len(), files::describe(&table, &provenance));
+    crate::output(&format!("{}: {} bytes; {}\n", output.display(), bytes.len(), files::describe(&table, &provenance)))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -67,6 +67,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The demo could not run.
+    #[error("demo: {0}")]
+    Demo(String),
     /// Writing to standard output failed.
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
@@ -76,7 +79,11 @@ impl CliError {
     /// 1: a runtime failure (queue, signals, output); 3: a bad config, database or file.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Queue(_) | CliError::Signals(_) | CliError::Output(_) | CliError::Metrics { .. } => 1,
+            CliError::Queue(_)
+            | CliError::Signals(_)
+            | CliError::Output(_)
+            | CliError::Metrics { .. }
+            | CliError::Demo(_) => 1,
             _ => 3,
         }
     }

@@ -4,6 +4,7 @@
 mod check;
 mod config_check;
 mod db;
+mod demo;
 mod error;
 mod files;
 mod lookup;
@@ -41,6 +42,9 @@ enum Command {
     /// Compile and inspect country databases.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Show the whole path in throw-away network namespaces: a filtered SIP port, callers from
+    /// allowed and blocked countries, and what reached the server (needs root).
+    Demo,
     /// Dry-run a policy over a capture: what would have been accepted and dropped.
     Check(check::CheckArgs),
     /// Print the iptables (or nft) rules that feed the config's queue.
@@ -57,12 +61,15 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // A panic is a bug: one line saying so, never a backtrace for an admin to wade through.
+    std::panic::set_hook(Box::new(|info| log::error!("internal error (please report it): {info}")));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Lookup(args) => lookup::lookup(&args),
         Command::Db(command) => db::db(&command),
         Command::Check(args) => check::check(&args),
+        Command::Demo => demo::demo(),
         Command::Rules(args) => rules::print(&args),
         Command::Config(command) => config_check::config(&command),
         Command::Completions { shell } => {
@@ -81,8 +88,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes to standard output; a reader that went away (`| head`) ends the output quietly.
+fn output(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(CliError::Output)
+}
+
 /// Prints the error as one sentence and its causes, never a backtrace.
 fn report(error: &CliError) -> ExitCode {
+    if let CliError::Output(cause) = error {
+        if cause.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+    }
     eprintln!("geofence: {error}");
     let mut cause = std::error::Error::source(error);
     while let Some(inner) = cause {

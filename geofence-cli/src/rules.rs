@@ -44,6 +44,6 @@ pub fn print(args: &RulesArgs) -> Result<ExitCode, CliError> {
         Backend::Iptables => rules::iptables(&selectors, &options),
         Backend::Nft => rules::nft(&selectors, &options),
     };
-    print!("{text}");
+    crate::output(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -110,7 +110,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         }
     }
     let verdicts: u64 = reports.iter().map(|r| r.counters.packets.load(Ordering::Relaxed)).sum();
-    println!("verdicts={verdicts}");
+    crate::output(&format!("verdicts={verdicts}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 

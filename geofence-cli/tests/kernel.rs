@@ -550,3 +550,32 @@ fn sigusr1_reports_counters_summaries_name_the_droppers_and_only_cap_net_admin_i
         "{stderr}"
     );
 }
+
+#[test]
+fn the_demo_shows_who_got_through_and_leaves_nothing_behind() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_geofence")).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for (source, verdict, got) in [
+        ("10.9.9.9", "accept", "the OPTIONS"),
+        ("192.0.2.10", "accept", "the OPTIONS"),
+        ("198.51.100.23", "drop", "nothing"),
+        ("203.0.113.200", "drop", "nothing"),
+        ("2001:db8:1::10", "accept", "the OPTIONS"),
+        ("2001:db8:2::10", "drop", "nothing"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{source} ")))
+            .unwrap_or_else(|| panic!("{source}: {stdout}"));
+        assert!(line.contains(&format!(" {verdict} ")) && line.ends_with(got), "{line}");
+    }
+    assert!(stdout.contains("counters: 5 accepted, 0 accepted with a mark, 5 dropped, 0 unparsable"), "{stdout}");
+    let left = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let own = format!("geofence-demo-server-");
+    let pid_marker = String::from_utf8_lossy(&left.stdout).lines().filter(|l| l.starts_with(&own)).count();
+    assert_eq!(pid_marker, 0, "the demo removed its namespaces");
+}
