@@ -575,7 +575,6 @@ fn the_demo_shows_who_got_through_and_leaves_nothing_behind() {
     }
     assert!(stdout.contains("counters: 5 accepted, 0 accepted with a mark, 5 dropped, 0 unparsable"), "{stdout}");
     let left = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let own = format!("geofence-demo-server-");
-    let pid_marker = String::from_utf8_lossy(&left.stdout).lines().filter(|l| l.starts_with(&own)).count();
-    assert_eq!(pid_marker, 0, "the demo removed its namespaces");
+    let remaining = String::from_utf8_lossy(&left.stdout).lines().filter(|l| l.starts_with("geofence-demo-")).count();
+    assert_eq!(remaining, 0, "the demo removed its namespaces");
 }
