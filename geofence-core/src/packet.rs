@@ -2,7 +2,8 @@
 //!
 //! Parsing validates every length once and then reads fixed fields through `pnet_packet`'s
 //! borrowed views, so it never panics and never allocates, whatever the bytes. The buffer may be
-//! shorter than the IP total length: a queue's copy range usually captures only the headers.
+//! shorter than the IP total length (a queue's copy range usually captures only the headers);
+//! bytes past it are padding, not packet.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -140,8 +141,9 @@ pub enum Layer {
     Ipv4,
     /// The fixed IPv6 header.
     Ipv6,
-    /// An IPv6 extension header (hop-by-hop, routing, fragment, destination options, AH).
-    Ipv6Extension,
+    /// An extension header (IPv6 hop-by-hop, routing, fragment, destination options; AH in
+    /// either family).
+    IpExtension,
     /// The TCP header.
     Tcp,
     /// The UDP or UDP-Lite header.
@@ -157,7 +159,7 @@ impl fmt::Display for Layer {
         f.write_str(match self {
             Layer::Ipv4 => "IPv4",
             Layer::Ipv6 => "IPv6",
-            Layer::Ipv6Extension => "IPv6 extension",
+            Layer::IpExtension => "IP extension",
             Layer::Tcp => "TCP",
             Layer::Udp => "UDP",
             Layer::Sctp => "SCTP",
@@ -236,9 +238,12 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     if bytes.len() < header {
         return Err(truncated(Layer::Ipv4, bytes, 0, header));
     }
-    let protocol = Protocol(ip.get_next_level_protocol().0);
-    let transport =
-        if ip.get_fragment_offset() != 0 { Transport::LaterFragment } else { read_transport(protocol, bytes, header)? };
+    // Bytes past the total length (link padding) are not part of the packet.
+    let bytes = &bytes[..bytes.len().min(total)];
+    let (protocol, transport) = match Protocol(ip.get_next_level_protocol().0) {
+        protocol if ip.get_fragment_offset() != 0 => (protocol, Transport::LaterFragment),
+        protocol => walk_extensions(bytes, header, protocol.0, false)?,
+    };
     Ok(PacketMeta {
         source: IpAddr::V4(ip.get_source()),
         destination: IpAddr::V4(ip.get_destination()),
@@ -249,7 +254,13 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
 
 fn parse_ipv6(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     let ip = Ipv6Packet::new(bytes).ok_or_else(|| truncated(Layer::Ipv6, bytes, 0, IPV6_HEADER))?;
-    let (protocol, transport) = walk_ipv6_extensions(bytes, ip.get_next_header().0)?;
+    // Bytes past the payload length (link padding) are not part of the packet. A length of 0
+    // is a jumbogram's (RFC 2675): its real length is in a hop-by-hop option; the capture holds.
+    let bytes = match usize::from(ip.get_payload_length()) {
+        0 => bytes,
+        payload => &bytes[..bytes.len().min(IPV6_HEADER + payload)],
+    };
+    let (protocol, transport) = walk_extensions(bytes, IPV6_HEADER, ip.get_next_header().0, true)?;
     Ok(PacketMeta {
         source: IpAddr::V6(ip.get_source()),
         destination: IpAddr::V6(ip.get_destination()),
@@ -258,10 +269,11 @@ fn parse_ipv6(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     })
 }
 
-/// Follows the extension header chain from the fixed header to the transport header.
+/// Follows the extension header chain from `offset` to the transport header: in IPv6 every
+/// extension header, in IPv4 the authentication header (RFC 4302), which may carry TCP or UDP.
 ///
 /// Every extension header is at least 8 bytes long, so the walk ends within the captured bytes.
-fn walk_ipv6_extensions(bytes: &[u8], first: u8) -> Result<(Protocol, Transport), PacketError> {
+fn walk_extensions(bytes: &[u8], offset: usize, first: u8, ipv6: bool) -> Result<(Protocol, Transport), PacketError> {
     const HOP_BY_HOP: u8 = 0;
     const ROUTING: u8 = 43;
     const FRAGMENT: u8 = 44;
@@ -269,18 +281,18 @@ fn walk_ipv6_extensions(bytes: &[u8], first: u8) -> Result<(Protocol, Transport)
     const DESTINATION_OPTIONS: u8 = 60;
 
     let mut next = first;
-    let mut offset = IPV6_HEADER;
+    let mut offset = offset;
     loop {
         let length = match next {
-            HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS => (usize::from(ext_byte(bytes, offset, 1)?) + 1) * 8,
+            HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS if ipv6 => (usize::from(ext_byte(bytes, offset, 1)?) + 1) * 8,
             AUTHENTICATION => (usize::from(ext_byte(bytes, offset, 1)?) + 2) * 4,
-            FRAGMENT => IPV6_FRAGMENT_HEADER,
+            FRAGMENT if ipv6 => IPV6_FRAGMENT_HEADER,
             _ => {
                 let protocol = Protocol(next);
                 return Ok((protocol, read_transport(protocol, bytes, offset)?));
             }
         };
-        let header = window(bytes, offset, length, Layer::Ipv6Extension)?;
+        let header = window(bytes, offset, length, Layer::IpExtension)?;
         if next == FRAGMENT && fragment_offset(header) != 0 {
             return Ok((Protocol(header[0]), Transport::LaterFragment));
         }
@@ -294,7 +306,7 @@ fn fragment_offset(fragment_header: &[u8]) -> u16 {
 }
 
 fn ext_byte(bytes: &[u8], offset: usize, index: usize) -> Result<u8, PacketError> {
-    Ok(window(bytes, offset, index + 1, Layer::Ipv6Extension)?[index])
+    Ok(window(bytes, offset, index + 1, Layer::IpExtension)?[index])
 }
 
 fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<Transport, PacketError> {

@@ -21,7 +21,9 @@
 //! of two, so this takes 2–4 bytes where a raw address takes 16), then its slot as LEB128
 //! `slot + 1` (0: nothing). Loading checks the magic, version, kind and checksum, that every
 //! count fits in what remains of the file (so nothing is allocated from a damaged count), that
-//! every step is positive and stays within the family, and that every slot names a value.
+//! every step is positive and stays within the family, that every slot names a value, and that
+//! the encoding is canonical (merged entries, shortest numbers): bytes that load re-encode to
+//! themselves.
 
 use super::table::{Family, Ipv6Family, Key, RangeTable, MAX_VALUES, NONE};
 use crate::CountryCode;
@@ -236,6 +238,11 @@ impl Reader<'_> {
             }
             value |= bits << shift;
             if byte & 0x80 == 0 {
+                // One number, one encoding: a padded form would load the same table from
+                // different bytes.
+                if byte == 0 && shift > 0 {
+                    return Err(self.problem("number encoded in more bytes than it needs"));
+                }
                 return Ok(value);
             }
             shift += 7;
@@ -276,6 +283,9 @@ impl Reader<'_> {
                 n if n <= values as u128 => (n - 1) as u16,
                 _ => return Err(CompiledError::At { offset: at, problem: "entry names a value that does not exist" }),
             };
+            if slots.last() == Some(&slot) {
+                return Err(CompiledError::At { offset: at, problem: "adjacent entries of one value are not merged" });
+            }
             starts.push(
                 K::try_from(start)
                     .map_err(|_| CompiledError::At { offset: at, problem: "range start beyond the address family" })?,
@@ -290,6 +300,7 @@ impl Reader<'_> {
 mod tests {
     use super::*;
     use crate::db::TableBuilder;
+    use std::net::IpAddr;
 
     fn sample() -> (RangeTable<CountryCode>, Provenance) {
         let mut builder = TableBuilder::new();
@@ -323,6 +334,51 @@ mod tests {
         let (table, provenance) = sample();
         let file = encode(&table, &provenance);
         for bit in 0..file.len() * 8 {
+            let mut damaged = file.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&damaged).is_err(), "accepted a flip of bit {bit}");
+        }
+    }
+
+    /// A larger file: 1,500 random ranges of both families, IPv6 ones splitting /64s too.
+    fn larger() -> Vec<u8> {
+        let mut builder = TableBuilder::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let codes: Vec<CountryCode> = ["GB", "US", "CN", "DE", "NZ"].iter().map(|c| c.parse().unwrap()).collect();
+        for _ in 0..1500 {
+            let country = codes[(next() % 5) as usize];
+            let (first, last) = if next() % 2 == 0 {
+                let first = next() as u32;
+                let last = first.saturating_add((next() % 4096) as u32);
+                (IpAddr::V4(first.into()), IpAddr::V4(last.into()))
+            } else {
+                let first = (0x2400u128 << 112) | (u128::from(next()) << 40) | u128::from(next() % 3);
+                let last = first + u128::from(next() % (1 << 20));
+                (IpAddr::V6(first.into()), IpAddr::V6(last.into()))
+            };
+            builder.insert(0, first, last, country).unwrap();
+        }
+        encode(&builder.build(), &Provenance { date: "2026-11".into(), source: "random".into() })
+    }
+
+    #[test]
+    fn a_larger_file_round_trips_and_refuses_truncations_and_bit_flips() {
+        let file = larger();
+        let (table, provenance) = decode(&file).unwrap();
+        assert_eq!(encode(&table, &provenance), file);
+        for length in (0..file.len()).step_by(7) {
+            assert!(decode(&file[..length]).is_err(), "accepted a file cut to {length} bytes");
+        }
+        let mut state = 12345u64;
+        for _ in 0..3000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let bit = (state >> 20) as usize % (file.len() * 8);
             let mut damaged = file.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
             assert!(decode(&damaged).is_err(), "accepted a flip of bit {bit}");

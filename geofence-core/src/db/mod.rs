@@ -189,6 +189,21 @@ pub fn load(inputs: &[Input]) -> Result<(CountryTable, Provenance), DbError> {
     Ok((builder.build(), Provenance { date: String::new(), source: source.collect::<Vec<_>>().join(", ") }))
 }
 
+/// Reads one input as `format`, without detection (for GeoLite2 blocks, `locations` is the
+/// Locations file). The loaders [`load`] uses, one at a time: what the fuzz targets call.
+pub fn read_as(format: Format, bytes: &[u8], locations: Option<&[u8]>) -> Result<CountryTable, DbError> {
+    let countries = match locations {
+        Some(text) => {
+            let text = std::str::from_utf8(text).map_err(|_| DbError::UnknownFormat("not UTF-8".into()))?;
+            Some(geolite2::locations(text)?)
+        }
+        None => None,
+    };
+    let mut builder = TableBuilder::new();
+    read_input(&Input { name: "input", bytes }, format, countries.as_ref(), 0, &mut builder)?;
+    Ok(builder.build())
+}
+
 fn in_input(input: &Input, error: DbError) -> DbError {
     DbError::Input { name: input.name.to_owned(), source: Box::new(error) }
 }

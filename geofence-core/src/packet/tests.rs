@@ -118,7 +118,7 @@ fn truncated_extension_header_is_malformed() {
     let bytes = ipv6_chain(0);
     assert_eq!(
         parse(&bytes[..60]),
-        Err(PacketError::Truncated { layer: Layer::Ipv6Extension, offset: 48, needed: 16, captured: 12 })
+        Err(PacketError::Truncated { layer: Layer::IpExtension, offset: 48, needed: 16, captured: 12 })
     );
 }
 
@@ -156,6 +156,17 @@ fn authentication_header_length_counts_in_four_byte_words() {
     let bytes = crate::sample::ip_packet(addr("2001:db8::2"), addr("2001:db8::1"), Protocol(51), &transport);
     let meta = parse(&bytes).unwrap();
     assert_eq!((meta.protocol, meta.destination_port()), (Protocol::TCP, Some(5060)));
+}
+
+#[test]
+fn an_ipv4_authentication_header_is_walked_to_the_transport() {
+    let mut transport = vec![17, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+    transport.extend([0; 12]);
+    transport.extend([0x13, 0xc6, 0x13, 0xc4, 0, 8, 0, 0]);
+    let bytes = crate::sample::ip_packet(addr("192.0.2.9"), addr("192.0.2.1"), Protocol(51), &transport);
+    let meta = parse(&bytes).unwrap();
+    assert_eq!((meta.protocol, meta.destination_port()), (Protocol::UDP, Some(5060)));
+    assert!(matches!(parse(&bytes[..40]), Err(PacketError::Truncated { layer: Layer::IpExtension, .. })));
 }
 
 #[test]
