@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use pcap_parser::{create_reader, Block, Linktype, PcapBlockOwned, PcapError};
 
@@ -37,11 +37,7 @@ struct Tally {
 /// Decides every IP packet of the capture and prints what would have been accepted and dropped:
 /// per verdict, per country, per rule, and the top dropped sources.
 pub fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
-    let mut config = files::load_config(&args.config)?;
-    let (table, _) = files::load_database(&files::database_paths(&args.databases, &config, &args.config))?;
-    let builder =
-        std::mem::replace(&mut config.policy, geofence_core::PolicyBuilder::new(geofence_core::Verdict::Drop));
-    let policy = builder.build(Arc::new(table))?;
+    let (_, policy) = files::load_policy(&args.config, &args.databases)?;
     let names: Vec<String> = policy.rules().map(|rule| rule.name.clone()).collect();
     let totals = Mutex::new(Totals::default());
     let mut local = Local::new(names.len());

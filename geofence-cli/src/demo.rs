@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use geofence_core::db::{self, encode_compiled};
 use geofence_core::{sample, Config};
-use geofence_nfq::rules::{self, RuleOptions};
+use geofence_nfq::rules;
 use nix::sched::{setns, CloneFlags};
 
 use crate::error::CliError;
@@ -190,14 +190,7 @@ fn embedded() -> Result<(db::CountryTable, db::Provenance), CliError> {
 fn install_rules(stage: &Stage) -> Result<(), CliError> {
     let config =
         Config::parse(CONFIG).map_err(|error| CliError::Config { path: "examples/asterisk.toml".into(), error })?;
-    let selectors = rules::selectors(config.policy.rules(), config.policy.default_verdict());
-    let options = RuleOptions {
-        queues: config.queues,
-        bypass: config.fail_open,
-        hashlimit_rate: config.hashlimit_rate,
-        hashlimit_burst: config.hashlimit_burst,
-        flow_mark: config.flow_mark,
-    };
+    let (selectors, options) = rules::for_config(&config);
     for line in rules::iptables(&selectors, &options).lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         in_server(stage, &words)?;

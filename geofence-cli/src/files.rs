@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use geofence_core::db::{self, CountryTable, Input, Provenance};
-use geofence_core::Config;
+use std::sync::Arc;
+
+use geofence_core::{Config, Policy, PolicyBuilder, Verdict};
 
 use crate::error::CliError;
 
@@ -21,6 +23,18 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
         log::warn!("{}: {warning}", path.display());
     }
     Ok(config)
+}
+
+/// Reads a config and its databases (`overrides` first, else the config's, else the embedded
+/// one) and builds the policy: all or nothing. The config keeps its settings; its policy
+/// builder has gone into the policy.
+pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<(Config, Policy), CliError> {
+    let mut config = load_config(config_path)?;
+    let (table, provenance) = load_database(&database_paths(overrides, &config, config_path))?;
+    log::info!("country database: {}", describe(&table, &provenance));
+    let builder = std::mem::replace(&mut config.policy, PolicyBuilder::new(Verdict::Drop));
+    let policy = builder.build(Arc::new(table))?;
+    Ok((config, policy))
 }
 
 /// The database files to use: `--db` if given, else the config's `database`, taken relative to

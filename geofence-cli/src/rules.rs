@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use geofence_nfq::rules::{self, RuleOptions};
+use geofence_nfq::rules;
 
 use crate::error::CliError;
 use crate::files;
@@ -32,14 +32,7 @@ pub struct RulesArgs {
 /// whose first packet was accepted stays in the kernel.
 pub fn print(args: &RulesArgs) -> Result<ExitCode, CliError> {
     let config = files::load_config(&args.config)?;
-    let selectors = rules::selectors(config.policy.rules(), config.policy.default_verdict());
-    let options = RuleOptions {
-        queues: config.queues,
-        bypass: config.fail_open,
-        hashlimit_rate: config.hashlimit_rate,
-        hashlimit_burst: config.hashlimit_burst,
-        flow_mark: config.flow_mark,
-    };
+    let (selectors, options) = rules::for_config(&config);
     let text = match args.backend {
         Backend::Iptables => rules::iptables(&selectors, &options),
         Backend::Nft => rules::nft(&selectors, &options),

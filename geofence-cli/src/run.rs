@@ -120,14 +120,8 @@ impl RunArgs {
     }
 }
 
-/// Reads the config and the database and builds the policy: all or nothing.
 fn load(args: &RunArgs) -> Result<(Config, Policy), CliError> {
-    let mut config = files::load_config(&args.config)?;
-    let (table, provenance) = files::load_database(&files::database_paths(&args.databases, &config, &args.config))?;
-    log::info!("country database: {}", files::describe(&table, &provenance));
-    let builder = std::mem::replace(&mut config.policy, geofence_core::PolicyBuilder::new(Verdict::Drop));
-    let policy = builder.build(Arc::new(table))?;
-    Ok((config, policy))
+    files::load_policy(&args.config, &args.databases)
 }
 
 fn queue_configs(config: &Config) -> Vec<QueueConfig> {

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use geofence_core::{PortRange, Protocol, Rule, Verdict};
+use geofence_core::{Config, PortRange, Protocol, Rule, Verdict};
 
 /// What the rules send to the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,24 @@ pub struct RuleOptions {
     pub hashlimit_burst: u32,
     /// The mark bit accepted verdicts carry; 0 turns flow bypass off.
     pub flow_mark: u32,
+}
+
+impl RuleOptions {
+    /// The options a config sets: its queues, fail-open choice, hashlimit and flow mark.
+    pub fn from_config(config: &Config) -> RuleOptions {
+        RuleOptions {
+            queues: config.queues,
+            bypass: config.fail_open,
+            hashlimit_rate: config.hashlimit_rate,
+            hashlimit_burst: config.hashlimit_burst,
+            flow_mark: config.flow_mark,
+        }
+    }
+}
+
+/// What a config's rules send to the queue, and how: the inputs of [`iptables`] and [`nft`].
+pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
+    (selectors(config.policy.rules(), config.policy.default_verdict()), RuleOptions::from_config(config))
 }
 
 /// The traffic a policy must see: what its rules name, or everything when a rule names no
@@ -196,19 +214,9 @@ fn nft_match(selector: Selector) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use geofence_core::Config;
 
     fn asterisk() -> (Vec<Selector>, RuleOptions) {
-        let config = Config::parse(include_str!("../../examples/asterisk.toml")).unwrap();
-        let selectors = selectors(config.policy.rules(), config.policy.default_verdict());
-        let options = RuleOptions {
-            queues: config.queues,
-            bypass: config.fail_open,
-            hashlimit_rate: config.hashlimit_rate,
-            hashlimit_burst: config.hashlimit_burst,
-            flow_mark: config.flow_mark,
-        };
-        (selectors, options)
+        for_config(&Config::parse(include_str!("../../examples/asterisk.toml")).unwrap())
     }
 
     #[test]
