@@ -132,44 +132,49 @@ fn ranges_of(entries: Vec<(u128, u16)>, max: u128) -> impl Iterator<Item = (u128
 pub(crate) struct Ipv6Family {
     main: Tree,
     fine: Family<u128>,
+    /// How many ranges have a value: counted before the split, where it is plain.
+    ranges: usize,
 }
 
 impl Ipv6Family {
     /// Splits full 128-bit entries (sorted, starting at 0) into the main and fine tables, in
     /// one pass over the /64 blocks that hold starts.
     pub(crate) fn new(starts: Vec<u128>, slots: Vec<u16>) -> Ipv6Family {
-        let mut main: Vec<(u128, u16)> = Vec::new();
-        let mut fine: Vec<(u128, u16)> = vec![(0, NONE)];
+        let ranges = slots.iter().filter(|slot| **slot != NONE).count();
+        let mut main: Entries<u64> = Entries::default();
+        let mut fine: Entries<u128> = Entries::default();
+        fine.push_merged(0, NONE);
         let mut entry = 0;
         while entry < starts.len() {
             let block = starts[entry] >> 64;
             let end = entry + starts[entry..].iter().take_while(|start| **start >> 64 == block).count();
             let refined = starts[entry..end].iter().any(|start| *start as u64 != 0);
+            // Block numbers are the top 64 bits, so they fit a u64.
+            let key = block as u64;
             if !refined {
-                push_merged(&mut main, block, slots[entry]);
+                main.push_merged(key, slots[entry]);
                 entry = end;
                 continue;
             }
-            push_merged(&mut main, block, REFINE);
+            main.push_merged(key, REFINE);
             let covering = if starts[entry] == block << 64 { slots[entry] } else { slot_before(&slots, entry) };
-            push_merged(&mut fine, block << 64, covering);
+            fine.push_merged(block << 64, covering);
             for index in entry..end {
-                push_merged(&mut fine, starts[index], slots[index]);
+                fine.push_merged(starts[index], slots[index]);
             }
-            if let Some(next) = block.checked_add(1).filter(|next| *next <= u128::from(u64::MAX)) {
+            if let Some(next) = key.checked_add(1) {
                 // The value at the next block's start, unless a later block begins exactly there.
-                push_merged(&mut main, next, slots[end - 1]);
-                push_merged(&mut fine, next << 64, NONE);
+                main.push_merged(next, slots[end - 1]);
+                fine.push_merged(u128::from(next) << 64, NONE);
             }
             entry = end;
         }
-        let (main_starts, main_slots): (Vec<u64>, Vec<u16>) = main.into_iter().map(|(k, s)| (k as u64, s)).unzip();
-        let (fine_starts, fine_slots) = fine.into_iter().unzip();
-        Ipv6Family { main: Tree::new(main_starts, main_slots), fine: Family::new(fine_starts, fine_slots) }
+        drop((starts, slots));
+        Ipv6Family { main: Tree::new(main.starts, main.slots), fine: Family::new(fine.starts, fine.slots), ranges }
     }
 
     fn everything_unknown() -> Ipv6Family {
-        Ipv6Family { main: Tree::new(vec![0], vec![NONE]), fine: Family::everything_unknown() }
+        Ipv6Family { main: Tree::new(vec![0], vec![NONE]), fine: Family::everything_unknown(), ranges: 0 }
     }
 
     #[inline]
@@ -183,19 +188,19 @@ impl Ipv6Family {
     /// The full 128-bit entries, as they were before the split.
     pub(crate) fn entries(&self) -> Vec<(u128, u16)> {
         let main: Vec<(u128, u16)> = self.main.entries().map(|(key, slot)| (key << 64, slot)).collect();
-        let mut full = Vec::with_capacity(main.len());
+        let mut full: Entries<u128> = Entries::default();
         for (index, &(start, slot)) in main.iter().enumerate() {
             if slot != REFINE {
-                push_merged(&mut full, start, slot);
+                full.push_merged(start, slot);
                 continue;
             }
             let next = main.get(index + 1).map_or(u128::MAX, |(next, _)| *next);
-            push_merged(&mut full, start, self.fine.slot(start));
+            full.push_merged(start, self.fine.slot(start));
             for (fine_start, fine_slot) in self.fine.entries().filter(|(s, _)| *s > start && *s < next) {
-                push_merged(&mut full, fine_start, fine_slot);
+                full.push_merged(fine_start, fine_slot);
             }
         }
-        full
+        full.starts.into_iter().zip(full.slots).collect()
     }
 
     fn bytes(&self) -> usize {
@@ -275,16 +280,32 @@ fn slot_before(slots: &[u16], entry: usize) -> u16 {
     entry.checked_sub(1).map_or(NONE, |previous| slots[previous])
 }
 
-/// Appends an entry unless it repeats the previous slot; an entry at the same start replaces
-/// the previous one.
-fn push_merged(entries: &mut Vec<(u128, u16)>, start: u128, slot: u16) {
-    if entries.last().is_some_and(|(s, _)| *s == start) {
-        entries.pop();
+/// Entries being assembled: starts and their slots, in two vectors.
+struct Entries<K> {
+    starts: Vec<K>,
+    slots: Vec<u16>,
+}
+
+impl<K> Default for Entries<K> {
+    fn default() -> Self {
+        Entries { starts: Vec::new(), slots: Vec::new() }
     }
-    if entries.last().is_some_and(|(_, previous)| *previous == slot) {
-        return;
+}
+
+impl<K: PartialEq> Entries<K> {
+    /// Appends an entry unless it repeats the previous slot; an entry at the same start
+    /// replaces the previous one.
+    fn push_merged(&mut self, start: K, slot: u16) {
+        if self.starts.last() == Some(&start) {
+            self.starts.pop();
+            self.slots.pop();
+        }
+        if self.slots.last() == Some(&slot) {
+            return;
+        }
+        self.starts.push(start);
+        self.slots.push(slot);
     }
-    entries.push((start, slot));
 }
 
 /// An immutable map from every IPv4 and IPv6 address to a value, or to nothing.
@@ -333,10 +354,8 @@ impl<V: TableValue> RangeTable<V> {
 
     /// How many IPv4 and IPv6 ranges have a value (after merging).
     pub fn range_counts(&self) -> (usize, usize) {
-        (
-            ranges_of(self.v4.entries().collect(), u128::from(u32::MAX)).count(),
-            ranges_of(self.v6.entries(), u128::MAX).count(),
-        )
+        // Entries are merged, so each one with a value is one range.
+        (self.v4.slots.iter().filter(|slot| **slot != NONE).count(), self.v6.ranges)
     }
 
     /// The distinct values, in the order first met.
