@@ -275,3 +275,12 @@ fn an_mmdb_without_a_country_schema_loads_as_unknown_everywhere() {
     let table = one("asn.mmdb", &writer.to_bytes().unwrap());
     assert_eq!(table.range_counts(), (0, 0));
 }
+
+/// The ip-location-db DB-IP files carry no description in their metadata; they must load.
+#[test]
+fn an_mmdb_without_a_description_loads() {
+    let mut writer = mmdb_writer::Writer::new("DBIP-Country-Lite");
+    writer.insert("192.0.2.0/24".parse::<IpNet>().unwrap(), &FlatRecord { country_code: "GB" }).unwrap();
+    let table = one("dbip.mmdb", &writer.to_bytes().unwrap());
+    assert_eq!(table.lookup(ip("192.0.2.9")), cc("GB"));
+}
