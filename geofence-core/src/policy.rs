@@ -389,7 +389,12 @@ impl Policy {
     /// needs it.
     #[inline]
     fn first_match(&self, meta: &PacketMeta, country: &mut Option<Option<CountryCode>>) -> Option<usize> {
-        self.matchers.iter().position(|matcher| self.matches(matcher, meta, country))
+        for (index, matcher) in self.matchers.iter().enumerate() {
+            if self.matches(matcher, meta, country) {
+                return Some(index);
+            }
+        }
+        None
     }
 
     #[inline]
