@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use geofence::db::{load, CountryTable, Input};
 use geofence::{CountryCode, CountryDb};
 
+// The peer's reading of a record, written here from the schemas and not shared with geofence's
+// loader, so the two readings are independent.
 #[derive(serde::Deserialize)]
 struct Named<'a> {
     iso_code: Option<&'a str>,

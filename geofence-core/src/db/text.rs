@@ -54,12 +54,19 @@ pub(crate) fn range_csv(text: &str, emit: &mut Emit) -> Result<(), DbError> {
         let [start, end, code] = fields[..] else {
             return Err(at_line(line)(format!("expected 3 fields `start,end,CC`, found {}", fields.len())));
         };
-        let (start, end) = (address(start).map_err(at_line(line))?, address(end).map_err(at_line(line))?);
-        if let Some(country) = country(code).map_err(at_line(line))? {
-            emit(line, start, end, country)?;
-        }
+        emit_range(line, [start, end, code], emit)?;
     }
     Ok(())
+}
+
+/// Reads `start`, `end` (addresses or numbers) and a country code, and emits the range unless
+/// the code means unknown.
+fn emit_range(line: usize, [start, end, code]: [&str; 3], emit: &mut Emit) -> Result<(), DbError> {
+    let (start, end) = (address(start).map_err(at_line(line))?, address(end).map_err(at_line(line))?);
+    match country(code).map_err(at_line(line))? {
+        Some(country) => emit(line, start, end, country),
+        None => Ok(()),
+    }
 }
 
 /// IP2Location LITE DB1: `"from","to","CC","Country name"`, numbers, `-` for unknown.
@@ -69,10 +76,7 @@ pub(crate) fn ip2location(text: &str, emit: &mut Emit) -> Result<(), DbError> {
         let (Some(start), Some(end), Some(code)) = (fields.next(), fields.next(), fields.next()) else {
             return Err(at_line(line)("expected `\"from\",\"to\",\"CC\",\"name\"`".into()));
         };
-        let (start, end) = (address(start).map_err(at_line(line))?, address(end).map_err(at_line(line))?);
-        if let Some(country) = country(code).map_err(at_line(line))? {
-            emit(line, start, end, country)?;
-        }
+        emit_range(line, [start, end, code], emit)?;
     }
     Ok(())
 }
