@@ -88,3 +88,10 @@ impl CliError {
         }
     }
 }
+
+/// The errors beneath `error`, outermost first.
+pub fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(error.source(), |cause| cause.source())
+}

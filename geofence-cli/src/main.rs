@@ -103,10 +103,8 @@ fn report(error: &CliError) -> ExitCode {
         }
     }
     eprintln!("geofence: {error}");
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        eprintln!("  caused by: {inner}");
-        cause = inner.source();
+    for cause in error::causes(error) {
+        eprintln!("  caused by: {cause}");
     }
     ExitCode::from(error.exit_code())
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use geofence_core::{Config, Policy, Verdict};
-use geofence_nfq::{bind_queues, kernel_queue_stats, run_queues, Handler, QueueConfig, QueueCounters};
+use geofence_nfq::{
+    bind_queues, kernel_queue_stats, run_queues, Handler, KernelQueueStats, QueueConfig, QueueCounters,
+};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -20,7 +22,7 @@ use crate::stats::{self, Local, Totals};
 use crate::{files, privileges};
 
 /// Arguments of `geofence run`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct RunArgs {
     /// The policy file (TOML), e.g. examples/asterisk.toml.
     #[arg(long, short)]
@@ -72,12 +74,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
     let signal_thread = {
-        let (shared, stop, args) = (Arc::clone(&shared), Arc::clone(&stop), RunArgs::clone_of(args));
+        let (shared, stop, args) = (Arc::clone(&shared), Arc::clone(&stop), args.clone());
         std::thread::spawn(move || {
             for signal in signals.forever() {
                 match signal {
                     SIGHUP => reload(&args, &fixed, &shared),
-                    SIGUSR1 => report(&shared),
+                    SIGUSR1 => report(&shared, live_kernel_stats),
                     _ => {
                         log::info!("stopping: finishing the packets in flight");
                         stop.store(true, Ordering::Relaxed);
@@ -95,7 +97,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     handle.close();
     let _ = signal_thread.join();
 
-    report(&shared);
+    // The queues are unbound now: their kernel counters are the ones read just before.
+    report(&shared, |queue| reports.iter().filter_map(|r| r.kernel).find(|k| k.queue == queue));
     for report in &reports {
         match report.kernel {
             Some(k) if k.queue_dropped + k.user_dropped > 0 => log::warn!(
@@ -112,12 +115,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let verdicts: u64 = reports.iter().map(|r| r.counters.packets.load(Ordering::Relaxed)).sum();
     crate::output(&format!("verdicts={verdicts}\n"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-impl RunArgs {
-    fn clone_of(args: &RunArgs) -> RunArgs {
-        RunArgs { config: args.config.clone(), databases: args.databases.clone() }
-    }
 }
 
 fn load(args: &RunArgs) -> Result<(Config, Policy), CliError> {
@@ -167,19 +164,15 @@ fn reload(args: &RunArgs, running: &Fixed, shared: &Shared) {
             shared.generation.fetch_add(1, Ordering::Release);
         }
         Err(error) => {
-            let mut message = format!("reload refused, the running policy stays: {error}");
-            let mut cause = std::error::Error::source(&error);
-            while let Some(inner) = cause {
-                message.push_str(&format!(": {inner}"));
-                cause = inner.source();
-            }
-            log::error!("{message}");
+            let causes: String = crate::error::causes(&error).map(|cause| format!(": {cause}")).collect();
+            log::error!("reload refused, the running policy stays: {error}{causes}");
         }
     }
 }
 
-/// SIGUSR1 (and exit): every counter, in the log.
-fn report(shared: &Shared) {
+/// SIGUSR1 (and exit): every counter, in the log. `kernel` gives a queue's kernel counters:
+/// read live while bound, or as they were just before unbinding at exit.
+fn report(shared: &Shared, kernel: impl Fn(u16) -> Option<KernelQueueStats>) {
     let Ok(totals) = shared.totals.lock() else { return };
     log::info!(
         "counters: {} accepted, {} accepted with a mark, {} dropped, {} unparsable",
@@ -197,16 +190,20 @@ fn report(shared: &Shared) {
     let rules: Vec<String> = totals.per_rule.iter().map(|(rule, count)| format!("{rule} {count}")).collect();
     log::info!("per rule: {}", rules.join(", "));
     for (queue, counters) in &shared.queues {
-        let kernel = kernel_queue_stats(*queue).ok().flatten();
+        let dropped = kernel(*queue).map_or("kernel counters unreadable".to_owned(), |k| {
+            format!("kernel dropped {} (queue full) + {} (reader behind)", k.queue_dropped, k.user_dropped)
+        });
         log::info!(
-            "queue {queue}: {} packets, {} ENOBUFS, {} handler panics, kernel dropped {} (queue full) + {} (reader behind)",
+            "queue {queue}: {} packets, {} ENOBUFS, {} handler panics, {dropped}",
             counters.packets.load(Ordering::Relaxed),
             counters.enobufs.load(Ordering::Relaxed),
             counters.handler_panics.load(Ordering::Relaxed),
-            kernel.map_or(0, |k| k.queue_dropped),
-            kernel.map_or(0, |k| k.user_dropped),
         );
     }
+}
+
+fn live_kernel_stats(queue: u16) -> Option<KernelQueueStats> {
+    kernel_queue_stats(queue).ok().flatten()
 }
 
 /// Every `seconds`, one info line about what was dropped: an attack cannot flood the log.

@@ -270,13 +270,14 @@ impl Queue {
         let Some(&(last, _)) = decided.last() else { return Ok(()) };
         let common = most_common(decided);
         outbox.clear();
+        let mut messages = 1;
         for &(id, verdict) in decided.iter().filter(|(_, verdict)| *verdict != common) {
             outbox.verdict(self.config.queue, id, verdict, false);
+            messages += 1;
         }
         outbox.verdict(self.config.queue, last, common, true);
         self.last_id = Some(last);
-        let messages = 1 + decided.iter().filter(|(_, verdict)| *verdict != common).count();
-        QueueCounters::add(&self.counters.verdict_messages, messages as u64);
+        QueueCounters::add(&self.counters.verdict_messages, messages);
         self.socket.send(outbox.bytes()).map_err(|source| NfqError::Send { queue: self.config.queue, source })
     }
 
