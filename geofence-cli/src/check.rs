@@ -42,10 +42,8 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let totals = Mutex::new(Totals::default());
     let mut local = Local::new(names.len());
     let mut tally = Tally::default();
-    read_capture(&args.pcap, &mut tally, |packet| {
-        local.record(&policy.explain(packet));
-        local.flush(&totals, &names);
-    })?;
+    read_capture(&args.pcap, &mut tally, |packet| local.record(&policy.explain(packet)))?;
+    local.flush(&totals, &names);
     let mut totals = totals.into_inner().unwrap_or_default();
     print_report(&args.pcap, &tally, &mut totals).map_err(CliError::Output)?;
     Ok(ExitCode::SUCCESS)
