@@ -216,6 +216,7 @@ pub enum PacketError {
 /// assert_eq!(meta.destination_port(), Some(5060));
 /// # Ok::<(), geofence_core::packet::PacketError>(())
 /// ```
+#[inline(always)]
 pub fn parse(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     let first = *bytes.first().ok_or(PacketError::Empty)?;
     match first >> 4 {
@@ -225,6 +226,7 @@ pub fn parse(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     }
 }
 
+#[inline(always)]
 fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     let ip = Ipv4Packet::new(bytes).ok_or_else(|| truncated(Layer::Ipv4, bytes, 0, IPV4_MIN_HEADER))?;
     let header = usize::from(ip.get_header_length()) * 4;
@@ -252,6 +254,7 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     })
 }
 
+#[inline(always)]
 fn parse_ipv6(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     let ip = Ipv6Packet::new(bytes).ok_or_else(|| truncated(Layer::Ipv6, bytes, 0, IPV6_HEADER))?;
     // Bytes past the payload length (link padding) are not part of the packet. A length of 0
@@ -273,6 +276,7 @@ fn parse_ipv6(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
 /// extension header, in IPv4 the authentication header (RFC 4302), which may carry TCP or UDP.
 ///
 /// Every extension header is at least 8 bytes long, so the walk ends within the captured bytes.
+#[inline(always)]
 fn walk_extensions(bytes: &[u8], offset: usize, first: u8, ipv6: bool) -> Result<(Protocol, Transport), PacketError> {
     const HOP_BY_HOP: u8 = 0;
     const ROUTING: u8 = 43;
@@ -309,6 +313,7 @@ fn ext_byte(bytes: &[u8], offset: usize, index: usize) -> Result<u8, PacketError
     Ok(window(bytes, offset, index + 1, Layer::IpExtension)?[index])
 }
 
+#[inline(always)]
 fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<Transport, PacketError> {
     let rest = bytes.get(offset..).unwrap_or_default();
     let short = |layer: Layer, needed: usize| truncated(layer, bytes, offset, needed);

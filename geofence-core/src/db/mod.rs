@@ -16,7 +16,7 @@ pub use self::compiled::{decode as decode_compiled, encode as encode_compiled, C
 pub use self::table::{RangeError, RangeTable, TableBuilder, TableValue};
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::CountryCode;
 
@@ -27,6 +27,18 @@ use crate::CountryCode;
 pub trait CountryDb: Send + Sync {
     /// The country `address` is registered in, or `None` when the database does not know.
     fn lookup(&self, address: IpAddr) -> Option<CountryCode>;
+
+    /// The country of an IPv4 address. The policy calls the per-family lookups: an address
+    /// alone travels in a register, where an `IpAddr` handed to a trait object is copied through
+    /// memory, and reading that copy back can wait for every earlier instruction to finish.
+    fn lookup_v4(&self, address: Ipv4Addr) -> Option<CountryCode> {
+        self.lookup(IpAddr::V4(address))
+    }
+
+    /// The country of an IPv6 address (see [`CountryDb::lookup_v4`]).
+    fn lookup_v6(&self, address: Ipv6Addr) -> Option<CountryCode> {
+        self.lookup(IpAddr::V6(address))
+    }
 }
 
 /// The compiled country table every loader produces.
@@ -36,6 +48,16 @@ impl CountryDb for CountryTable {
     #[inline]
     fn lookup(&self, address: IpAddr) -> Option<CountryCode> {
         self.get(address)
+    }
+
+    #[inline]
+    fn lookup_v4(&self, address: Ipv4Addr) -> Option<CountryCode> {
+        self.get_v4(address)
+    }
+
+    #[inline]
+    fn lookup_v6(&self, address: Ipv6Addr) -> Option<CountryCode> {
+        self.get_v6(address)
     }
 }
 
