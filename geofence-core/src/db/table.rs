@@ -46,13 +46,6 @@ impl Key for u32 {
     }
 }
 
-impl Key for u64 {
-    const BITS: u32 = 64;
-    fn to_u128(self) -> u128 {
-        u128::from(self)
-    }
-}
-
 impl Key for u128 {
     const BITS: u32 = 128;
     fn to_u128(self) -> u128 {
