@@ -198,6 +198,14 @@ pub struct CountrySet {
 
 /// The bit of "no known country".
 const UNKNOWN: usize = CountryCode::COUNT;
+/// How many positions a lookup result can take: every code, and unknown.
+pub(crate) const POSITIONS: usize = UNKNOWN + 1;
+
+/// The position of a lookup result (`None`: unknown) among a set's bits.
+#[inline]
+pub(crate) fn position(country: Option<CountryCode>) -> usize {
+    country.map_or(UNKNOWN, CountryCode::index)
+}
 
 impl CountrySet {
     /// The empty set.
@@ -241,7 +249,7 @@ impl CountrySet {
     /// Whether a lookup result (`None`: unknown) is in the set.
     #[inline]
     pub fn contains(&self, country: Option<CountryCode>) -> bool {
-        let index = country.map_or(UNKNOWN, CountryCode::index);
+        let index = position(country);
         self.bits.get(index / 64).is_some_and(|word| word >> (index % 64) & 1 != 0)
     }
 

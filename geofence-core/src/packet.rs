@@ -6,7 +6,7 @@
 //! bytes past it are padding, not packet.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use pnet_packet::icmp::IcmpPacket;
 use pnet_packet::icmpv6::Icmpv6Packet;
@@ -14,8 +14,11 @@ use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::ipv6::Ipv6Packet;
 use pnet_packet::tcp::TcpPacket;
 use pnet_packet::udp::UdpPacket;
+use pnet_packet::Packet;
 
 const IPV4_MIN_HEADER: usize = 20;
+/// Where the IPv4 source address sits; the destination follows it.
+const IPV4_SOURCE: usize = 12;
 const IPV6_HEADER: usize = 40;
 const SCTP_COMMON_HEADER: usize = 12;
 const IPV6_FRAGMENT_HEADER: usize = 8;
@@ -247,8 +250,8 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
         protocol => walk_extensions(bytes, header, protocol.0, false)?,
     };
     Ok(PacketMeta {
-        source: IpAddr::V4(ip.get_source()),
-        destination: IpAddr::V4(ip.get_destination()),
+        source: IpAddr::V4(Ipv4Addr::from(field::<4>(bytes, IPV4_SOURCE))),
+        destination: IpAddr::V4(Ipv4Addr::from(field::<4>(bytes, IPV4_SOURCE + 4))),
         protocol,
         transport,
     })
@@ -320,16 +323,13 @@ fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<Tra
     Ok(match protocol {
         Protocol::TCP => {
             let tcp = TcpPacket::new(rest).ok_or_else(|| short(Layer::Tcp, TcpPacket::minimum_packet_size()))?;
-            ports(tcp.get_source(), tcp.get_destination())
+            ports_at(tcp.packet())
         }
         Protocol::UDP | Protocol::UDPLITE => {
             let udp = UdpPacket::new(rest).ok_or_else(|| short(Layer::Udp, UdpPacket::minimum_packet_size()))?;
-            ports(udp.get_source(), udp.get_destination())
+            ports_at(udp.packet())
         }
-        Protocol::SCTP => {
-            let sctp = window(bytes, offset, SCTP_COMMON_HEADER, Layer::Sctp)?;
-            ports(u16::from_be_bytes([sctp[0], sctp[1]]), u16::from_be_bytes([sctp[2], sctp[3]]))
-        }
+        Protocol::SCTP => ports_at(window(bytes, offset, SCTP_COMMON_HEADER, Layer::Sctp)?),
         Protocol::ICMP => {
             let icmp = IcmpPacket::new(rest).ok_or_else(|| short(Layer::Icmp, IcmpPacket::minimum_packet_size()))?;
             Transport::Icmp { kind: icmp.get_icmp_type().0, code: icmp.get_icmp_code().0 }
@@ -343,8 +343,20 @@ fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<Tra
     })
 }
 
-fn ports(source: u16, destination: u16) -> Transport {
-    Transport::Ports { source, destination }
+/// The source and destination ports that open a TCP, UDP, UDP-Lite or SCTP header.
+///
+/// Read here rather than through `pnet_packet`'s getters, which the compiler does not inline:
+/// on the per-packet path each such call costs as much as the read.
+#[inline(always)]
+fn ports_at(header: &[u8]) -> Transport {
+    let [s0, s1, d0, d1] = field::<4>(header, 0);
+    Transport::Ports { source: u16::from_be_bytes([s0, s1]), destination: u16::from_be_bytes([d0, d1]) }
+}
+
+/// `N` bytes at `offset` of a header whose length was checked (zeros if it were short).
+#[inline(always)]
+fn field<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
+    bytes.get(offset..offset + N).and_then(|field| field.try_into().ok()).unwrap_or([0; N])
 }
 
 fn window(bytes: &[u8], offset: usize, needed: usize, layer: Layer) -> Result<&[u8], PacketError> {

@@ -4,12 +4,13 @@
 //! [`Verdict`], without allocating or locking. The country lookup happens at most once a packet,
 //! and only when a rule that asks about countries is reached.
 
+use std::any::Any;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::country::{CountryCode, CountrySet};
-use crate::db::CountryDb;
+use crate::country::{self, CountryCode, CountrySet};
+use crate::db::{CountryDb, CountryTable};
 use crate::packet::{self, PacketError, PacketMeta, Protocol};
 use crate::prefix::{self, PrefixList};
 
@@ -240,13 +241,25 @@ impl PolicyBuilder {
             }
             lists.push((name, list));
         }
-        let mut matchers = Vec::with_capacity(self.rules.len());
+        let mut sources = Vec::with_capacity(self.rules.len());
         for rule in &self.rules {
-            let sources =
-                rule.sources.iter().map(|name| resolve_list(&mut lists, name, &rule.name)).collect::<Result<_, _>>()?;
-            matchers.push(Matcher::new(rule, sources));
+            sources.push(
+                rule.sources
+                    .iter()
+                    .map(|name| resolve_list(&mut lists, name, &rule.name))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
         }
-        Ok(Policy { matchers, rules: self.rules, lists, default: self.default, malformed: self.malformed, db })
+        let chunks = self.rules.chunks(RULES_PER_CHUNK).zip(sources.chunks(RULES_PER_CHUNK)).map(Chunk::new).collect();
+        Ok(Policy {
+            chunks,
+            verdicts: self.rules.iter().map(|rule| rule.verdict).collect(),
+            rules: self.rules,
+            lists,
+            default: self.default,
+            malformed: self.malformed,
+            db: Database::new(db),
+        })
     }
 }
 
@@ -261,58 +274,163 @@ fn resolve_list(lists: &mut Vec<(String, PrefixList)>, name: &str, rule: &str) -
     Ok(lists.len() - 1)
 }
 
-/// A rule as the packet path tests it: flat, with names resolved and nothing to compare but
-/// numbers and bits.
-struct Matcher {
-    /// Bit `p` set: protocol `p` matches (all bits set when the rule names no protocol).
-    protocols: [u64; 4],
-    /// Destination port ranges; empty: any port.
-    ports: Box<[PortRange]>,
-    /// Indices into the policy's lists; empty: any source.
-    sources: Box<[usize]>,
-    /// The countries (and maybe "unknown") the rule admits, its country and not_country
-    /// conditions in one set; `None` when it asks nothing about countries.
-    countries: Option<CountrySet>,
-    verdict: Verdict,
+/// Rules tested at once: one bit each in a `u64`.
+const RULES_PER_CHUNK: usize = 64;
+
+/// Up to 64 consecutive rules as the packet path tests them: every condition is a mask of the
+/// rules it lets through, so a packet is tested against all of them at once, with a few loads
+/// and no branch per rule. The first rule is bit 0.
+struct Chunk {
+    /// `protocols[p]`: the rules that admit protocol `p`.
+    protocols: Box<[u64; 256]>,
+    /// The rules that name no ports.
+    any_port: u64,
+    /// Each port range named, with the rules naming it.
+    ports: Box<[(PortRange, u64)]>,
+    /// The rules that name no source lists.
+    any_source: u64,
+    /// Each list named (an index into the policy's lists), with the rules naming it.
+    sources: Box<[(usize, u64)]>,
+    /// The rules that ask nothing about countries.
+    any_country: u64,
+    /// `countries[position]`: the rules that admit a lookup result (see [`country::position`]).
+    countries: Box<[u64]>,
 }
 
-impl Matcher {
-    fn new(rule: &Rule, sources: Vec<usize>) -> Matcher {
-        let mut protocols = [0u64; 4];
+impl Chunk {
+    /// The chunk of `rules`, whose source lists are resolved to `sources`.
+    fn new((rules, sources): (&[Rule], &[Vec<usize>])) -> Chunk {
+        let mut chunk = Chunk {
+            protocols: Box::new([0; 256]),
+            any_port: 0,
+            ports: Box::default(),
+            any_source: 0,
+            sources: Box::default(),
+            any_country: 0,
+            countries: vec![0; country::POSITIONS].into_boxed_slice(),
+        };
+        let mut ports: Vec<(PortRange, u64)> = Vec::new();
+        let mut lists: Vec<(usize, u64)> = Vec::new();
+        for ((rule, rule_sources), bit) in rules.iter().zip(sources).zip((0..).map(|n: u32| 1u64 << n)) {
+            chunk.add_protocols(rule, bit);
+            if rule.ports.is_empty() {
+                chunk.any_port |= bit;
+            }
+            rule.ports.iter().for_each(|range| add_to(&mut ports, *range, bit));
+            if rule_sources.is_empty() {
+                chunk.any_source |= bit;
+            }
+            rule_sources.iter().for_each(|list| add_to(&mut lists, *list, bit));
+            chunk.add_countries(rule, bit);
+        }
+        chunk.ports = ports.into_boxed_slice();
+        chunk.sources = lists.into_boxed_slice();
+        chunk
+    }
+
+    fn add_protocols(&mut self, rule: &Rule, bit: u64) {
         if rule.protocols.is_empty() {
-            protocols = [u64::MAX; 4];
+            self.protocols.iter_mut().for_each(|rules| *rules |= bit);
         }
         for protocol in &rule.protocols {
-            protocols[usize::from(protocol.0 >> 6)] |= 1 << (protocol.0 & 63);
-        }
-        Matcher {
-            protocols,
-            ports: rule.ports.clone().into_boxed_slice(),
-            sources: sources.into_boxed_slice(),
-            countries: match (rule.countries, rule.not_countries) {
-                (None, None) => None,
-                (inside, outside) => {
-                    Some(inside.unwrap_or_else(CountrySet::everything).without(&outside.unwrap_or_default()))
-                }
-            },
-            verdict: rule.verdict,
+            self.protocols[usize::from(protocol.0)] |= bit;
         }
     }
 
-    #[inline]
-    fn protocol_matches(&self, protocol: Protocol) -> bool {
-        self.protocols[usize::from(protocol.0 >> 6)] >> (protocol.0 & 63) & 1 != 0
+    /// A rule's country and not_country conditions, as one set of admitted lookup results.
+    fn add_countries(&mut self, rule: &Rule, bit: u64) {
+        let admitted = match (rule.countries, rule.not_countries) {
+            (None, None) => {
+                self.any_country |= bit;
+                return;
+            }
+            (inside, outside) => inside.unwrap_or_else(CountrySet::everything).without(&outside.unwrap_or_default()),
+        };
+        let results = (0..CountryCode::COUNT).map(CountryCode::from_index).chain([None]);
+        for (rules, result) in self.countries.iter_mut().zip(results) {
+            if admitted.contains(result) {
+                *rules |= bit;
+            }
+        }
+    }
+
+    /// The rules whose conditions other than sources and countries hold.
+    #[inline(always)]
+    fn by_protocol_and_port(&self, meta: &PacketMeta) -> u64 {
+        let mut ports = self.any_port;
+        if let Some(port) = meta.destination_port() {
+            for (range, rules) in self.ports.iter() {
+                ports |= rules & 0u64.wrapping_sub(u64::from(range.contains(port)));
+            }
+        }
+        self.protocols[usize::from(meta.protocol.0)] & ports
+    }
+
+    /// Of the `candidates`, those whose source condition holds; `in_list` says whether the
+    /// source is in a list. A list is only searched when a candidate names it.
+    #[inline(always)]
+    fn by_source(&self, candidates: u64, in_list: impl Fn(usize) -> bool) -> u64 {
+        let mut admitted = self.any_source;
+        for &(list, rules) in self.sources.iter() {
+            if candidates & rules != 0 && in_list(list) {
+                admitted |= rules;
+            }
+        }
+        candidates & admitted
+    }
+}
+
+/// Adds `bit` to the rules of `key`, which gets an entry the first time.
+fn add_to<K: PartialEq>(entries: &mut Vec<(K, u64)>, key: K, bit: u64) {
+    match entries.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, rules)) => *rules |= bit,
+        None => entries.push((key, bit)),
     }
 }
 
 /// A built policy: shared behind an `Arc` by every thread that decides packets.
 pub struct Policy {
-    matchers: Vec<Matcher>,
+    chunks: Vec<Chunk>,
+    /// Each rule's verdict, by index: read once a packet has matched.
+    verdicts: Vec<Verdict>,
     rules: Vec<Rule>,
     lists: Vec<(String, PrefixList)>,
     default: Verdict,
     malformed: Verdict,
-    db: Arc<dyn CountryDb>,
+    db: Database,
+}
+
+/// The database as the packet path calls it: a [`CountryTable`] directly, so that its lookup is
+/// inlined into the decision; any other database through its trait.
+enum Database {
+    Table(Arc<CountryTable>),
+    Other(Arc<dyn CountryDb>),
+}
+
+impl Database {
+    fn new(db: Arc<dyn CountryDb>) -> Database {
+        let any: Arc<dyn Any + Send + Sync> = db.clone();
+        match any.downcast::<CountryTable>() {
+            Ok(table) => Database::Table(table),
+            Err(_) => Database::Other(db),
+        }
+    }
+
+    #[inline(always)]
+    fn lookup_v4(&self, address: Ipv4Addr) -> Option<CountryCode> {
+        match self {
+            Database::Table(table) => table.get_v4(address),
+            Database::Other(db) => db.lookup_v4(address),
+        }
+    }
+
+    #[inline(always)]
+    fn lookup_v6(&self, address: Ipv6Addr) -> Option<CountryCode> {
+        match self {
+            Database::Table(table) => table.get_v6(address),
+            Database::Other(db) => db.lookup_v6(address),
+        }
+    }
 }
 
 /// Why a packet got its verdict: for logs, counters and `check`.
@@ -336,7 +454,7 @@ impl Policy {
     /// The verdict for one raw IPv4 or IPv6 packet. Allocates nothing and takes no lock.
     pub fn decide(&self, packet: &[u8]) -> Verdict {
         match packet::parse(packet) {
-            Ok(meta) => self.first_match(&meta, &mut None).map_or(self.default, |index| self.matchers[index].verdict),
+            Ok(meta) => self.first_match(&meta, &mut None).map_or(self.default, |index| self.verdicts[index]),
             Err(_) => self.malformed,
         }
     }
@@ -393,28 +511,49 @@ impl Policy {
     /// The index of the first matching rule. `country` caches the lookup: `None` until a rule
     /// needs it.
     ///
-    /// Protocol, port and source conditions follow the shape of the traffic, so the processor
-    /// predicts branches on them well; whether a source's country is admitted splits a flood at
-    /// random, and a wrong guess there would stall on the lookup. So the country outcomes of up
-    /// to 64 rules are gathered as bits, with no branch, and the lowest set bit names the rule.
+    /// Per chunk of rules, the candidates are those whose protocol, port and source conditions
+    /// hold. The first candidate that asks nothing about countries is a sure match; the source
+    /// is looked up only when a candidate before it asks about countries, and then the lookup
+    /// result selects, through one load, which of those admit it.
     #[inline(always)]
     fn first_match(&self, meta: &PacketMeta, country: &mut Option<Option<CountryCode>>) -> Option<usize> {
-        for (group, matchers) in self.matchers.chunks(64).enumerate() {
-            let mut matched = 0u64;
-            for (bit, matcher) in matchers.iter().enumerate() {
-                if !self.matches_apart_from_country(matcher, meta) {
-                    continue;
-                }
-                let Some(admitted) = &matcher.countries else {
-                    // No later rule can come before this one.
-                    matched |= 1 << bit;
-                    break;
-                };
-                let found = *country.get_or_insert_with(|| self.country_of(meta.source));
-                matched |= u64::from(admitted.contains(found)) << bit;
+        match meta.source {
+            IpAddr::V4(source) => self.first_match_by(
+                meta,
+                country,
+                |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v4(source)),
+                || self.db.lookup_v4(source),
+            ),
+            IpAddr::V6(source) => self.first_match_by(
+                meta,
+                country,
+                |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v6(source)),
+                || self.db.lookup_v6(source),
+            ),
+        }
+    }
+
+    #[inline(always)]
+    fn first_match_by(
+        &self,
+        meta: &PacketMeta,
+        country: &mut Option<Option<CountryCode>>,
+        in_list: impl Fn(usize) -> bool,
+        look_up: impl Fn() -> Option<CountryCode>,
+    ) -> Option<usize> {
+        for (index, chunk) in self.chunks.iter().enumerate() {
+            let candidates = chunk.by_source(chunk.by_protocol_and_port(meta), &in_list);
+            let sure = candidates & chunk.any_country;
+            let first_sure = sure & sure.wrapping_neg();
+            // The candidates before the first sure match (all of them when there is none).
+            let ask_country = candidates & !chunk.any_country & first_sure.wrapping_sub(1);
+            let mut matched = first_sure;
+            if ask_country != 0 {
+                let found = *country.get_or_insert_with(&look_up);
+                matched |= ask_country & chunk.countries.get(country::position(found)).copied().unwrap_or(0);
             }
             if matched != 0 {
-                return Some(group * 64 + matched.trailing_zeros() as usize);
+                return Some(index * RULES_PER_CHUNK + matched.trailing_zeros() as usize);
             }
         }
         None
@@ -426,30 +565,6 @@ impl Policy {
             IpAddr::V4(address) => self.db.lookup_v4(address),
             IpAddr::V6(address) => self.db.lookup_v6(address),
         }
-    }
-
-    #[inline(always)]
-    fn matches_apart_from_country(&self, rule: &Matcher, meta: &PacketMeta) -> bool {
-        if !rule.protocol_matches(meta.protocol) {
-            return false;
-        }
-        if !rule.ports.is_empty() {
-            let Some(port) = meta.destination_port() else { return false };
-            if !rule.ports.iter().any(|range| range.contains(port)) {
-                return false;
-            }
-        }
-        if rule.sources.is_empty() {
-            return true;
-        }
-        // A loop rather than `any`, which is not always inlined and would make the packet's
-        // facts go through memory.
-        for &list in rule.sources.iter() {
-            if self.lists.get(list).is_some_and(|(_, list)| list.contains(meta.source)) {
-                return true;
-            }
-        }
-        false
     }
 }
 

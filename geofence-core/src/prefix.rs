@@ -6,7 +6,7 @@
 //! merged into sorted address intervals, which neither allocates nor locks.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ip_network::IpNetwork;
 use ip_network_table::IpNetworkTable;
@@ -46,9 +46,22 @@ impl PrefixList {
     #[inline]
     pub fn contains(&self, address: IpAddr) -> bool {
         match address {
-            IpAddr::V4(a) => within(&self.v4, u32::from(a)),
-            IpAddr::V6(a) => within(&self.v6, u128::from(a)),
+            IpAddr::V4(a) => self.contains_v4(a),
+            IpAddr::V6(a) => self.contains_v6(a),
         }
+    }
+
+    /// Whether some network of the list contains the IPv4 address.
+    #[inline]
+    pub fn contains_v4(&self, address: Ipv4Addr) -> bool {
+        within(&self.v4, u32::from(address))
+    }
+
+    /// Whether some network of the list contains the IPv6 address (an IPv4-mapped one is not
+    /// in the list's IPv4 networks).
+    #[inline]
+    pub fn contains_v6(&self, address: Ipv6Addr) -> bool {
+        within(&self.v6, u128::from(address))
     }
 
     /// The most specific network of the list that contains `address`, for logs.

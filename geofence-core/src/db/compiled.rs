@@ -25,7 +25,7 @@
 //! the encoding is canonical (merged entries, shortest numbers): bytes that load re-encode to
 //! themselves.
 
-use super::table::{Family, Ipv6Family, Key, RangeTable, MAX_VALUES, NONE};
+use super::table::{Ipv4Family, Ipv6Family, Key, RangeTable, MAX_IPV4_ENTRIES, MAX_VALUES, NONE};
 use crate::CountryCode;
 
 /// The first 8 bytes of every compiled file.
@@ -82,10 +82,7 @@ pub fn encode(table: &RangeTable<CountryCode>, provenance: &Provenance) -> Vec<u
     for value in &table.values {
         body.extend(value.as_str().as_bytes());
     }
-    put_entries(
-        &mut body,
-        &table.v4.starts.iter().map(|s| u128::from(*s)).zip(table.v4.slots.iter().copied()).collect::<Vec<_>>(),
-    );
+    put_entries(&mut body, &table.v4.entries());
     put_entries(&mut body, &table.v6.entries());
     let mut file = Vec::with_capacity(HEADER + body.len());
     file.extend(MAGIC);
@@ -150,12 +147,16 @@ pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), Comp
     }
     let provenance = Provenance { date: reader.text()?, source: reader.text()? };
     let values = reader.values()?;
+    let at = reader.offset;
     let (v4_starts, v4_slots) = reader.entries::<u32>(values.len(), u128::from(u32::MAX))?;
+    if v4_starts.len() > MAX_IPV4_ENTRIES {
+        return Err(CompiledError::At { offset: at, problem: "more IPv4 entries than a table holds" });
+    }
     let (v6_starts, v6_slots) = reader.entries::<u128>(values.len(), u128::MAX)?;
     if reader.offset != file.len() {
         return Err(reader.problem("bytes after the IPv6 table"));
     }
-    let (v4, v6) = (Family::new(v4_starts, v4_slots), Ipv6Family::new(v6_starts, v6_slots));
+    let (v4, v6) = (Ipv4Family::new(&v4_starts, &v4_slots), Ipv6Family::new(v6_starts, v6_slots));
     Ok((RangeTable::from_parts(values, v4, v6), provenance))
 }
 

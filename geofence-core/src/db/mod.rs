@@ -15,6 +15,7 @@ mod text;
 pub use self::compiled::{decode as decode_compiled, encode as encode_compiled, CompiledError, Provenance, MAGIC};
 pub use self::table::{RangeError, RangeTable, TableBuilder, TableValue};
 
+use std::any::Any;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -23,8 +24,9 @@ use crate::CountryCode;
 /// Answers which country an address belongs to.
 ///
 /// Implementations are shared by every packet-deciding thread, so they are `Send + Sync`, and
-/// `lookup` must not block: it sits on the per-packet path.
-pub trait CountryDb: Send + Sync {
+/// `lookup` must not block: it sits on the per-packet path. They are `Any` so that a policy can
+/// recognise a [`CountryTable`] and call it directly, with its lookup inlined.
+pub trait CountryDb: Any + Send + Sync {
     /// The country `address` is registered in, or `None` when the database does not know.
     fn lookup(&self, address: IpAddr) -> Option<CountryCode>;
 

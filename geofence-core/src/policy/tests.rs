@@ -194,3 +194,56 @@ fn verdicts_display_for_logs() {
     assert_eq!(Verdict::Drop.to_string(), "drop");
     assert_eq!(Verdict::AcceptWithMark(16).to_string(), "accept mark=0x10");
 }
+
+/// A database that counts its lookups and knows every address as GB.
+#[derive(Default)]
+struct CountingDb(std::sync::atomic::AtomicUsize);
+
+impl CountryDb for CountingDb {
+    fn lookup(&self, _: IpAddr) -> Option<CountryCode> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some("GB".parse().unwrap())
+    }
+}
+
+#[test]
+fn the_source_is_looked_up_only_when_a_country_rule_could_decide() {
+    let db = Arc::new(CountingDb::default());
+    let mut lan = sip_rule("lan", Verdict::Accept);
+    lan.sources = vec!["rfc1918".into()];
+    let mut gb = sip_rule("gb", Verdict::AcceptWithMark(1));
+    gb.countries = Some(countries(&["GB"]));
+    let policy = [lan, gb, sip_rule("rest", Verdict::Drop)]
+        .into_iter()
+        .fold(PolicyBuilder::new(Verdict::Accept), PolicyBuilder::rule)
+        .build(db.clone())
+        .unwrap();
+    let lookups = || db.0.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((policy.decide(&sip_from("10.1.2.3")), lookups()), (Verdict::Accept, 0));
+    let other_port = sample::udp_packet(addr("198.51.100.9"), addr(SERVER), (5000, 5070), b"x");
+    assert_eq!((policy.decide(&other_port), lookups()), (Verdict::Accept, 0));
+    assert_eq!((policy.decide(&sip_from("198.51.100.9")), lookups()), (Verdict::AcceptWithMark(1), 1));
+    assert_eq!((policy.decide(&sip_from("2001:db8:1::9")), lookups()), (Verdict::AcceptWithMark(1), 2));
+}
+
+#[test]
+fn rules_past_the_first_sixty_four_keep_their_order() {
+    // 70 rules for other ports, then NZ (rule 70) before a catch-all (rule 71): the packet's
+    // match lies in the second group of 64, and so does the country rule it needs.
+    let mut rules: Vec<Rule> = (0..70)
+        .map(|n| {
+            let mut rule = sip_rule(&format!("port-{n}"), Verdict::AcceptWithMark(n));
+            rule.ports = vec![PortRange::single(6000 + n as u16)];
+            rule
+        })
+        .collect();
+    let mut nz = sip_rule("nz", Verdict::AcceptWithMark(100));
+    nz.countries = Some(countries(&["NZ"]));
+    rules.extend([nz, sip_rule("rest", Verdict::Drop)]);
+    let policy = policy_of(rules);
+    assert_eq!(policy.decide(&sip_from("2001:db8:1::9")), Verdict::AcceptWithMark(100));
+    assert_eq!(policy.explain(&sip_from("2001:db8:1::9")).rule_index, Some(70));
+    assert_eq!(policy.decide(&sip_from("198.51.100.9")), Verdict::Drop);
+    let port_65 = sample::udp_packet(addr("198.51.100.9"), addr(SERVER), (5000, 6065), b"x");
+    assert_eq!(policy.decide(&port_65), Verdict::AcceptWithMark(65));
+}
