@@ -1,8 +1,9 @@
 //! The compiled table: every address of both families mapped to a value or to nothing, as sorted
 //! range starts.
 //!
-//! IPv4 starts are found through a direct index on the top 16 bits, which leaves a binary
-//! search of a few entries. IPv6 data is far too uneven for that (a single /32 can hold tens of
+//! IPv4 goes through a direct index on the top 16 bits. Four /16s in five lie inside one range
+//! and keep its value in the index itself; the others point at a short run of entries, halved
+//! down to one window of 16 that is compared at once. IPv6 data is far too uneven for that (a single /32 can hold tens of
 //! thousands of ranges while most /16s hold none). IPv6 starts are cut to their /48 (the few /48s
 //! holding a finer boundary go to a small fine table), split by their top 16 bits, and each /16
 //! gets a static B+ tree over the remaining 32 bits: inner blocks of 16 keys that are one cache
