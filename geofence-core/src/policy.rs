@@ -2,7 +2,7 @@
 //!
 //! [`Policy::decide`] is the per-packet call: it parses the bytes, walks the rules and returns a
 //! [`Verdict`], without allocating or locking. The country lookup happens at most once a packet,
-//! and only when a rule that asks about countries is reached.
+//! and only when a rule that asks about countries could decide it.
 
 use std::any::Any;
 use std::fmt;
