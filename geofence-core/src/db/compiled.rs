@@ -228,7 +228,22 @@ impl Reader<'_> {
         Ok(self.array::<1>(what)?[0])
     }
 
+    /// A LEB128 number. Nearly every number fits 63 bits in canonical form and takes the
+    /// quick path; anything else (long, padded, cut short) is read by [`Reader::long_leb128`],
+    /// which names the problem.
+    #[inline]
     fn leb128(&mut self) -> Result<u128, CompiledError> {
+        match short_leb128(&self.file[self.offset..]) {
+            Some((value, length)) => {
+                self.offset += length;
+                Ok(u128::from(value))
+            }
+            None => self.long_leb128(),
+        }
+    }
+
+    #[cold]
+    fn long_leb128(&mut self) -> Result<u128, CompiledError> {
         let mut value = 0u128;
         let mut shift = 0;
         loop {
@@ -297,6 +312,19 @@ impl Reader<'_> {
     }
 }
 
+/// A canonical LEB128 number of at most nine bytes (63 bits) at the start of `bytes`, and its
+/// length; `None` for anything longer, padded or cut short.
+fn short_leb128(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (index, &byte) in bytes.iter().take(9).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            return (byte != 0 || index == 0).then_some((value, index + 1));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +339,17 @@ mod tests {
         builder.insert(0, "198.51.100.0".parse().unwrap(), "198.51.100.255".parse().unwrap(), cn).unwrap();
         builder.insert(0, "2001:db8::".parse().unwrap(), "2001:db8::ffff".parse().unwrap(), cn).unwrap();
         (builder.build(), Provenance { date: "2026-06".into(), source: "test fixture".into() })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_quick_number_path_reads_as_the_long_one(bytes in proptest::collection::vec(proptest::prop_oneof![3 => 0x80u8.., 1 => proptest::prelude::any::<u8>()], 0..24)) {
+            let mut quick = Reader { file: &bytes, offset: 0 };
+            let mut long = Reader { file: &bytes, offset: 0 };
+            let (q, l) = (quick.leb128(), long.long_leb128());
+            proptest::prop_assert_eq!(q.map_err(|e| e.to_string()), l.map_err(|e| e.to_string()));
+            proptest::prop_assert_eq!(quick.offset, long.offset);
+        }
     }
 
     #[test]

@@ -148,7 +148,9 @@ impl Ipv4Family {
     pub(crate) fn new(starts: &[u32], slots: &[u16]) -> Ipv4Family {
         let ranges = slots.iter().filter(|slot| **slot != NONE).count();
         let mut index = Vec::with_capacity(1 << INDEX_BITS);
-        let mut words = Vec::new();
+        // At most a head word a /16 and a word an entry: reserved at once, so the vector never
+        // moves while it grows (pages never written are never touched).
+        let mut words = Vec::with_capacity((1 << INDEX_BITS) + starts.len() + WINDOW);
         let mut entry = 0;
         let mut in_force = NONE;
         for bucket in 0..1u32 << INDEX_BITS {
@@ -245,7 +247,9 @@ impl Ipv6Family {
     /// one pass over the /48s that hold starts.
     pub(crate) fn new(starts: Vec<u128>, slots: Vec<u16>) -> Ipv6Family {
         let ranges = slots.iter().filter(|slot| **slot != NONE).count();
-        let mut main: Entries<u64> = Entries::default();
+        // A /48 adds at most two main entries (its own and the one after a refined /48) and
+        // holds at least one entry: reserved at once, the vector never moves while it grows.
+        let mut main: Entries<u64> = Entries::with_capacity(2 * starts.len() + 1);
         let mut fine: Entries<u128> = Entries::default();
         fine.push_merged(0, NONE);
         let within = (1u128 << FINE_SHIFT) - 1;
@@ -408,6 +412,7 @@ impl Forest {
         let mut forest =
             Forest { roots: Vec::with_capacity(1 << 16), shapes: Vec::new(), inner: Vec::new(), leaves: Vec::new() };
         let mut entry = 0;
+        let (mut tree_keys, mut tree_slots): (Vec<u32>, Vec<u16>) = (Vec::new(), Vec::new());
         for bucket in 0..1u64 << 16 {
             let end = entry + keys[entry..].iter().take_while(|key| **key >> 32 == bucket).count();
             let before = slot_before(slots, entry);
@@ -417,8 +422,8 @@ impl Forest {
                 continue;
             }
             // Every tree answers from its /16's first address: the value carried in from before.
-            let mut tree_keys: Vec<u32> = Vec::with_capacity(end - entry + 1);
-            let mut tree_slots: Vec<u16> = Vec::with_capacity(end - entry + 1);
+            tree_keys.clear();
+            tree_slots.clear();
             if keys.get(entry).is_none_or(|key| *key != bucket << 32) {
                 tree_keys.push(0);
                 tree_slots.push(before);
@@ -513,7 +518,13 @@ struct Entries<K> {
 
 impl<K> Default for Entries<K> {
     fn default() -> Self {
-        Entries { starts: Vec::new(), slots: Vec::new() }
+        Entries::with_capacity(0)
+    }
+}
+
+impl<K> Entries<K> {
+    fn with_capacity(capacity: usize) -> Entries<K> {
+        Entries { starts: Vec::with_capacity(capacity), slots: Vec::with_capacity(capacity) }
     }
 }
 
