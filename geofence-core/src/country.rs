@@ -198,8 +198,6 @@ pub struct CountrySet {
 
 /// The bit of "no known country".
 const UNKNOWN: usize = CountryCode::COUNT;
-/// How many positions a lookup result can take: every code, and unknown.
-pub(crate) const POSITIONS: usize = UNKNOWN + 1;
 
 /// The position of a lookup result (`None`: unknown) among a set's bits.
 #[inline]

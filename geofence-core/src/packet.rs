@@ -247,7 +247,9 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     let bytes = &bytes[..bytes.len().min(total)];
     let (protocol, transport) = match Protocol(ip.get_next_level_protocol().0) {
         protocol if ip.get_fragment_offset() != 0 => (protocol, Transport::LaterFragment),
-        protocol => walk_extensions(bytes, header, protocol.0, false)?,
+        // The authentication header is IPv4's only extension header.
+        Protocol(AUTHENTICATION) => walk_extensions(bytes, header, AUTHENTICATION, false)?,
+        protocol => (protocol, read_transport(protocol, bytes, header)?),
     };
     Ok(PacketMeta {
         source: IpAddr::V4(Ipv4Addr::from(field::<4>(bytes, IPV4_SOURCE))),
@@ -275,6 +277,9 @@ fn parse_ipv6(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     })
 }
 
+/// The authentication header (RFC 4302), an extension header of IPv6 and of IPv4.
+const AUTHENTICATION: u8 = 51;
+
 /// Follows the extension header chain from `offset` to the transport header: in IPv6 every
 /// extension header, in IPv4 the authentication header (RFC 4302), which may carry TCP or UDP.
 ///
@@ -284,7 +289,6 @@ fn walk_extensions(bytes: &[u8], offset: usize, first: u8, ipv6: bool) -> Result
     const HOP_BY_HOP: u8 = 0;
     const ROUTING: u8 = 43;
     const FRAGMENT: u8 = 44;
-    const AUTHENTICATION: u8 = 51;
     const DESTINATION_OPTIONS: u8 = 60;
 
     let mut next = first;

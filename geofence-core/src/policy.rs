@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::country::{self, CountryCode, CountrySet};
 use crate::db::{CountryDb, CountryTable};
 use crate::packet::{self, PacketError, PacketMeta, Protocol};
-use crate::prefix::{self, PrefixList};
+use crate::prefix::{self, Coverage, PrefixList};
 
 /// What to do with a packet: the answer a netfilter queue needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -250,15 +250,24 @@ impl PolicyBuilder {
                     .collect::<Result<Vec<_>, _>>()?,
             );
         }
-        let chunks = self.rules.chunks(RULES_PER_CHUNK).zip(sources.chunks(RULES_PER_CHUNK)).map(Chunk::new).collect();
+        let db = Database::new(db);
+        let answers = db.answers();
+        let port_classes = PortClasses::new(&self.rules);
+        let chunks = self
+            .rules
+            .chunks(RULES_PER_CHUNK)
+            .zip(sources.chunks(RULES_PER_CHUNK))
+            .map(|part| Chunk::new(part, &lists, &port_classes, &answers))
+            .collect();
         Ok(Policy {
             chunks,
+            port_classes,
             verdicts: self.rules.iter().map(|rule| rule.verdict).collect(),
             rules: self.rules,
             lists,
             default: self.default,
             malformed: self.malformed,
-            db: Database::new(db),
+            db,
         })
     }
 }
@@ -283,48 +292,69 @@ const RULES_PER_CHUNK: usize = 64;
 struct Chunk {
     /// `protocols[p]`: the rules that admit protocol `p`.
     protocols: Box<[u64; 256]>,
-    /// The rules that name no ports.
+    /// The rules that name no ports: those a packet without ports can match.
     any_port: u64,
-    /// Each port range named, with the rules naming it.
-    ports: Box<[(PortRange, u64)]>,
+    /// `ports[class]`: the rules that admit the destination ports of that class (see
+    /// [`PortClasses`]).
+    ports: Box<[u64]>,
     /// The rules that name no source lists.
     any_source: u64,
     /// Each list named (an index into the policy's lists), with the rules naming it.
     sources: Box<[(usize, u64)]>,
+    /// The source conditions as an IPv4 source's first byte settles them.
+    v4_sources: SourceIndex,
+    /// The source conditions as an IPv6 source's first byte settles them.
+    v6_sources: SourceIndex,
     /// The rules that ask nothing about countries.
     any_country: u64,
-    /// `countries[position]`: the rules that admit a lookup result (see [`country::position`]).
+    /// `countries[key]`: the rules that admit the lookup result of that key (see
+    /// [`Database::answers`]).
     countries: Box<[u64]>,
 }
 
 impl Chunk {
-    /// The chunk of `rules`, whose source lists are resolved to `sources`.
-    fn new((rules, sources): (&[Rule], &[Vec<usize>])) -> Chunk {
+    /// The chunk of `rules`, whose source lists are resolved to `sources`, indices into `lists`.
+    /// `answers` are the database's lookup results by key.
+    fn new(
+        (rules, sources): (&[Rule], &[Vec<usize>]),
+        lists: &[(String, PrefixList)],
+        port_classes: &PortClasses,
+        answers: &[Option<CountryCode>],
+    ) -> Chunk {
         let mut chunk = Chunk {
             protocols: Box::new([0; 256]),
             any_port: 0,
             ports: Box::default(),
             any_source: 0,
             sources: Box::default(),
+            v4_sources: SourceIndex::default(),
+            v6_sources: SourceIndex::default(),
             any_country: 0,
-            countries: vec![0; country::POSITIONS].into_boxed_slice(),
+            countries: vec![0; answers.len()].into_boxed_slice(),
         };
-        let mut ports: Vec<(PortRange, u64)> = Vec::new();
-        let mut lists: Vec<(usize, u64)> = Vec::new();
+        let mut ports = vec![0; port_classes.representatives.len()];
+        let mut named: Vec<(usize, u64)> = Vec::new();
         for ((rule, rule_sources), bit) in rules.iter().zip(sources).zip((0..).map(|n: u32| 1u64 << n)) {
             chunk.add_protocols(rule, bit);
             if rule.ports.is_empty() {
                 chunk.any_port |= bit;
             }
-            rule.ports.iter().for_each(|range| add_to(&mut ports, *range, bit));
+            for (rules, port) in ports.iter_mut().zip(&port_classes.representatives) {
+                if rule.ports.is_empty() || rule.ports.iter().any(|range| range.contains(*port)) {
+                    *rules |= bit;
+                }
+            }
             if rule_sources.is_empty() {
                 chunk.any_source |= bit;
             }
-            rule_sources.iter().for_each(|list| add_to(&mut lists, *list, bit));
-            chunk.add_countries(rule, bit);
+            rule_sources.iter().for_each(|list| add_to(&mut named, *list, bit));
+            chunk.add_countries(rule, bit, answers);
         }
         chunk.ports = ports.into_boxed_slice();
-        chunk.sources = lists.into_boxed_slice();
+        let list = |index: usize| &lists[index].1;
+        chunk.v4_sources = SourceIndex::new(chunk.any_source, &named, |index, first| list(index).coverage_v4(first));
+        chunk.v6_sources = SourceIndex::new(chunk.any_source, &named, |index, first| list(index).coverage_v6(first));
+        chunk.sources = named.into_boxed_slice();
         chunk
     }
 
@@ -338,7 +368,7 @@ impl Chunk {
     }
 
     /// A rule's country and not_country conditions, as one set of admitted lookup results.
-    fn add_countries(&mut self, rule: &Rule, bit: u64) {
+    fn add_countries(&mut self, rule: &Rule, bit: u64, answers: &[Option<CountryCode>]) {
         let admitted = match (rule.countries, rule.not_countries) {
             (None, None) => {
                 self.any_country |= bit;
@@ -346,30 +376,39 @@ impl Chunk {
             }
             (inside, outside) => inside.unwrap_or_else(CountrySet::everything).without(&outside.unwrap_or_default()),
         };
-        let results = (0..CountryCode::COUNT).map(CountryCode::from_index).chain([None]);
-        for (rules, result) in self.countries.iter_mut().zip(results) {
-            if admitted.contains(result) {
+        for (rules, answer) in self.countries.iter_mut().zip(answers) {
+            if admitted.contains(*answer) {
                 *rules |= bit;
             }
         }
     }
 
-    /// The rules whose conditions other than sources and countries hold.
+    /// The rules whose conditions other than sources and countries hold, for a packet whose
+    /// destination port is of `port_class` (`None`: the packet has no ports).
     #[inline(always)]
-    fn by_protocol_and_port(&self, meta: &PacketMeta) -> u64 {
-        let mut ports = self.any_port;
-        if let Some(port) = meta.destination_port() {
-            for (range, rules) in self.ports.iter() {
-                ports |= rules & 0u64.wrapping_sub(u64::from(range.contains(port)));
-            }
-        }
+    fn by_protocol_and_port(&self, meta: &PacketMeta, port_class: Option<usize>) -> u64 {
+        let ports = match port_class {
+            Some(class) => self.ports.get(class).copied().unwrap_or(0),
+            None => self.any_port,
+        };
         self.protocols[usize::from(meta.protocol.0)] & ports
     }
 
-    /// Of the `candidates`, those whose source condition holds; `in_list` says whether the
-    /// source is in a list. A list is only searched when a candidate names it.
+    /// Of the `candidates`, those whose source condition holds. Most sources are settled by
+    /// their first byte in `index`; for the others `in_list` says whether the source is in a
+    /// list, and a list is only searched when a candidate names it.
     #[inline(always)]
-    fn by_source(&self, candidates: u64, in_list: impl Fn(usize) -> bool) -> u64 {
+    fn by_source(&self, candidates: u64, index: &SourceIndex, first: u8, in_list: impl Fn(usize) -> bool) -> u64 {
+        match index.settled(first) {
+            Some(admitted) => candidates & admitted,
+            None => self.by_source_lists(candidates, in_list),
+        }
+    }
+
+    /// The few sources whose first byte leaves a list undecided.
+    #[cold]
+    #[inline(never)]
+    fn by_source_lists(&self, candidates: u64, in_list: impl Fn(usize) -> bool) -> u64 {
         let mut admitted = self.any_source;
         for &(list, rules) in self.sources.iter() {
             if candidates & rules != 0 && in_list(list) {
@@ -377,6 +416,82 @@ impl Chunk {
             }
         }
         candidates & admitted
+    }
+}
+
+/// Destination ports sorted into classes: ports that no range of any rule tells apart share a
+/// class, so one table read settles every port condition of a packet.
+struct PortClasses {
+    /// The class of each port.
+    class: Box<[u16]>,
+    /// The first port of each class, by class.
+    representatives: Vec<u16>,
+}
+
+impl PortClasses {
+    fn new(rules: &[Rule]) -> PortClasses {
+        let mut starts: Vec<u32> = vec![0];
+        for range in rules.iter().flat_map(|rule| &rule.ports) {
+            starts.extend([u32::from(range.first), u32::from(range.last) + 1]);
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        starts.retain(|start| *start <= u32::from(u16::MAX));
+        let mut class = vec![0u16; 1 << 16].into_boxed_slice();
+        let ends = starts.iter().skip(1).copied().chain([1 << 16]);
+        // At most 65,536 classes (one a port), so each number fits a u16.
+        for ((number, start), end) in starts.iter().enumerate().zip(ends) {
+            class[*start as usize..end as usize].fill(number as u16);
+        }
+        PortClasses { class, representatives: starts.iter().map(|start| *start as u16).collect() }
+    }
+
+    #[inline(always)]
+    fn of(&self, port: u16) -> usize {
+        self.class.get(usize::from(port)).map_or(0, |class| usize::from(*class))
+    }
+}
+
+/// For each first byte of a source address, the rules whose source condition holds for every
+/// address of that /8, unless some list a rule names covers the /8 only in part: then the
+/// address itself must be looked up in the lists.
+struct SourceIndex {
+    settled: Box<[u64; 256]>,
+    /// One bit a first byte: set where the lists must be searched.
+    unsettled: [u64; 4],
+}
+
+impl Default for SourceIndex {
+    fn default() -> SourceIndex {
+        SourceIndex { settled: Box::new([0; 256]), unsettled: [0; 4] }
+    }
+}
+
+impl SourceIndex {
+    /// The index for rules `any_source` (that name no list) and `named` (each list, by index,
+    /// with the rules naming it), where `coverage(list, first)` says how a list covers a /8.
+    fn new(any_source: u64, named: &[(usize, u64)], coverage: impl Fn(usize, u8) -> Coverage) -> SourceIndex {
+        let mut index = SourceIndex::default();
+        for first in 0..=u8::MAX {
+            let byte = usize::from(first);
+            index.settled[byte] = any_source;
+            for &(list, rules) in named {
+                match coverage(list, first) {
+                    Coverage::All => index.settled[byte] |= rules,
+                    Coverage::Nothing => {}
+                    Coverage::Part => index.unsettled[byte / 64] |= 1 << (byte % 64),
+                }
+            }
+        }
+        index
+    }
+
+    /// The rules admitted by the source conditions for any address that starts with `first`,
+    /// or `None` when the lists must be searched.
+    #[inline(always)]
+    fn settled(&self, first: u8) -> Option<u64> {
+        let byte = usize::from(first);
+        (self.unsettled[byte / 64] >> (byte % 64) & 1 == 0).then(|| self.settled[byte])
     }
 }
 
@@ -391,6 +506,7 @@ fn add_to<K: PartialEq>(entries: &mut Vec<(K, u64)>, key: K, bit: u64) {
 /// A built policy: shared behind an `Arc` by every thread that decides packets.
 pub struct Policy {
     chunks: Vec<Chunk>,
+    port_classes: PortClasses,
     /// Each rule's verdict, by index: read once a packet has matched.
     verdicts: Vec<Verdict>,
     rules: Vec<Rule>,
@@ -413,6 +529,40 @@ impl Database {
         match any.downcast::<CountryTable>() {
             Ok(table) => Database::Table(table),
             Err(_) => Database::Other(db),
+        }
+    }
+
+    /// Every result a lookup can give, by key: for a table, its values by slot; for another
+    /// database, every country code by index. Unknown comes last.
+    fn answers(&self) -> Vec<Option<CountryCode>> {
+        match self {
+            Database::Table(table) => table.values().iter().copied().map(Some).chain([None]).collect(),
+            Database::Other(_) => (0..CountryCode::COUNT).map(CountryCode::from_index).chain([None]).collect(),
+        }
+    }
+
+    /// The lookup result of a key (see [`Database::answers`]).
+    fn answer(&self, key: usize) -> Option<CountryCode> {
+        match self {
+            Database::Table(table) => table.values().get(key).copied(),
+            Database::Other(_) => CountryCode::from_index(key),
+        }
+    }
+
+    /// The key of an IPv4 address's lookup result: a table's slot needs no further load.
+    #[inline(always)]
+    fn key_v4(&self, address: Ipv4Addr) -> usize {
+        match self {
+            Database::Table(table) => table.key_v4(address),
+            Database::Other(db) => country::position(db.lookup_v4(address)),
+        }
+    }
+
+    #[inline(always)]
+    fn key_v6(&self, address: Ipv6Addr) -> usize {
+        match self {
+            Database::Table(table) => table.key_v6(address),
+            Database::Other(db) => country::position(db.lookup_v6(address)),
         }
     }
 
@@ -477,7 +627,7 @@ impl Policy {
         let mut country = None;
         let rule_index = self.first_match(&meta, &mut country);
         let rule = rule_index.and_then(|index| self.rules.get(index));
-        let country = country.unwrap_or_else(|| self.country_of(meta.source));
+        let country = country.map_or_else(|| self.country_of(meta.source), |key| self.db.answer(key));
         Decision {
             verdict: rule.map_or(self.default, |rule| rule.verdict),
             rule: rule.map(|rule| rule.name.as_str()),
@@ -508,27 +658,29 @@ impl Policy {
         self.lists.iter().map(|(name, list)| (name.as_str(), list))
     }
 
-    /// The index of the first matching rule. `country` caches the lookup: `None` until a rule
-    /// needs it.
+    /// The index of the first matching rule. `country` caches the lookup's key: `None` until a
+    /// rule needs it.
     ///
     /// Per chunk of rules, the candidates are those whose protocol, port and source conditions
     /// hold. The first candidate that asks nothing about countries is a sure match; the source
     /// is looked up only when a candidate before it asks about countries, and then the lookup
     /// result selects, through one load, which of those admit it.
     #[inline(always)]
-    fn first_match(&self, meta: &PacketMeta, country: &mut Option<Option<CountryCode>>) -> Option<usize> {
+    fn first_match(&self, meta: &PacketMeta, country: &mut Option<usize>) -> Option<usize> {
         match meta.source {
             IpAddr::V4(source) => self.first_match_by(
                 meta,
                 country,
+                (|chunk: &Chunk| &chunk.v4_sources, source.octets()[0]),
                 |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v4(source)),
-                || self.db.lookup_v4(source),
+                || self.db.key_v4(source),
             ),
             IpAddr::V6(source) => self.first_match_by(
                 meta,
                 country,
+                (|chunk: &Chunk| &chunk.v6_sources, source.octets()[0]),
                 |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v6(source)),
-                || self.db.lookup_v6(source),
+                || self.db.key_v6(source),
             ),
         }
     }
@@ -537,20 +689,26 @@ impl Policy {
     fn first_match_by(
         &self,
         meta: &PacketMeta,
-        country: &mut Option<Option<CountryCode>>,
+        country: &mut Option<usize>,
+        (source_index, first): (impl Fn(&Chunk) -> &SourceIndex, u8),
         in_list: impl Fn(usize) -> bool,
-        look_up: impl Fn() -> Option<CountryCode>,
+        look_up: impl Fn() -> usize,
     ) -> Option<usize> {
+        let port_class = meta.destination_port().map(|port| self.port_classes.of(port));
         for (index, chunk) in self.chunks.iter().enumerate() {
-            let candidates = chunk.by_source(chunk.by_protocol_and_port(meta), &in_list);
+            let candidates =
+                chunk.by_source(chunk.by_protocol_and_port(meta, port_class), source_index(chunk), first, &in_list);
             let sure = candidates & chunk.any_country;
             let first_sure = sure & sure.wrapping_neg();
             // The candidates before the first sure match (all of them when there is none).
             let ask_country = candidates & !chunk.any_country & first_sure.wrapping_sub(1);
             let mut matched = first_sure;
             if ask_country != 0 {
-                let found = *country.get_or_insert_with(&look_up);
-                matched |= ask_country & chunk.countries.get(country::position(found)).copied().unwrap_or(0);
+                let key = match *country {
+                    Some(key) => key,
+                    None => *country.insert(look_up()),
+                };
+                matched |= ask_country & chunk.countries.get(key).copied().unwrap_or(0);
             }
             if matched != 0 {
                 return Some(index * RULES_PER_CHUNK + matched.trailing_zeros() as usize);

@@ -64,6 +64,18 @@ impl PrefixList {
         within(&self.v6, u128::from(address))
     }
 
+    /// How the list covers the IPv4 addresses whose first byte is `first`: a /8.
+    pub fn coverage_v4(&self, first: u8) -> Coverage {
+        let low = u32::from(first) << 24;
+        coverage(&self.v4, low, low | 0x00FF_FFFF)
+    }
+
+    /// How the list covers the IPv6 addresses whose first byte is `first`: a /8.
+    pub fn coverage_v6(&self, first: u8) -> Coverage {
+        let low = u128::from(first) << 120;
+        coverage(&self.v6, low, low | (u128::MAX >> 8))
+    }
+
     /// The most specific network of the list that contains `address`, for logs.
     pub fn matching_network(&self, address: IpAddr) -> Option<IpNetwork> {
         self.table.longest_match(address).map(|(network, _)| network)
@@ -96,6 +108,28 @@ impl FromIterator<IpNetwork> for PrefixList {
 impl fmt::Debug for PrefixList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.networks().map(|n| n.to_string())).finish()
+    }
+}
+
+/// How much of a block of addresses a list holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coverage {
+    /// Every address of the block.
+    All,
+    /// None of them.
+    Nothing,
+    /// Some but not all: membership depends on the rest of the address.
+    Part,
+}
+
+/// How the sorted, disjoint, merged `intervals` cover `low..=high`: touching intervals are
+/// merged, so a block is covered whole only by one of them.
+fn coverage<A: Copy + Ord>(intervals: &[(A, A)], low: A, high: A) -> Coverage {
+    let overlapping = intervals.iter().filter(|(start, end)| *start <= high && low <= *end);
+    match overlapping.clone().next() {
+        None => Coverage::Nothing,
+        Some((start, end)) if *start <= low && high <= *end => Coverage::All,
+        Some(_) => Coverage::Part,
     }
 }
 
@@ -243,6 +277,19 @@ mod tests {
                 proptest::prop_assert_eq!(list.contains(address), list.matching_network(address).is_some(), "{}", address);
             }
         }
+    }
+
+    #[test]
+    fn coverage_of_a_slash_8_is_all_nothing_or_part() {
+        let list = built_in("private").unwrap();
+        assert_eq!(list.coverage_v4(10), Coverage::All);
+        assert_eq!(list.coverage_v4(172), Coverage::Part);
+        assert_eq!(list.coverage_v4(11), Coverage::Nothing);
+        assert_eq!(list.coverage_v6(0xfc), Coverage::All);
+        assert_eq!(list.coverage_v6(0xfe), Coverage::Part);
+        assert_eq!(list.coverage_v6(0x20), Coverage::Nothing);
+        let everything: PrefixList = ["0.0.0.0/0".parse().unwrap()].into_iter().collect();
+        assert_eq!(everything.coverage_v4(255), Coverage::All);
     }
 
     #[test]

@@ -180,7 +180,7 @@ impl Ipv4Family {
 
     /// The slot of `address`. A long run is halved (without branching on the data) down to one
     /// window, whose entries are then compared at once.
-    #[inline]
+    #[inline(always)]
     fn slot(&self, address: u32) -> u16 {
         let Some(&entry) = self.index.get((address >> 16) as usize) else { return NONE };
         if entry & DIRECT != 0 {
@@ -585,7 +585,7 @@ impl<V: TableValue> RangeTable<V> {
     }
 
     /// The value of an IPv4 address.
-    #[inline]
+    #[inline(always)]
     pub fn get_v4(&self, address: Ipv4Addr) -> Option<V> {
         self.value(self.v4.slot(u32::from(address)))
     }
@@ -596,6 +596,22 @@ impl<V: TableValue> RangeTable<V> {
         match address.to_ipv4_mapped() {
             Some(v4) => self.get_v4(v4),
             None => self.value(self.v6.slot(u128::from(address))),
+        }
+    }
+
+    /// The key of an IPv4 address's value: its slot in [`RangeTable::values`], or the number
+    /// of values when the address has none.
+    #[inline(always)]
+    pub(crate) fn key_v4(&self, address: Ipv4Addr) -> usize {
+        usize::from(self.v4.slot(u32::from(address))).min(self.values.len())
+    }
+
+    /// The key of an IPv6 address's value (see [`RangeTable::key_v4`]).
+    #[inline]
+    pub(crate) fn key_v6(&self, address: Ipv6Addr) -> usize {
+        match address.to_ipv4_mapped() {
+            Some(v4) => self.key_v4(v4),
+            None => usize::from(self.v6.slot(u128::from(address))).min(self.values.len()),
         }
     }
 

@@ -247,3 +247,133 @@ fn rules_past_the_first_sixty_four_keep_their_order() {
     let port_65 = sample::udp_packet(addr("198.51.100.9"), addr(SERVER), (5000, 6065), b"x");
     assert_eq!(policy.decide(&port_65), Verdict::AcceptWithMark(65));
 }
+
+/// The same table, reached through the trait: the policy's other database path.
+struct Wrapped(CountryTable);
+
+impl CountryDb for Wrapped {
+    fn lookup(&self, address: IpAddr) -> Option<CountryCode> {
+        self.0.lookup(address)
+    }
+}
+
+/// Whether `rule` matches, read condition by condition as [`Rule`] documents them.
+fn matches_plainly(
+    rule: &Rule,
+    meta: &PacketMeta,
+    in_list: impl Fn(&str) -> bool,
+    country: Option<CountryCode>,
+) -> bool {
+    let port = meta.destination_port();
+    (rule.protocols.is_empty() || rule.protocols.contains(&meta.protocol))
+        && (rule.ports.is_empty() || port.is_some_and(|port| rule.ports.iter().any(|range| range.contains(port))))
+        && (rule.sources.is_empty() || rule.sources.iter().any(|name| in_list(name)))
+        && rule.countries.is_none_or(|set| set.contains(country))
+        && !rule.not_countries.is_some_and(|set| set.contains(country))
+}
+
+mod agreement {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PORTS: [u16; 6] = [0, 80, 443, 5060, 5061, 65535];
+    const SOURCES: [&str; 16] = [
+        "10.1.2.3",
+        "10.200.0.1",
+        "172.16.5.5",
+        "172.21.0.1",
+        "172.40.0.1",
+        "192.168.1.1",
+        "192.0.2.5",
+        "192.0.2.200",
+        "198.51.100.9",
+        "203.0.113.200",
+        "8.8.8.8",
+        "2001:db8:1::9",
+        "2001:db8:9000::1",
+        "fd00::1",
+        "::ffff:192.0.2.5",
+        "2001:db8:1::ffff",
+    ];
+    const LISTS: [&str; 3] = ["rfc1918", "documentation", "mine"];
+    const CODES: [&str; 4] = ["GB", "CN", "NZ", "unknown"];
+
+    fn subset<T: Copy + std::fmt::Debug>(items: &'static [T]) -> impl Strategy<Value = Vec<T>> {
+        proptest::sample::subsequence(items, 0..=items.len())
+    }
+
+    fn country_set() -> impl Strategy<Value = Option<CountrySet>> {
+        proptest::option::of(subset(&CODES).prop_map(|codes| countries(&codes)))
+    }
+
+    fn rule() -> impl Strategy<Value = Rule> {
+        let ports = proptest::collection::vec((0..PORTS.len(), 0..PORTS.len()), 0..3);
+        let verdict =
+            prop_oneof![Just(Verdict::Accept), Just(Verdict::Drop), (0u32..4).prop_map(Verdict::AcceptWithMark)];
+        (subset(&[Protocol::UDP, Protocol::TCP]), ports, subset(&LISTS), country_set(), country_set(), verdict)
+            .prop_map(|(protocols, ports, sources, countries, not_countries, verdict)| {
+                let mut rule = Rule::new("r", verdict);
+                rule.protocols = protocols;
+                rule.ports = ports
+                    .into_iter()
+                    .map(|(a, b)| PortRange { first: PORTS[a.min(b)], last: PORTS[a.max(b)] })
+                    .collect();
+                rule.sources = sources.into_iter().map(str::to_owned).collect();
+                rule.countries = countries;
+                rule.not_countries = not_countries;
+                rule
+            })
+    }
+
+    /// A TCP, UDP or ICMP packet (0, 1, 2) from one of the sources to one of the ports.
+    fn packet(kind: usize, source: &str, port: u16) -> Vec<u8> {
+        let source = addr(source);
+        let server = if source.is_ipv4() { addr(SERVER) } else { addr("2001:db8::1") };
+        match kind {
+            0 => {
+                let mut tcp = [0u8; 20];
+                tcp[..4].copy_from_slice(&[0x13, 0xc6, (port >> 8) as u8, port as u8]);
+                tcp[12] = 5 << 4;
+                sample::ip_packet(source, server, Protocol::TCP, &tcp)
+            }
+            1 => sample::udp_packet(source, server, (5062, port), b"x"),
+            _ => {
+                let protocol = if source.is_ipv4() { Protocol::ICMP } else { Protocol::ICMPV6 };
+                sample::ip_packet(source, server, protocol, &[8, 0, 0, 0, 0, 0, 0, 0])
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decisions_agree_with_the_rules_read_one_by_one(
+            rules in proptest::collection::vec(rule(), 0..80),
+            probes in proptest::collection::vec((0..3usize, 0..SOURCES.len(), 0..PORTS.len()), 1..40),
+        ) {
+            let mine = || -> PrefixList {
+                ["172.20.0.0/14", "203.0.113.128/25", "2001:db8:8000::/33", "10.1.0.0/16"].iter().map(|n| n.parse().unwrap()).collect()
+            };
+            let table = parse_range_csv(DB).unwrap();
+            let lists: Vec<(&str, PrefixList)> =
+                vec![("rfc1918", prefix::built_in("rfc1918").unwrap()), ("documentation", prefix::built_in("documentation").unwrap()), ("mine", mine())];
+            let build = |db: Arc<dyn CountryDb>| {
+                rules.iter().cloned().fold(PolicyBuilder::new(Verdict::Accept).list("mine", mine()), PolicyBuilder::rule).build(db).unwrap()
+            };
+            let direct = build(Arc::new(table.clone()));
+            let through_trait = build(Arc::new(Wrapped(table.clone())));
+            for (kind, source, port) in probes {
+                let bytes = packet(kind, SOURCES[source], PORTS[port]);
+                let meta = packet::parse(&bytes).unwrap();
+                let country = table.lookup(meta.source);
+                let in_list = |name: &str| lists.iter().any(|(n, list)| *n == name && list.contains(meta.source));
+                let expected = rules.iter().position(|rule| matches_plainly(rule, &meta, in_list, country));
+                let verdict = expected.map_or(Verdict::Accept, |index| rules[index].verdict);
+                for policy in [&direct, &through_trait] {
+                    prop_assert_eq!(policy.decide(&bytes), verdict, "{:?}", meta);
+                    let explained = policy.explain(&bytes);
+                    prop_assert_eq!((explained.rule_index, explained.country), (expected, country));
+                }
+            }
+        }
+    }
+}
