@@ -28,7 +28,7 @@ pub(crate) const MAX_VALUES: usize = REFINE as usize;
 /// log2 of the number of buckets of a family's direct index.
 const INDEX_BITS: u32 = 16;
 /// Starts per block of the IPv6 search tree.
-const BLOCK: usize = 16;
+const BLOCK: usize = 32;
 
 /// A value a [`RangeTable`] can hold.
 pub trait TableValue: Copy + Eq + Hash + Send + Sync + 'static {}
@@ -318,7 +318,8 @@ impl Ipv6Family {
     }
 }
 
-/// Sixteen keys of an inner level: one cache line, compared at once by the vector unit.
+/// Thirty-two keys of an inner level: two adjacent cache lines, fetched together and compared
+/// at once by the vector unit. Wider blocks spare the largest trees a level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 struct Block([u32; BLOCK]);
@@ -332,47 +333,51 @@ impl Block {
     }
 
     /// How many keys are not above `key`. The keys are sorted, so those are a run from the
-    /// first: the comparisons make a mask of low ones, and the first zero bit is the count.
+    /// first, and counting them is one vector comparison and a sum.
     #[inline]
     fn rank(&self, key: u32) -> usize {
-        let below = self.0.iter().enumerate().fold(0u32, |mask, (bit, k)| mask | (u32::from(*k <= key) << bit));
-        (!below).trailing_zeros() as usize
+        self.0.iter().map(|k| u32::from(*k <= key)).sum::<u32>() as usize
     }
 }
 
 /// Entries per leaf.
 const LEAF: usize = 8;
 
-/// Eight entries of a tree's bottom level, each its key and slot in one word (`key << 16 |
-/// slot`): one cache line, so the line that decides a lookup also answers it.
+/// Up to eight entries of a tree's bottom level: their keys, their slots and how many there
+/// are, in one cache line, so the line that decides a lookup also answers it. The keys are
+/// compared as 32-bit numbers, which the vector unit does at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
-struct Leaf([u64; LEAF]);
+struct Leaf {
+    keys: [u32; LEAF],
+    slots: [u16; LEAF],
+    len: u32,
+}
 
 impl Leaf {
-    /// A leaf of up to 8 sorted entries; the rest are `u64::MAX`, above every packed entry.
+    /// A leaf of up to 8 sorted entries; the rest are `u32::MAX` and unknown, never counted.
     fn packed(keys: &[u32], slots: &[u16]) -> Leaf {
-        let mut leaf = [u64::MAX; LEAF];
-        for (word, (key, slot)) in leaf.iter_mut().zip(keys.iter().zip(slots)) {
-            *word = u64::from(*key) << 16 | u64::from(*slot);
+        let mut leaf = Leaf { keys: [u32::MAX; LEAF], slots: [NONE; LEAF], len: keys.len().min(LEAF) as u32 };
+        for (index, (key, slot)) in keys.iter().zip(slots).take(LEAF).enumerate() {
+            (leaf.keys[index], leaf.slots[index]) = (*key, *slot);
         }
-        Leaf(leaf)
+        leaf
     }
 
     /// The slot of the last entry whose key is not above `key`.
     #[inline]
     fn slot(&self, key: u32) -> u16 {
-        let probe = u64::from(key) << 16 | u64::from(u16::MAX);
-        let count: usize = self.0.iter().map(|word| usize::from(*word <= probe)).sum();
-        count.checked_sub(1).and_then(|entry| self.0.get(entry)).map_or(NONE, |word| *word as u16)
+        let len = self.len;
+        let count: u32 = self.keys.iter().zip(0..).map(|(k, i)| u32::from(*k <= key) & u32::from(i < len)).sum();
+        count.checked_sub(1).and_then(|entry| self.slots.get(entry as usize)).map_or(NONE, |slot| *slot)
     }
 
     fn entries(&self) -> impl Iterator<Item = (u32, u16)> + '_ {
-        self.0.iter().filter(|word| **word != u64::MAX).map(|word| ((word >> 16) as u32, *word as u16))
+        self.keys.iter().copied().zip(self.slots.iter().copied()).take(self.len as usize)
     }
 }
 
-/// The most inner levels a tree can need: 2^32 keys make 2^29 leaves, 8 levels of 16.
+/// The most inner levels a tree can need: 2^32 keys make 2^29 leaves, 6 levels of 32.
 const MAX_HEIGHT: usize = 8;
 
 /// One inner level of a tree: where its blocks begin in [`Forest::inner`], and the last block
@@ -394,9 +399,9 @@ struct Shape {
 }
 
 /// The main IPv6 table: 48-bit keys (/48s), split by their top 16 bits into a static B+ tree
-/// each, whose keys are the remaining 32 bits. Small keys make an inner block one cache line
-/// that the processor compares at once, a leaf holds its answers, and the direct step on the
-/// top 16 bits saves the levels that would only sort out /16s.
+/// each, whose keys are the remaining 32 bits. Small keys let an inner block of 32 fit two cache
+/// lines that the processor compares at once, a leaf holds its answers, and the direct step on
+/// the top 16 bits saves the levels that would only sort out /16s.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Forest {
     /// The tree of each /16, by number into `shapes` (runs of empty /16s share one).
@@ -954,6 +959,18 @@ mod tests {
 
     /// The /16 (10.0.0.0/16) the IPv4 property test crowds ranges into.
     const CROWDED: std::ops::Range<u32> = 0x0A00_0000..0x0A01_0000;
+
+    #[test]
+    fn the_last_slash48_of_a_slash16_is_answered_by_its_leaf_not_the_padding() {
+        // The /16's tree holds two entries in a leaf of eight; the highest key (all ones) must
+        // not count the padding behind them.
+        let mut builder = TableBuilder::new();
+        builder.insert(0, ip("2001:db8::"), ip("2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), 'b').unwrap();
+        let table = builder.build();
+        assert_eq!(table.get(ip("2001:ffff:ffff::")), Some('b'));
+        assert_eq!(table.get(ip("2001:ffff:ffff:ffff::1")), Some('b'));
+        assert_eq!(table.get(ip("2001:db7:ffff::")), None);
+    }
 
     #[test]
     fn a_crowded_ipv4_slash16_answers_every_boundary() {
