@@ -399,7 +399,7 @@ impl Chunk {
     /// list, and a list is only searched when a candidate names it.
     #[inline(always)]
     fn by_source(&self, candidates: u64, index: &SourceIndex, first: u8, in_list: impl Fn(usize) -> bool) -> u64 {
-        match index.settled(first) {
+        match index.settled(first, candidates) {
             Some(admitted) => candidates & admitted,
             None => self.by_source_lists(candidates, in_list),
         }
@@ -456,14 +456,14 @@ impl PortClasses {
 /// address of that /8, unless some list a rule names covers the /8 only in part: then the
 /// address itself must be looked up in the lists.
 struct SourceIndex {
-    settled: Box<[u64; 256]>,
-    /// One bit a first byte: set where the lists must be searched.
-    unsettled: [u64; 4],
+    /// Per first byte: the rules the /8 admits whole, and the rules whose lists cover it in
+    /// part (for which the lists must be searched).
+    by_first_byte: Box<[(u64, u64); 256]>,
 }
 
 impl Default for SourceIndex {
     fn default() -> SourceIndex {
-        SourceIndex { settled: Box::new([0; 256]), unsettled: [0; 4] }
+        SourceIndex { by_first_byte: Box::new([(0, 0); 256]) }
     }
 }
 
@@ -473,25 +473,25 @@ impl SourceIndex {
     fn new(any_source: u64, named: &[(usize, u64)], coverage: impl Fn(usize, u8) -> Coverage) -> SourceIndex {
         let mut index = SourceIndex::default();
         for first in 0..=u8::MAX {
-            let byte = usize::from(first);
-            index.settled[byte] = any_source;
+            let (settled, unsettled) = &mut index.by_first_byte[usize::from(first)];
+            *settled = any_source;
             for &(list, rules) in named {
                 match coverage(list, first) {
-                    Coverage::All => index.settled[byte] |= rules,
+                    Coverage::All => *settled |= rules,
                     Coverage::Nothing => {}
-                    Coverage::Part => index.unsettled[byte / 64] |= 1 << (byte % 64),
+                    Coverage::Part => *unsettled |= rules,
                 }
             }
         }
         index
     }
 
-    /// The rules admitted by the source conditions for any address that starts with `first`,
-    /// or `None` when the lists must be searched.
+    /// Of the `candidates`, the rules admitted by the source conditions for any address that
+    /// starts with `first`, or `None` when a candidate's lists must be searched.
     #[inline(always)]
-    fn settled(&self, first: u8) -> Option<u64> {
-        let byte = usize::from(first);
-        (self.unsettled[byte / 64] >> (byte % 64) & 1 == 0).then(|| self.settled[byte])
+    fn settled(&self, first: u8, candidates: u64) -> Option<u64> {
+        let (settled, unsettled) = self.by_first_byte[usize::from(first)];
+        (unsettled & candidates == 0).then_some(settled)
     }
 }
 
