@@ -100,8 +100,14 @@ impl Local {
             self.touched_countries.push(country);
         }
         self.per_country[country][usize::from(dropped)] += 1;
-        if dropped && (self.drops.len() < MAX_TRACKED_SOURCES || self.drops.contains_key(&source)) {
+        if !dropped {
+            return;
+        }
+        // One hash a drop: spoofed floods bring a new source with nearly every packet.
+        if self.drops.len() < MAX_TRACKED_SOURCES {
             self.drops.entry(source).or_insert((0, decision.country)).0 += 1;
+        } else if let Some((count, _)) = self.drops.get_mut(&source) {
+            *count += 1;
         }
     }
 
@@ -134,9 +140,11 @@ impl Local {
             *count = 0;
         }
         for (source, (count, country)) in self.drops.drain() {
-            let tracked = totals.interval.sources.len() < MAX_TRACKED_SOURCES;
-            if tracked || totals.interval.sources.contains_key(&source) {
-                totals.interval.sources.entry(source).or_insert((0, country)).0 += count;
+            let sources = &mut totals.interval.sources;
+            if sources.len() < MAX_TRACKED_SOURCES {
+                sources.entry(source).or_insert((0, country)).0 += count;
+            } else if let Some((total, _)) = sources.get_mut(&source) {
+                *total += count;
             }
         }
         (self.accepted, self.marked, self.dropped, self.malformed) = (0, 0, 0, 0);
