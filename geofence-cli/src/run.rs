@@ -194,8 +194,11 @@ fn report(shared: &Shared, kernel: impl Fn(u16) -> Option<KernelQueueStats>) {
             format!("kernel dropped {} (queue full) + {} (reader behind)", k.queue_dropped, k.user_dropped)
         });
         log::info!(
-            "queue {queue}: {} packets, {} ENOBUFS, {} handler panics, {dropped}",
+            "queue {queue}: {} packets in {} receive calls and {} verdict messages, {} ENOBUFS, {} handler \
+             panics, {dropped}",
             counters.packets.load(Ordering::Relaxed),
+            counters.receive_calls.load(Ordering::Relaxed),
+            counters.verdict_messages.load(Ordering::Relaxed),
             counters.enobufs.load(Ordering::Relaxed),
             counters.handler_panics.load(Ordering::Relaxed),
         );

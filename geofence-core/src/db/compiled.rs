@@ -25,7 +25,7 @@
 //! the encoding is canonical (merged entries, shortest numbers): bytes that load re-encode to
 //! themselves.
 
-use super::table::{Ipv4Family, Ipv6Family, Key, RangeTable, MAX_IPV4_ENTRIES, MAX_VALUES, NONE};
+use super::table::{Ipv4Builder, Ipv6Builder, RangeTable, MAX_IPV4_ENTRIES, MAX_VALUES, NONE};
 use crate::CountryCode;
 
 /// The first 8 bytes of every compiled file.
@@ -147,17 +147,20 @@ pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), Comp
     }
     let provenance = Provenance { date: reader.text()?, source: reader.text()? };
     let values = reader.values()?;
-    let at = reader.offset;
-    let (v4_starts, v4_slots) = reader.entries::<u32>(values.len(), u128::from(u32::MAX))?;
-    if v4_starts.len() > MAX_IPV4_ENTRIES {
-        return Err(CompiledError::At { offset: at, problem: "more IPv4 entries than a table holds" });
+    // Each family is built as its entries are read: no list of them is held on the way.
+    let v4_entries = reader.count(1, "file cut short before a table")?;
+    if v4_entries > MAX_IPV4_ENTRIES {
+        return Err(reader.problem("more IPv4 entries than a table holds"));
     }
-    let (v6_starts, v6_slots) = reader.entries::<u128>(values.len(), u128::MAX)?;
+    let mut v4 = Ipv4Builder::with_capacity(v4_entries);
+    reader.entries(v4_entries, values.len(), u128::from(u32::MAX), |start, slot| v4.push(start as u32, slot))?;
+    let v6_entries = reader.count(1, "file cut short before a table")?;
+    let mut v6 = Ipv6Builder::with_capacity(v6_entries);
+    reader.entries(v6_entries, values.len(), u128::MAX, |start, slot| v6.push(start, slot))?;
     if reader.offset != file.len() {
         return Err(reader.problem("bytes after the IPv6 table"));
     }
-    let (v4, v6) = (Ipv4Family::new(&v4_starts, &v4_slots), Ipv6Family::new(v6_starts, v6_slots));
-    Ok((RangeTable::from_parts(values, v4, v6), provenance))
+    Ok((RangeTable::from_parts(values, v4.finish(), v6.finish()), provenance))
 }
 
 /// A cursor that fails with the offset, never reads out of bounds.
@@ -172,7 +175,8 @@ impl Reader<'_> {
     }
 
     fn take(&mut self, length: usize, what: &'static str) -> Result<&[u8], CompiledError> {
-        let end = self.offset.checked_add(length).filter(|end| *end <= self.file.len()).ok_or(self.problem(what))?;
+        let end =
+            self.offset.checked_add(length).filter(|end| *end <= self.file.len()).ok_or_else(|| self.problem(what))?;
         let bytes = &self.file[self.offset..end];
         self.offset = end;
         Ok(bytes)
@@ -265,30 +269,32 @@ impl Reader<'_> {
         }
     }
 
-    /// One family's entries: each takes at least one byte, so the count is checked against
-    /// what is left before anything is allocated.
-    fn entries<K: Key + TryFrom<u128>>(
+    /// One family's `count` entries, each handed to `push` as (start, slot) once checked:
+    /// starts rise from 0 and stay within `max`, slots name one of `values` (or none), and
+    /// neighbours differ in slot. The count was checked against the bytes left (each entry
+    /// takes at least one).
+    fn entries(
         &mut self,
+        count: usize,
         values: usize,
         max: u128,
-    ) -> Result<(Vec<K>, Vec<u16>), CompiledError> {
-        let count = self.count(1, "file cut short before a table")?;
+        mut push: impl FnMut(u128, u16),
+    ) -> Result<(), CompiledError> {
         if count == 0 {
             return Err(self.problem("a table has no entries"));
         }
-        let mut starts = Vec::with_capacity(count);
-        let mut slots = Vec::with_capacity(count);
         let mut start = 0u128;
+        let mut previous = None;
         for index in 0..count {
             let at = self.offset;
             if index > 0 {
                 let zeros = u32::from(self.byte("entry cut short")?);
                 let multiple = self.leb128()?;
-                let step = (zeros < 128)
-                    .then(|| multiple.checked_shl(zeros).filter(|step| step >> zeros == multiple))
-                    .flatten()
-                    .filter(|step| *step > 0)
-                    .ok_or(CompiledError::At { offset: at, problem: "range step is zero or too large" })?;
+                // Shifted left by `zeros`, the multiple must keep every bit and not be zero.
+                if multiple == 0 || multiple.leading_zeros() < zeros {
+                    return Err(CompiledError::At { offset: at, problem: "range step is zero or too large" });
+                }
+                let step = multiple << zeros;
                 start = start
                     .checked_add(step)
                     .filter(|next| *next <= max)
@@ -299,16 +305,13 @@ impl Reader<'_> {
                 n if n <= values as u128 => (n - 1) as u16,
                 _ => return Err(CompiledError::At { offset: at, problem: "entry names a value that does not exist" }),
             };
-            if slots.last() == Some(&slot) {
+            if previous == Some(slot) {
                 return Err(CompiledError::At { offset: at, problem: "adjacent entries of one value are not merged" });
             }
-            starts.push(
-                K::try_from(start)
-                    .map_err(|_| CompiledError::At { offset: at, problem: "range start beyond the address family" })?,
-            );
-            slots.push(slot);
+            previous = Some(slot);
+            push(start, slot);
         }
-        Ok((starts, slots))
+        Ok(())
     }
 }
 

@@ -142,36 +142,79 @@ pub(crate) const MAX_IPV4_ENTRIES: usize = (DIRECT as usize) - (1 << INDEX_BITS)
 /// Entries compared at once (a window of 64 bytes), after halving a long run down to it.
 const WINDOW: usize = 16;
 
+/// Builds an [`Ipv4Family`] from its entries as they come (sorted, the first at 0), one /16
+/// at a time, so that no copy of the whole list is ever held.
+pub(crate) struct Ipv4Builder {
+    index: Vec<u32>,
+    words: Vec<u32>,
+    /// The /16 whose entries are being gathered.
+    bucket: u32,
+    /// Its entries after the one at its start, as words.
+    run: Vec<u32>,
+    /// The slot in force where the bucket begins.
+    in_force: u16,
+    ranges: usize,
+}
+
+impl Ipv4Builder {
+    /// A builder for about `entries` entries.
+    pub(crate) fn with_capacity(entries: usize) -> Ipv4Builder {
+        Ipv4Builder {
+            index: Vec::with_capacity(1 << INDEX_BITS),
+            // At most a head word a /16 and a word an entry: reserved at once, so the vector
+            // never moves while it grows (pages never written are never touched).
+            words: Vec::with_capacity((1 << INDEX_BITS) + entries + WINDOW),
+            bucket: 0,
+            run: Vec::new(),
+            in_force: NONE,
+            ranges: 0,
+        }
+    }
+
+    /// The next entry: its start is above every start before it.
+    pub(crate) fn push(&mut self, start: u32, slot: u16) {
+        while self.bucket < start >> 16 {
+            self.close_bucket();
+        }
+        self.ranges += usize::from(slot != NONE);
+        if start & 0xFFFF == 0 {
+            self.in_force = slot;
+        } else {
+            self.run.push((start & 0xFFFF) << 16 | u32::from(slot));
+        }
+    }
+
+    /// Writes the gathered /16 to the index: its slot when one holds throughout, else its run.
+    fn close_bucket(&mut self) {
+        match self.run.last() {
+            None => self.index.push(DIRECT | u32::from(self.in_force)),
+            Some(&last) => {
+                self.index.push(self.words.len() as u32);
+                self.words.push((self.run.len() as u32) << 16 | u32::from(self.in_force));
+                self.words.extend_from_slice(&self.run);
+                self.in_force = last as u16;
+                self.run.clear();
+            }
+        }
+        self.bucket += 1;
+    }
+
+    pub(crate) fn finish(mut self) -> Ipv4Family {
+        while self.index.len() < 1 << INDEX_BITS {
+            self.close_bucket();
+        }
+        self.words.extend([u32::MAX; WINDOW]);
+        Ipv4Family { index: self.index, words: self.words, ranges: self.ranges }
+    }
+}
+
 impl Ipv4Family {
     /// Builds the index over entries that are sorted, start at 0, and have valid slots; at
     /// most [`MAX_IPV4_ENTRIES`] of them, so that every offset stays below `DIRECT`.
     pub(crate) fn new(starts: &[u32], slots: &[u16]) -> Ipv4Family {
-        let ranges = slots.iter().filter(|slot| **slot != NONE).count();
-        let mut index = Vec::with_capacity(1 << INDEX_BITS);
-        // At most a head word a /16 and a word an entry: reserved at once, so the vector never
-        // moves while it grows (pages never written are never touched).
-        let mut words = Vec::with_capacity((1 << INDEX_BITS) + starts.len() + WINDOW);
-        let mut entry = 0;
-        let mut in_force = NONE;
-        for bucket in 0..1u32 << INDEX_BITS {
-            let end = entry + starts[entry..].iter().take_while(|start| **start >> 16 == bucket).count();
-            let mut inside = entry;
-            if inside < end && starts[inside] & 0xFFFF == 0 {
-                in_force = slots[inside];
-                inside += 1;
-            }
-            if inside == end {
-                index.push(DIRECT | u32::from(in_force));
-            } else {
-                index.push(words.len() as u32);
-                words.push(((end - inside) as u32) << 16 | u32::from(in_force));
-                words.extend((inside..end).map(|i| (starts[i] & 0xFFFF) << 16 | u32::from(slots[i])));
-                in_force = slots[end - 1];
-            }
-            entry = end;
-        }
-        words.extend([u32::MAX; WINDOW]);
-        Ipv4Family { index, words, ranges }
+        let mut builder = Ipv4Builder::with_capacity(starts.len());
+        starts.iter().zip(slots).for_each(|(start, slot)| builder.push(*start, *slot));
+        builder.finish()
     }
 
     fn everything_unknown() -> Ipv4Family {
@@ -242,45 +285,83 @@ pub(crate) struct Ipv6Family {
 /// How far an IPv6 address is shifted to give its main-table key, the /48 it lies in.
 const FINE_SHIFT: u32 = 128 - 48;
 
-impl Ipv6Family {
-    /// Splits full 128-bit entries (sorted, starting at 0) into the main and fine tables, in
-    /// one pass over the /48s that hold starts.
-    pub(crate) fn new(starts: Vec<u128>, slots: Vec<u16>) -> Ipv6Family {
-        let ranges = slots.iter().filter(|slot| **slot != NONE).count();
+/// Builds an [`Ipv6Family`] from its entries as they come (sorted, the first at 0), one /48 at a
+/// time, so that no copy of the whole 128-bit list is ever held.
+pub(crate) struct Ipv6Builder {
+    main: Entries<u64>,
+    fine: Entries<u128>,
+    /// The entries of the /48 being gathered.
+    block: Vec<(u128, u16)>,
+    /// The slot of the last entry before that /48.
+    before: u16,
+    ranges: usize,
+}
+
+impl Ipv6Builder {
+    /// A builder for about `entries` entries.
+    pub(crate) fn with_capacity(entries: usize) -> Ipv6Builder {
+        let mut fine = Entries::default();
+        fine.push_merged(0, NONE);
         // A /48 adds at most two main entries (its own and the one after a refined /48) and
         // holds at least one entry: reserved at once, the vector never moves while it grows.
-        let mut main: Entries<u64> = Entries::with_capacity(2 * starts.len() + 1);
-        let mut fine: Entries<u128> = Entries::default();
-        fine.push_merged(0, NONE);
+        Ipv6Builder { main: Entries::with_capacity(2 * entries + 1), fine, block: Vec::new(), before: NONE, ranges: 0 }
+    }
+
+    /// The next entry: its start is above every start before it.
+    pub(crate) fn push(&mut self, start: u128, slot: u16) {
+        if self.block.first().is_some_and(|(first, _)| first >> FINE_SHIFT != start >> FINE_SHIFT) {
+            self.close_block();
+        }
+        self.ranges += usize::from(slot != NONE);
+        self.block.push((start, slot));
+    }
+
+    /// Adds the gathered /48 to the main table, and when starts fall inside it (not on its
+    /// first address), to the fine table as well.
+    fn close_block(&mut self) {
+        let (Some(&(first, first_slot)), Some(&(_, last_slot))) = (self.block.first(), self.block.last()) else {
+            return;
+        };
         let within = (1u128 << FINE_SHIFT) - 1;
-        let mut entry = 0;
-        while entry < starts.len() {
-            let block = starts[entry] >> FINE_SHIFT;
-            let end = entry + starts[entry..].iter().take_while(|start| **start >> FINE_SHIFT == block).count();
-            let refined = starts[entry..end].iter().any(|start| *start & within != 0);
-            // Block numbers are the top 48 bits, so they fit a u64.
-            let key = block as u64;
-            if !refined {
-                main.push_merged(key, slots[entry]);
-                entry = end;
-                continue;
-            }
-            main.push_merged(key, REFINE);
-            let covering = if starts[entry] == block << FINE_SHIFT { slots[entry] } else { slot_before(&slots, entry) };
-            fine.push_merged(block << FINE_SHIFT, covering);
-            for index in entry..end {
-                fine.push_merged(starts[index], slots[index]);
+        let block = first >> FINE_SHIFT;
+        // Block numbers are the top 48 bits, so they fit a u64.
+        let key = block as u64;
+        if self.block.iter().all(|(start, _)| start & within == 0) {
+            self.main.push_merged(key, first_slot);
+        } else {
+            self.main.push_merged(key, REFINE);
+            let covering = if first == block << FINE_SHIFT { first_slot } else { self.before };
+            self.fine.push_merged(block << FINE_SHIFT, covering);
+            for &(start, slot) in &self.block {
+                self.fine.push_merged(start, slot);
             }
             let next = key + 1;
             if next < 1 << 48 {
                 // The value at the next block's start, unless a later block begins exactly there.
-                main.push_merged(next, slots[end - 1]);
-                fine.push_merged(u128::from(next) << FINE_SHIFT, NONE);
+                self.main.push_merged(next, last_slot);
+                self.fine.push_merged(u128::from(next) << FINE_SHIFT, NONE);
             }
-            entry = end;
         }
-        drop((starts, slots));
-        Ipv6Family { main: Forest::new(&main.starts, &main.slots), fine: Family::new(fine.starts, fine.slots), ranges }
+        self.before = last_slot;
+        self.block.clear();
+    }
+
+    pub(crate) fn finish(mut self) -> Ipv6Family {
+        self.close_block();
+        Ipv6Family {
+            main: Forest::new(&self.main.starts, &self.main.slots),
+            fine: Family::new(self.fine.starts, self.fine.slots),
+            ranges: self.ranges,
+        }
+    }
+}
+
+impl Ipv6Family {
+    /// Splits full 128-bit entries (sorted, starting at 0) into the main and fine tables.
+    pub(crate) fn new(starts: Vec<u128>, slots: Vec<u16>) -> Ipv6Family {
+        let mut builder = Ipv6Builder::with_capacity(starts.len());
+        starts.iter().zip(&slots).for_each(|(start, slot)| builder.push(*start, *slot));
+        builder.finish()
     }
 
     fn everything_unknown() -> Ipv6Family {
@@ -414,8 +495,16 @@ struct Forest {
 impl Forest {
     /// Builds the trees over keys below 2^48 that are sorted, start at 0, and have valid slots.
     fn new(keys: &[u64], slots: &[u16]) -> Forest {
-        let mut forest =
-            Forest { roots: Vec::with_capacity(1 << 16), shapes: Vec::new(), inner: Vec::new(), leaves: Vec::new() };
+        // A tree of n keys takes at most n / 8 + 1 leaves, and its inner blocks are a small
+        // fraction of those: reserved at once for the usual shapes (virtual memory only until
+        // written), the vectors seldom move while they grow, then give back what is left.
+        let leaves = keys.len() / LEAF + (1 << 16);
+        let mut forest = Forest {
+            roots: Vec::with_capacity(1 << 16),
+            shapes: Vec::new(),
+            inner: Vec::with_capacity(leaves / 16),
+            leaves: Vec::with_capacity(leaves),
+        };
         let mut entry = 0;
         let (mut tree_keys, mut tree_slots): (Vec<u32>, Vec<u16>) = (Vec::new(), Vec::new());
         for bucket in 0..1u64 << 16 {
@@ -440,6 +529,8 @@ impl Forest {
             forest.shapes.push(shape);
             entry = end;
         }
+        forest.inner.shrink_to_fit();
+        forest.leaves.shrink_to_fit();
         forest
     }
 
