@@ -383,6 +383,33 @@ impl Chunk {
         }
     }
 
+    /// The rules that match, as a mask: the first candidate without a country condition,
+    /// and before it those whose country condition admits the source (looked up through
+    /// `look_up` only then, and once: `country` keeps the key).
+    #[inline(always)]
+    fn first_match<S: Fn(&Chunk) -> &SourceIndex, L: Fn(usize) -> bool>(
+        &self,
+        conditions: &Conditions<'_, S, L>,
+        country: &mut Option<usize>,
+        look_up: &impl Fn() -> usize,
+    ) -> u64 {
+        let by_port = self.by_protocol_and_port(conditions.meta, conditions.port_class);
+        let candidates = self.by_source(by_port, (conditions.source_index)(self), conditions.first, conditions.in_list);
+        let sure = candidates & self.any_country;
+        let first_sure = sure & sure.wrapping_neg();
+        // The candidates before the first sure match (all of them when there is none).
+        let ask_country = candidates & !self.any_country & first_sure.wrapping_sub(1);
+        let mut matched = first_sure;
+        if ask_country != 0 {
+            let key = match *country {
+                Some(key) => key,
+                None => *country.insert(look_up()),
+            };
+            matched |= ask_country & self.countries.get(key).copied().unwrap_or(0);
+        }
+        matched
+    }
+
     /// The rules whose conditions other than sources and countries hold, for a packet whose
     /// destination port is of `port_class` (`None`: the packet has no ports).
     #[inline(always)]
@@ -417,6 +444,16 @@ impl Chunk {
         }
         candidates & admitted
     }
+}
+
+/// What a packet brings to each chunk: its header, its port's class, and how to settle its
+/// source (the family's index, the source's first byte, the list search).
+struct Conditions<'a, S, L> {
+    meta: &'a PacketMeta,
+    port_class: Option<usize>,
+    source_index: &'a S,
+    first: u8,
+    in_list: &'a L,
 }
 
 /// Destination ports sorted into classes: ports that no range of any rule tells apart share a
@@ -673,6 +710,7 @@ impl Policy {
                 country,
                 (|chunk: &Chunk| &chunk.v4_sources, source.octets()[0]),
                 |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v4(source)),
+                #[inline(always)]
                 || self.db.key_v4(source),
             ),
             IpAddr::V6(source) => self.first_match_by(
@@ -680,6 +718,7 @@ impl Policy {
                 country,
                 (|chunk: &Chunk| &chunk.v6_sources, source.octets()[0]),
                 |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v6(source)),
+                #[inline(always)]
                 || self.db.key_v6(source),
             ),
         }
@@ -695,21 +734,15 @@ impl Policy {
         look_up: impl Fn() -> usize,
     ) -> Option<usize> {
         let port_class = meta.destination_port().map(|port| self.port_classes.of(port));
+        let conditions = Conditions { meta, port_class, source_index: &source_index, first, in_list: &in_list };
+        // Most policies fit one chunk: tested without a loop, nothing is kept aside for a next
+        // round.
+        if let [chunk] = self.chunks.as_slice() {
+            let matched = chunk.first_match(&conditions, country, &look_up);
+            return (matched != 0).then(|| matched.trailing_zeros() as usize);
+        }
         for (index, chunk) in self.chunks.iter().enumerate() {
-            let candidates =
-                chunk.by_source(chunk.by_protocol_and_port(meta, port_class), source_index(chunk), first, &in_list);
-            let sure = candidates & chunk.any_country;
-            let first_sure = sure & sure.wrapping_neg();
-            // The candidates before the first sure match (all of them when there is none).
-            let ask_country = candidates & !chunk.any_country & first_sure.wrapping_sub(1);
-            let mut matched = first_sure;
-            if ask_country != 0 {
-                let key = match *country {
-                    Some(key) => key,
-                    None => *country.insert(look_up()),
-                };
-                matched |= ask_country & chunk.countries.get(key).copied().unwrap_or(0);
-            }
+            let matched = chunk.first_match(&conditions, country, &look_up);
             if matched != 0 {
                 return Some(index * RULES_PER_CHUNK + matched.trailing_zeros() as usize);
             }
