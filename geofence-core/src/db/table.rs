@@ -3,12 +3,16 @@
 //!
 //! IPv4 goes through a direct index on the top 16 bits. Four /16s in five lie inside one range
 //! and keep its value in the index itself; the others point at a short run of entries, halved
-//! down to one window of 16 that is compared at once. IPv6 data is far too uneven for that (a single /32 can hold tens of
-//! thousands of ranges while most /16s hold none). IPv6 starts are cut to their /48 (the few /48s
-//! holding a finer boundary go to a small fine table), split by their top 16 bits, and each /16
-//! gets a static B+ tree over the remaining 32 bits: inner blocks of 16 keys that are one cache
-//! line, compared at once, and leaves that hold their answers. A lookup reads one block a level,
-//! with no branch that depends on the data, and ends in one leaf: about one cache miss.
+//! down to one window of 16 that is compared at once. IPv6 data is far too uneven for that (a
+//! single /32 can hold tens of thousands of ranges while most /16s hold none). IPv6 starts are
+//! cut to their /48 (the few /48s holding a finer boundary go to a small fine table), split by
+//! their top 16 bits, and each /16 gets a static B+ tree over the remaining 32 bits: inner blocks
+//! of 32 keys in two adjacent cache lines, counted at once, and leaves that hold their answers.
+//! A lookup reads one block a level, with no branch that depends on the data, and ends in one
+//! leaf.
+//!
+//! Both families are built as their entries come, one /16 or /48 at a time, so that loading a
+//! compiled file never holds a second copy of its entries.
 //!
 //! It is generic over the value (a country code now; an AS number or a list tag later), so the
 //! loaders and the file format serve every kind of range data. Building resolves overlaps:
