@@ -49,10 +49,6 @@ impl PortRange {
     pub fn single(port: u16) -> PortRange {
         PortRange { first: port, last: port }
     }
-
-    fn contains(&self, port: u16) -> bool {
-        (self.first..=self.last).contains(&port)
-    }
 }
 
 impl fmt::Display for PortRange {
@@ -332,17 +328,20 @@ impl Chunk {
             any_country: 0,
             countries: vec![0; answers.len()].into_boxed_slice(),
         };
-        let mut ports = vec![0; port_classes.representatives.len()];
+        let mut ports = vec![0; port_classes.count];
         let mut named: Vec<(usize, u64)> = Vec::new();
         for ((rule, rule_sources), bit) in rules.iter().zip(sources).zip((0..).map(|n: u32| 1u64 << n)) {
             chunk.add_protocols(rule, bit);
             if rule.ports.is_empty() {
                 chunk.any_port |= bit;
             }
-            for (rules, port) in ports.iter_mut().zip(&port_classes.representatives) {
-                if rule.ports.is_empty() || rule.ports.iter().any(|range| range.contains(*port)) {
-                    *rules |= bit;
-                }
+            if rule.ports.is_empty() {
+                ports.iter_mut().for_each(|rules| *rules |= bit);
+            }
+            // A range's ends are class boundaries: it covers whole classes, a run of them.
+            for range in &rule.ports {
+                let classes = port_classes.of(range.first)..=port_classes.of(range.last);
+                ports.get_mut(classes).into_iter().flatten().for_each(|rules| *rules |= bit);
             }
             if rule_sources.is_empty() {
                 chunk.any_source |= bit;
@@ -461,8 +460,8 @@ struct Conditions<'a, S, L> {
 struct PortClasses {
     /// The class of each port.
     class: Box<[u16]>,
-    /// The first port of each class, by class.
-    representatives: Vec<u16>,
+    /// How many classes there are.
+    count: usize,
 }
 
 impl PortClasses {
@@ -480,7 +479,7 @@ impl PortClasses {
         for ((number, start), end) in starts.iter().enumerate().zip(ends) {
             class[*start as usize..end as usize].fill(number as u16);
         }
-        PortClasses { class, representatives: starts.iter().map(|start| *start as u16).collect() }
+        PortClasses { class, count: starts.len() }
     }
 
     #[inline(always)]

@@ -123,13 +123,13 @@ pub enum Coverage {
 }
 
 /// How the sorted, disjoint, merged `intervals` cover `low..=high`: touching intervals are
-/// merged, so a block is covered whole only by one of them.
+/// merged, so a block is covered whole only by one of them, the first that ends in it or after.
 fn coverage<A: Copy + Ord>(intervals: &[(A, A)], low: A, high: A) -> Coverage {
-    let overlapping = intervals.iter().filter(|(start, end)| *start <= high && low <= *end);
-    match overlapping.clone().next() {
-        None => Coverage::Nothing,
+    let first = intervals.partition_point(|(_, end)| *end < low);
+    match intervals.get(first) {
         Some((start, end)) if *start <= low && high <= *end => Coverage::All,
-        Some(_) => Coverage::Part,
+        Some((start, _)) if *start <= high => Coverage::Part,
+        _ => Coverage::Nothing,
     }
 }
 
@@ -290,6 +290,12 @@ mod tests {
         assert_eq!(list.coverage_v6(0x20), Coverage::Nothing);
         let everything: PrefixList = ["0.0.0.0/0".parse().unwrap()].into_iter().collect();
         assert_eq!(everything.coverage_v4(255), Coverage::All);
+        // A single address at either end of a /8 covers it in part.
+        let edges: PrefixList =
+            ["10.255.255.255/32".parse().unwrap(), "12.0.0.0/32".parse().unwrap()].into_iter().collect();
+        assert_eq!(edges.coverage_v4(10), Coverage::Part);
+        assert_eq!(edges.coverage_v4(11), Coverage::Nothing);
+        assert_eq!(edges.coverage_v4(12), Coverage::Part);
     }
 
     #[test]

@@ -266,7 +266,8 @@ fn matches_plainly(
 ) -> bool {
     let port = meta.destination_port();
     (rule.protocols.is_empty() || rule.protocols.contains(&meta.protocol))
-        && (rule.ports.is_empty() || port.is_some_and(|port| rule.ports.iter().any(|range| range.contains(port))))
+        && (rule.ports.is_empty()
+            || port.is_some_and(|port| rule.ports.iter().any(|range| (range.first..=range.last).contains(&port))))
         && (rule.sources.is_empty() || rule.sources.iter().any(|name| in_list(name)))
         && rule.countries.is_none_or(|set| set.contains(country))
         && !rule.not_countries.is_some_and(|set| set.contains(country))
