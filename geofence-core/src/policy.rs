@@ -601,22 +601,6 @@ impl Database {
             Database::Other(db) => country::position(db.lookup_v6(address)),
         }
     }
-
-    #[inline(always)]
-    fn lookup_v4(&self, address: Ipv4Addr) -> Option<CountryCode> {
-        match self {
-            Database::Table(table) => table.get_v4(address),
-            Database::Other(db) => db.lookup_v4(address),
-        }
-    }
-
-    #[inline(always)]
-    fn lookup_v6(&self, address: Ipv6Addr) -> Option<CountryCode> {
-        match self {
-            Database::Table(table) => table.get_v6(address),
-            Database::Other(db) => db.lookup_v6(address),
-        }
-    }
 }
 
 /// Why a packet got its verdict: for logs, counters and `check`.
@@ -663,7 +647,7 @@ impl Policy {
         let mut country = None;
         let rule_index = self.first_match(&meta, &mut country);
         let rule = rule_index.and_then(|index| self.rules.get(index));
-        let country = country.map_or_else(|| self.country_of(meta.source), |key| self.db.answer(key));
+        let country = self.db.answer(country.unwrap_or_else(|| self.country_key(meta.source)));
         Decision {
             verdict: rule.map_or(self.default, |rule| rule.verdict),
             rule: rule.map(|rule| rule.name.as_str()),
@@ -749,11 +733,11 @@ impl Policy {
         None
     }
 
-    #[inline]
-    fn country_of(&self, source: IpAddr) -> Option<CountryCode> {
+    /// The key of `source`'s lookup result, for a packet whose decision did not need it.
+    fn country_key(&self, source: IpAddr) -> usize {
         match source {
-            IpAddr::V4(address) => self.db.lookup_v4(address),
-            IpAddr::V6(address) => self.db.lookup_v6(address),
+            IpAddr::V4(address) => self.db.key_v4(address),
+            IpAddr::V6(address) => self.db.key_v6(address),
         }
     }
 }

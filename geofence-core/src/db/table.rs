@@ -410,7 +410,7 @@ impl Ipv6Family {
 struct Block([u32; BLOCK]);
 
 impl Block {
-    /// A block of up to 16 sorted keys; the rest are `u32::MAX`.
+    /// A block of up to 32 sorted keys; the rest are `u32::MAX`.
     fn padded(keys: &[u32]) -> Block {
         let mut block = [u32::MAX; BLOCK];
         block[..keys.len()].copy_from_slice(keys);
