@@ -24,7 +24,7 @@ fn main() {
         .clang_args(include_paths.iter().map(|path| format!("-I{}", path.display())))
         .allowlist_function("nfq_nlmsg_.*")
         .allowlist_function("mnl_socket_(open2|bind|close|get_fd|sendto)")
-        .allowlist_function("mnl_attr_(put_u32|get_payload|get_payload_len)")
+        .allowlist_function("mnl_attr_put_u32")
         .allowlist_var(
             "NFQA_CFG_F_.*|NLM_F_(REQUEST|ACK)|NLMSG_ERROR|NF_ACCEPT|NF_DROP|NETLINK_NETFILTER|MNL_SOCKET_AUTOPID",
         )

@@ -123,21 +123,29 @@ impl Local {
         totals.malformed += self.malformed;
         totals.interval.dropped += self.dropped;
         for country in self.touched_countries.drain(..) {
-            let name = CountryCode::from_index(country).map_or("unknown".to_owned(), |c| c.to_string());
-            let entry = totals.per_country.entry(name).or_default();
-            entry[0] += self.per_country[country][0];
-            entry[1] += self.per_country[country][1];
-            self.per_country[country] = [0, 0];
+            let code = CountryCode::from_index(country);
+            let [accepted, dropped] = std::mem::take(&mut self.per_country[country]);
+            add_to(&mut totals.per_country, code.as_ref().map_or("unknown", CountryCode::as_str), |entry| {
+                entry[0] += accepted;
+                entry[1] += dropped;
+            });
         }
         let rules = self.per_rule.len() - 2;
         for (slot, count) in self.per_rule.iter_mut().enumerate().filter(|(_, count)| **count > 0) {
+            let numbered;
             let name = match slot {
-                s if s < rules => rule_names.get(s).cloned().unwrap_or_else(|| format!("rule {}", s + 1)),
-                s if s == rules => "(default)".to_owned(),
-                _ => "(malformed)".to_owned(),
+                s if s < rules => match rule_names.get(s) {
+                    Some(name) => name.as_str(),
+                    None => {
+                        numbered = format!("rule {}", s + 1);
+                        numbered.as_str()
+                    }
+                },
+                s if s == rules => "(default)",
+                _ => "(malformed)",
             };
-            *totals.per_rule.entry(name).or_default() += *count;
-            *count = 0;
+            let count = std::mem::take(count);
+            add_to(&mut totals.per_rule, name, |total| *total += count);
         }
         for (source, (count, country)) in self.drops.drain() {
             let sources = &mut totals.interval.sources;
@@ -148,6 +156,15 @@ impl Local {
             }
         }
         (self.accepted, self.marked, self.dropped, self.malformed) = (0, 0, 0, 0);
+    }
+}
+
+/// Applies `add` to the entry for `key`, made empty if new. Looked up by `&str` first, so the
+/// steady state (every flush after the first few) allocates nothing.
+fn add_to<V: Default>(map: &mut BTreeMap<String, V>, key: &str, add: impl FnOnce(&mut V)) {
+    match map.get_mut(key) {
+        Some(entry) => add(entry),
+        None => add(map.entry(key.to_owned()).or_default()),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Netlink messages of the queue subsystem: queued packets read out of a received datagram, and
 //! verdicts and configuration requests written into one outgoing datagram.
 //!
-//! libnetfilter_queue parses and builds the messages; this module only walks message boundaries
-//! and turns the pointers it returns into checked sub-slices of the buffer they point into.
+//! Incoming messages are read here, in safe code: a packet message needs only its packet header
+//! and payload attributes. libnetfilter_queue builds the outgoing ones.
 
 use std::os::raw::c_int;
 
@@ -54,7 +54,7 @@ pub(crate) fn incoming(datagram: &[u8]) -> impl Iterator<Item = Incoming<'_>> {
                 let errno = message.get(NLMSG_HEADER..NLMSG_HEADER + 4).map_or(0, |b| read_i32(b, 0));
                 Incoming::Status { sequence, errno }
             }
-            kind if kind == packet_message_type() => packet(datagram, start, message),
+            kind if kind == packet_message_type() => packet(message),
             _ => Incoming::Other,
         })
     })
@@ -64,38 +64,42 @@ fn packet_message_type() -> u16 {
     (NFNL_SUBSYS_QUEUE << 8) | sys::NFQNL_MSG_PACKET as u16
 }
 
-/// Reads a queued packet's id and payload through `nfq_nlmsg_parse`.
-fn packet<'a>(datagram: &'a [u8], start: usize, message: &'a [u8]) -> Incoming<'a> {
-    let mut attributes = [std::ptr::null_mut::<sys::nlattr>(); sys::__NFQA_MAX as usize];
-    // SAFETY: `message` is a whole netlink message (its declared length lies within the buffer)
-    // starting at a 4-byte aligned offset of an 8-byte aligned buffer; the parser validates every
-    // attribute's length against it and writes at most `__NFQA_MAX` pointers into `attributes`.
-    let parsed = unsafe { sys::nfq_nlmsg_parse(message.as_ptr().cast(), attributes.as_mut_ptr()) };
-    if parsed < 0 {
-        return Incoming::Other;
+/// Reads a queued packet's id and payload from its attributes. A packet whose attributes are
+/// damaged after its header still yields its id, so that it gets a verdict.
+fn packet(message: &[u8]) -> Incoming<'_> {
+    let (mut id, mut payload, mut damaged) = (None, None, false);
+    for attribute in attributes(message) {
+        match attribute {
+            Some((kind, value)) if kind == sys::NFQA_PACKET_HDR as u16 && id.is_none() => {
+                id = value.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            }
+            Some((kind, value)) if kind == sys::NFQA_PAYLOAD as u16 => payload = Some(value),
+            Some(_) => {}
+            None => damaged = true,
+        }
     }
-    let Some(header) = attribute(datagram, attributes[sys::NFQA_PACKET_HDR as usize]) else {
-        return cut_short(&datagram[start..], packet_message_type());
-    };
-    let Some(id) = header.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
-        return Incoming::Other;
-    };
-    match attribute(datagram, attributes[sys::NFQA_PAYLOAD as usize]) {
-        Some(payload) => Incoming::Packet { id, payload },
-        None => Incoming::Packet { id, payload: &[] },
+    match (id, damaged) {
+        (Some(id), false) => Incoming::Packet { id, payload: payload.unwrap_or(&[]) },
+        (Some(id), true) => Incoming::Unreadable { id },
+        (None, _) => Incoming::Other,
     }
 }
 
-/// The payload of an attribute the parser found, as a checked sub-slice of `datagram`.
-fn attribute(datagram: &[u8], found: *mut sys::nlattr) -> Option<&[u8]> {
-    if found.is_null() {
-        return None;
-    }
-    // SAFETY: `found` was set by `nfq_nlmsg_parse` to an attribute inside `datagram` whose
-    // length it validated; these calls only read its header and compute an address.
-    let (pointer, length) = unsafe { (sys::mnl_attr_get_payload(found), sys::mnl_attr_get_payload_len(found)) };
-    let offset = (pointer as usize).checked_sub(datagram.as_ptr() as usize)?;
-    datagram.get(offset..offset.checked_add(usize::from(length))?)
+/// The attributes of a queue message, as (type, value); `None` for an attribute whose length
+/// does not fit the message, which ends the walk.
+fn attributes(message: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+    const ATTRIBUTE_HEADER: usize = 4;
+    const TYPE_MASK: u16 = 0x3fff; // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+    let mut offset = NLMSG_HEADER + NFGENMSG;
+    std::iter::from_fn(move || {
+        let header = message.get(offset..offset + ATTRIBUTE_HEADER)?;
+        let length = usize::from(u16::from_ne_bytes([header[0], header[1]]));
+        let kind = u16::from_ne_bytes([header[2], header[3]]) & TYPE_MASK;
+        let value =
+            (length >= ATTRIBUTE_HEADER).then(|| message.get(offset + ATTRIBUTE_HEADER..offset + length)).flatten();
+        offset = if value.is_some() { offset + align(length) } else { message.len() };
+        Some(value.map(|value| (kind, value)))
+    })
 }
 
 /// A packet message the receive buffer could not hold whole: its first attribute is the packet
@@ -289,6 +293,50 @@ mod tests {
         let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..datagram.len()];
         assert_eq!(incoming(bytes).collect::<Vec<_>>(), [Incoming::Other]);
         assert_eq!(incoming(&[]).count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_attribute_after_the_header_still_yields_the_id() {
+        let mut datagram = packet_message(9, b"abcd");
+        let payload_length_at = NLMSG_HEADER + NFGENMSG + 12;
+        datagram[payload_length_at..payload_length_at + 2].copy_from_slice(&200u16.to_ne_bytes());
+        let words = aligned(&datagram);
+        let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..datagram.len()];
+        assert_eq!(incoming(bytes).collect::<Vec<_>>(), [Incoming::Unreadable { id: 9 }]);
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a packet's header, the walk ends without panicking and the packet
+        /// keeps its id; an intact message yields its payload.
+        #[test]
+        fn every_packet_message_yields_its_id(
+            id in proptest::prelude::any::<u32>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            damage in proptest::collection::vec((0usize..96, proptest::prelude::any::<u8>()), 0..4),
+        ) {
+            let mut datagram = packet_message(id, &payload);
+            let header_end = NLMSG_HEADER + NFGENMSG + 12;
+            for (at, byte) in &damage {
+                let at = header_end + at;
+                if at < datagram.len() {
+                    datagram[at] = *byte;
+                }
+            }
+            let words = aligned(&datagram);
+            let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..datagram.len()];
+            let messages: Vec<Incoming> = incoming(bytes).collect();
+            proptest::prop_assert_eq!(messages.len(), 1);
+            match &messages[0] {
+                Incoming::Packet { id: read, payload: read_payload } => {
+                    proptest::prop_assert_eq!(*read, id);
+                    if damage.is_empty() {
+                        proptest::prop_assert_eq!(*read_payload, payload.as_slice());
+                    }
+                }
+                Incoming::Unreadable { id: read } => proptest::prop_assert_eq!(*read, id),
+                other => proptest::prop_assert!(false, "packet {} read as {:?}", id, other),
+            }
+        }
     }
 
     #[test]
