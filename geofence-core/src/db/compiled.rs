@@ -153,7 +153,7 @@ pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), Comp
         return Err(reader.problem("more IPv4 entries than a table holds"));
     }
     let mut v4 = Ipv4Builder::with_capacity(v4_entries);
-    reader.entries(v4_entries, values.len(), u128::from(u32::MAX), |start, slot| v4.push(start as u32, slot))?;
+    reader.entries(v4_entries, values.len(), u64::from(u32::MAX), |start, slot| v4.push(start as u32, slot))?;
     let v6_entries = reader.count(1, "file cut short before a table")?;
     let mut v6 = Ipv6Builder::with_capacity(v6_entries);
     reader.entries(v6_entries, values.len(), u128::MAX, |start, slot| v6.push(start, slot))?;
@@ -273,17 +273,17 @@ impl Reader<'_> {
     /// starts rise from 0 and stay within `max`, slots name one of `values` (or none), and
     /// neighbours differ in slot. The count was checked against the bytes left (each entry
     /// takes at least one).
-    fn entries(
+    fn entries<S: Start>(
         &mut self,
         count: usize,
         values: usize,
-        max: u128,
-        mut push: impl FnMut(u128, u16),
+        max: S,
+        mut push: impl FnMut(S, u16),
     ) -> Result<(), CompiledError> {
         if count == 0 {
             return Err(self.problem("a table has no entries"));
         }
-        let mut start = 0u128;
+        let mut start = S::ZERO;
         let mut previous = None;
         for index in 0..count {
             let at = self.offset;
@@ -291,10 +291,8 @@ impl Reader<'_> {
                 let zeros = u32::from(self.byte("entry cut short")?);
                 let multiple = self.leb128()?;
                 // Shifted left by `zeros`, the multiple must keep every bit and not be zero.
-                if multiple == 0 || multiple.leading_zeros() < zeros {
-                    return Err(CompiledError::At { offset: at, problem: "range step is zero or too large" });
-                }
-                let step = multiple << zeros;
+                let step = S::step(multiple, zeros)
+                    .ok_or(CompiledError::At { offset: at, problem: "range step is zero or too large" })?;
                 start = start
                     .checked_add(step)
                     .filter(|next| *next <= max)
@@ -312,6 +310,36 @@ impl Reader<'_> {
             push(start, slot);
         }
         Ok(())
+    }
+}
+
+/// The integer a family's range starts are summed in: u64 for IPv4 (whose starts fit 32 bits,
+/// so the sums never need 128-bit arithmetic), u128 for IPv6.
+trait Start: Copy + Ord {
+    const ZERO: Self;
+    /// `multiple << zeros`, if the multiple is not zero and no bit is shifted out.
+    fn step(multiple: u128, zeros: u32) -> Option<Self>;
+    fn checked_add(self, step: Self) -> Option<Self>;
+}
+
+impl Start for u64 {
+    const ZERO: u64 = 0;
+    fn step(multiple: u128, zeros: u32) -> Option<u64> {
+        let multiple = u64::try_from(multiple).ok().filter(|m| *m != 0 && m.leading_zeros() >= zeros)?;
+        Some(multiple << zeros)
+    }
+    fn checked_add(self, step: u64) -> Option<u64> {
+        u64::checked_add(self, step)
+    }
+}
+
+impl Start for u128 {
+    const ZERO: u128 = 0;
+    fn step(multiple: u128, zeros: u32) -> Option<u128> {
+        (multiple != 0 && multiple.leading_zeros() >= zeros).then(|| multiple << zeros)
+    }
+    fn checked_add(self, step: u128) -> Option<u128> {
+        u128::checked_add(self, step)
     }
 }
 

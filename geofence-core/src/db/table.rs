@@ -292,7 +292,7 @@ const FINE_SHIFT: u32 = 128 - 48;
 /// Builds an [`Ipv6Family`] from its entries as they come (sorted, the first at 0), one /48 at a
 /// time, so that no copy of the whole 128-bit list is ever held.
 pub(crate) struct Ipv6Builder {
-    main: Entries<u64>,
+    main: ForestBuilder,
     fine: Entries<u128>,
     /// The entries of the /48 being gathered.
     block: Vec<(u128, u16)>,
@@ -307,8 +307,14 @@ impl Ipv6Builder {
         let mut fine = Entries::default();
         fine.push_merged(0, NONE);
         // A /48 adds at most two main entries (its own and the one after a refined /48) and
-        // holds at least one entry: reserved at once, the vector never moves while it grows.
-        Ipv6Builder { main: Entries::with_capacity(2 * entries + 1), fine, block: Vec::new(), before: NONE, ranges: 0 }
+        // holds at least one entry.
+        Ipv6Builder {
+            main: ForestBuilder::with_capacity(2 * entries + 1),
+            fine,
+            block: Vec::new(),
+            before: NONE,
+            ranges: 0,
+        }
     }
 
     /// The next entry: its start is above every start before it.
@@ -353,7 +359,7 @@ impl Ipv6Builder {
     pub(crate) fn finish(mut self) -> Ipv6Family {
         self.close_block();
         Ipv6Family {
-            main: Forest::new(&self.main.starts, &self.main.slots),
+            main: self.main.finish(),
             fine: Family::new(self.fine.starts, self.fine.slots),
             ranges: self.ranges,
         }
@@ -369,7 +375,9 @@ impl Ipv6Family {
     }
 
     fn everything_unknown() -> Ipv6Family {
-        Ipv6Family { main: Forest::new(&[0], &[NONE]), fine: Family::everything_unknown(), ranges: 0 }
+        let mut main = ForestBuilder::with_capacity(1);
+        main.push_merged(0, NONE);
+        Ipv6Family { main: main.finish(), fine: Family::everything_unknown(), ranges: 0 }
     }
 
     #[inline]
@@ -496,48 +504,87 @@ struct Forest {
     leaves: Vec<Leaf>,
 }
 
-impl Forest {
-    /// Builds the trees over keys below 2^48 that are sorted, start at 0, and have valid slots.
-    fn new(keys: &[u64], slots: &[u16]) -> Forest {
+/// Builds a [`Forest`] from entries as they come, one /16 tree at a time: no list of all the
+/// entries is held on the way.
+struct ForestBuilder {
+    forest: Forest,
+    /// The /16 whose entries are being gathered.
+    bucket: u64,
+    /// Its entries so far: the low 32 bits of their keys, and their slots.
+    keys: Vec<u32>,
+    slots: Vec<u16>,
+    /// The slot of the last entry before that /16, if there is one.
+    before: Option<u16>,
+}
+
+impl ForestBuilder {
+    /// A builder for at most about `entries` entries.
+    fn with_capacity(entries: usize) -> ForestBuilder {
         // A tree of n keys takes at most n / 8 + 1 leaves, and its inner blocks are a small
         // fraction of those: reserved at once for the usual shapes (virtual memory only until
         // written), the vectors seldom move while they grow, then give back what is left.
-        let leaves = keys.len() / LEAF + (1 << 16);
-        let mut forest = Forest {
+        let leaves = entries / LEAF + (1 << 16);
+        let forest = Forest {
             roots: Vec::with_capacity(1 << 16),
             shapes: Vec::new(),
             inner: Vec::with_capacity(leaves / 16),
             leaves: Vec::with_capacity(leaves),
         };
-        let mut entry = 0;
-        let (mut tree_keys, mut tree_slots): (Vec<u32>, Vec<u16>) = (Vec::new(), Vec::new());
-        for bucket in 0..1u64 << 16 {
-            let end = entry + keys[entry..].iter().take_while(|key| **key >> 32 == bucket).count();
-            let before = slot_before(slots, entry);
-            let previous = forest.roots.last().copied();
-            if entry == end && previous.is_some_and(|root| forest.is_lone_entry(root, before)) {
-                forest.roots.extend(previous);
-                continue;
-            }
-            // Every tree answers from its /16's first address: the value carried in from before.
-            tree_keys.clear();
-            tree_slots.clear();
-            if keys.get(entry).is_none_or(|key| *key != bucket << 32) {
-                tree_keys.push(0);
-                tree_slots.push(before);
-            }
-            tree_keys.extend(keys[entry..end].iter().map(|key| *key as u32));
-            tree_slots.extend_from_slice(&slots[entry..end]);
-            forest.roots.push(forest.shapes.len() as u32);
-            let shape = forest.plant(&tree_keys, &tree_slots);
-            forest.shapes.push(shape);
-            entry = end;
-        }
-        forest.inner.shrink_to_fit();
-        forest.leaves.shrink_to_fit();
-        forest
+        ForestBuilder { forest, bucket: 0, keys: Vec::new(), slots: Vec::new(), before: None }
     }
 
+    /// Appends an entry (a key below 2^48, not below the last) unless it repeats the previous
+    /// slot; an entry at the same key replaces the previous one.
+    fn push_merged(&mut self, key: u64, slot: u16) {
+        while self.bucket < key >> 32 {
+            self.close_bucket();
+        }
+        let low = key as u32;
+        if self.keys.last() == Some(&low) {
+            self.keys.pop();
+            self.slots.pop();
+        }
+        if self.slots.last().copied().or(self.before) == Some(slot) {
+            return;
+        }
+        self.keys.push(low);
+        self.slots.push(slot);
+    }
+
+    /// Plants the tree of the gathered /16 and moves to the next.
+    fn close_bucket(&mut self) {
+        let before = self.before.unwrap_or(NONE);
+        let forest = &mut self.forest;
+        let previous = forest.roots.last().copied();
+        if self.keys.is_empty() && previous.is_some_and(|root| forest.is_lone_entry(root, before)) {
+            forest.roots.extend(previous);
+        } else {
+            // Every tree answers from its /16's first address: the value carried in from before.
+            if self.keys.first() != Some(&0) {
+                self.keys.insert(0, 0);
+                self.slots.insert(0, before);
+            }
+            forest.roots.push(forest.shapes.len() as u32);
+            let shape = forest.plant(&self.keys, &self.slots);
+            forest.shapes.push(shape);
+        }
+        self.before = self.slots.last().copied().or(self.before);
+        self.keys.clear();
+        self.slots.clear();
+        self.bucket += 1;
+    }
+
+    fn finish(mut self) -> Forest {
+        while self.bucket < 1 << 16 {
+            self.close_bucket();
+        }
+        self.forest.inner.shrink_to_fit();
+        self.forest.leaves.shrink_to_fit();
+        self.forest
+    }
+}
+
+impl Forest {
     /// Whether tree `root` is a lone entry at 0 with `slot`, as an empty /16 after it would be.
     fn is_lone_entry(&self, root: u32, slot: u16) -> bool {
         let Some(shape) = self.shapes.get(root as usize) else { return false };
@@ -603,11 +650,6 @@ impl Forest {
             + self.inner.len() * std::mem::size_of::<Block>()
             + self.leaves.len() * std::mem::size_of::<Leaf>()
     }
-}
-
-/// The slot of the entry before `entry`: the one covering the start of its block.
-fn slot_before(slots: &[u16], entry: usize) -> u16 {
-    entry.checked_sub(1).map_or(NONE, |previous| slots[previous])
 }
 
 /// Entries being assembled: starts and their slots, in two vectors.
