@@ -42,7 +42,12 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let totals = Mutex::new(Totals::default());
     let mut local = Local::new(names.len());
     let mut tally = Tally::default();
-    read_capture(&args.pcap, &mut tally, |packet| local.record(&policy.explain(packet)))?;
+    read_capture(&args.pcap, &mut tally, |packet| {
+        local.record(&policy.explain(packet));
+        if local.is_full() {
+            local.flush(&totals, &names);
+        }
+    })?;
     local.flush(&totals, &names);
     let mut totals = totals.into_inner().unwrap_or_default();
     print_report(&args.pcap, &tally, &mut totals).map_err(CliError::Output)?;
@@ -159,9 +164,9 @@ fn print_report(path: &Path, tally: &Tally, totals: &mut Totals) -> std::io::Res
     }
     writeln!(out, "{:<20} {:>10}", "  unparsable", thousands(totals.malformed))?;
     writeln!(out, "\n{:<20} {:>10} {:>10}", "country", "accepted", "dropped")?;
-    let mut countries: Vec<(&String, &[u64; 2])> = totals.per_country.iter().collect();
-    countries.sort_by(|a, b| (b.1[0] + b.1[1]).cmp(&(a.1[0] + a.1[1])).then(a.0.cmp(b.0)));
-    for (country, [accepted, dropped]) in countries {
+    let mut countries: Vec<(String, [u64; 2])> = totals.per_country().collect();
+    countries.sort_by(|a, b| (b.1[0] + b.1[1]).cmp(&(a.1[0] + a.1[1])).then(a.0.cmp(&b.0)));
+    for (country, [accepted, dropped]) in &countries {
         writeln!(out, "{country:<20} {:>10} {:>10}", thousands(*accepted), thousands(*dropped))?;
     }
     writeln!(out, "\n{:<20} {:>10}", "rule", "packets")?;

@@ -181,11 +181,8 @@ fn report(shared: &Shared, kernel: impl Fn(u16) -> Option<KernelQueueStats>) {
         totals.dropped,
         totals.malformed
     );
-    let countries: Vec<String> = totals
-        .per_country
-        .iter()
-        .map(|(country, [accepted, dropped])| format!("{country} {accepted}/{dropped}"))
-        .collect();
+    let countries: Vec<String> =
+        totals.per_country().map(|(country, [accepted, dropped])| format!("{country} {accepted}/{dropped}")).collect();
     log::info!("per country (accepted/dropped): {}", countries.join(", "));
     let rules: Vec<String> = totals.per_rule.iter().map(|(rule, count)| format!("{rule} {count}")).collect();
     log::info!("per rule: {}", rules.join(", "));
@@ -267,7 +264,7 @@ fn prometheus(shared: &Shared) -> String {
         totals.malformed
     ));
     out.push_str("# TYPE geofence_country_packets_total counter\n");
-    for (country, [accepted, dropped]) in &totals.per_country {
+    for (country, [accepted, dropped]) in totals.per_country() {
         out.push_str(&format!(
             "geofence_country_packets_total{{country=\"{country}\",verdict=\"accept\"}} {accepted}\n"
         ));

@@ -26,8 +26,8 @@ pub struct Totals {
     pub dropped: u64,
     /// Packets that could not be parsed.
     pub malformed: u64,
-    /// Per country code (`unknown` for none): [accepted, dropped].
-    pub per_country: BTreeMap<String, [u64; 2]>,
+    /// Per country index ([`CountryCode::index`], then one for unknown): [accepted, dropped].
+    per_country: Vec<[u64; 2]>,
     /// Per rule name, `(default)` and `(malformed)`: packets decided by it.
     pub per_rule: BTreeMap<String, u64>,
     interval: Interval,
@@ -47,6 +47,13 @@ impl Totals {
     pub fn take_interval(&mut self) -> Interval {
         std::mem::take(&mut self.interval)
     }
+
+    /// Per country code (`unknown` for none, last): [accepted, dropped], for each one seen.
+    pub fn per_country(&self) -> impl Iterator<Item = (String, [u64; 2])> + '_ {
+        self.per_country.iter().enumerate().filter(|(_, counts)| **counts != [0, 0]).map(|(index, counts)| {
+            (CountryCode::from_index(index).map_or("unknown".to_owned(), |code| code.to_string()), *counts)
+        })
+    }
 }
 
 /// One worker's counts since its last flush.
@@ -58,7 +65,8 @@ pub struct Local {
     per_country: Vec<[u64; 2]>,
     touched_countries: Vec<usize>,
     per_rule: Vec<u64>,
-    drops: HashMap<IpAddr, (u64, Option<CountryCode>)>,
+    /// The drops since the last flush, by source: hashed once, when flushed.
+    drops: Vec<(IpAddr, Option<CountryCode>)>,
 }
 
 impl Local {
@@ -72,7 +80,7 @@ impl Local {
             per_country: vec![[0; 2]; CountryCode::COUNT + 1],
             touched_countries: Vec::new(),
             per_rule: vec![0; rules + 2],
-            drops: HashMap::new(),
+            drops: Vec::new(),
         }
     }
 
@@ -103,12 +111,17 @@ impl Local {
         if !dropped {
             return;
         }
-        // One hash a drop: spoofed floods bring a new source with nearly every packet.
-        if self.drops.len() < MAX_TRACKED_SOURCES {
-            self.drops.entry(source).or_insert((0, decision.country)).0 += 1;
-        } else if let Some((count, _)) = self.drops.get_mut(&source) {
-            *count += 1;
+        // Kept in a list and hashed once, by the flush: spoofed floods bring a new source with
+        // nearly every packet, so counting here would hash each drop twice.
+        if !self.is_full() {
+            self.drops.push((source, decision.country));
         }
+    }
+
+    /// Whether the drops since the last flush fill the list, so that further sources would go
+    /// untracked until the next flush.
+    pub fn is_full(&self) -> bool {
+        self.drops.len() >= MAX_TRACKED_SOURCES
     }
 
     /// Adds the counts to `totals` (naming rules by `rule_names`) and starts afresh.
@@ -122,13 +135,11 @@ impl Local {
         totals.dropped += self.dropped;
         totals.malformed += self.malformed;
         totals.interval.dropped += self.dropped;
+        totals.per_country.resize(UNKNOWN + 1, [0, 0]);
         for country in self.touched_countries.drain(..) {
-            let code = CountryCode::from_index(country);
             let [accepted, dropped] = std::mem::take(&mut self.per_country[country]);
-            add_to(&mut totals.per_country, code.as_ref().map_or("unknown", CountryCode::as_str), |entry| {
-                entry[0] += accepted;
-                entry[1] += dropped;
-            });
+            totals.per_country[country][0] += accepted;
+            totals.per_country[country][1] += dropped;
         }
         let rules = self.per_rule.len() - 2;
         for (slot, count) in self.per_rule.iter_mut().enumerate().filter(|(_, count)| **count > 0) {
@@ -147,12 +158,12 @@ impl Local {
             let count = std::mem::take(count);
             add_to(&mut totals.per_rule, name, |total| *total += count);
         }
-        for (source, (count, country)) in self.drops.drain() {
+        for (source, country) in self.drops.drain(..) {
             let sources = &mut totals.interval.sources;
             if sources.len() < MAX_TRACKED_SOURCES {
-                sources.entry(source).or_insert((0, country)).0 += count;
+                sources.entry(source).or_insert((0, country)).0 += 1;
             } else if let Some((total, _)) = sources.get_mut(&source) {
-                *total += count;
+                *total += 1;
             }
         }
         (self.accepted, self.marked, self.dropped, self.malformed) = (0, 0, 0, 0);
@@ -160,7 +171,7 @@ impl Local {
 }
 
 /// Applies `add` to the entry for `key`, made empty if new. Looked up by `&str` first, so the
-/// steady state (every flush after the first few) allocates nothing.
+/// steady state (every flush after the first rule's) allocates nothing.
 fn add_to<V: Default>(map: &mut BTreeMap<String, V>, key: &str, add: impl FnOnce(&mut V)) {
     match map.get_mut(key) {
         Some(entry) => add(entry),
@@ -247,9 +258,10 @@ mod tests {
         local.flush(&totals, &names);
         let mut totals = totals.into_inner().unwrap();
         assert_eq!((totals.accepted, totals.marked, totals.dropped, totals.malformed), (1, 1, 2, 0));
-        assert_eq!(totals.per_country["CN"], [0, 2]);
-        assert_eq!(totals.per_country["GB"], [1, 0]);
-        assert_eq!(totals.per_country["unknown"], [1, 0]);
+        assert_eq!(
+            totals.per_country().collect::<Vec<_>>(),
+            [("CN".to_owned(), [0, 2]), ("GB".to_owned(), [1, 0]), ("unknown".to_owned(), [1, 0])]
+        );
         assert_eq!(
             totals.per_rule.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
             [("(default)", 1), ("allowed", 1), ("rest", 2)]
