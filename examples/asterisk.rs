@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ("truncated packet", sample::sip_options("198.51.100.23".parse()?, server4)[..24].to_vec()),
     ];
 
-    println!("{:<26} {:<16} {:<9} {:<3} {:<18} verdict", "case", "source", "to", "cc", "rule");
+    println!("{:<26} {:<16} {:<9} {:<7} {:<18} verdict", "case", "source", "to", "country", "rule");
     for (case, packet) in &cases {
         let decision = policy.explain(packet);
         let source = decision.source.map_or("-".into(), |s| s.to_string());
@@ -40,9 +40,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             Ok(meta) => meta.destination_port().map_or(meta.protocol.to_string(), |p| format!("{}/{p}", meta.protocol)),
             Err(_) => "malformed".into(),
         };
-        let country = decision.country.map_or("-".into(), |c| c.to_string());
+        // "-": the decision did not need the country, so it was not looked up.
+        let country = decision.country.to_string();
         let rule = decision.rule.unwrap_or("(default)");
-        println!("{case:<26} {source:<16} {to:<9} {country:<3} {rule:<18} {}", decision.verdict);
+        println!("{case:<26} {source:<16} {to:<9} {country:<7} {rule:<18} {}", decision.verdict);
     }
     Ok(())
 }

@@ -83,7 +83,7 @@ fn truncated_packet_is_dropped() {
 fn all_24_countries_of_the_how_to_are_allowed() {
     let config = Config::parse(include_str!("../examples/asterisk.toml")).unwrap();
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
-    let allowed = policy.rules().nth(1).unwrap().countries.unwrap();
+    let allowed = policy.rules().nth(1).unwrap().countries().unwrap();
     let codes: Vec<String> = allowed.countries().map(|c| c.to_string()).collect();
     assert_eq!(codes.join(" "), "AC AT AU BE CA CH DE DK ES FI FR GB GG IE IM IS JE LU NL NO PL SE US ZA");
     assert!(!allowed.contains_unknown());

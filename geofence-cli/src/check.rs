@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
+use geofence_core::{Decision, Looked, Policy};
 use pcap_parser::{create_reader, Block, Linktype, PcapBlockOwned, PcapError};
 
 use crate::error::CliError;
@@ -38,12 +39,12 @@ struct Tally {
 /// per verdict, per country, per rule, and the top dropped sources.
 pub fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let (_, policy) = files::load_policy(&args.config, &args.databases)?;
-    let names: Vec<String> = policy.rules().map(|rule| rule.name.clone()).collect();
+    let names: Vec<String> = policy.rules().map(|rule| rule.name().to_owned()).collect();
     let totals = Mutex::new(Totals::default());
     let mut local = Local::new(names.len());
     let mut tally = Tally::default();
     read_capture(&args.pcap, &mut tally, |packet| {
-        local.record(&policy.explain(packet));
+        local.record(&explain_fully(&policy, packet));
         if local.is_full() {
             local.flush(&totals, &names);
         }
@@ -52,6 +53,16 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let mut totals = totals.into_inner().unwrap_or_default();
     print_report(&args.pcap, &tally, &mut totals).map_err(CliError::Output)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The decision, with the source's country looked up even where the decision did not need it:
+/// a report on a capture is read for where traffic comes from, and time is not short here.
+fn explain_fully<'a>(policy: &'a Policy, packet: &[u8]) -> Decision<'a> {
+    let mut decision = policy.explain(packet);
+    if let (Looked::Skipped, Some(source)) = (decision.country, decision.source) {
+        decision.country = Looked::Found(policy.country_of(source));
+    }
+    decision
 }
 
 fn capture_error(path: &Path, problem: impl Into<String>) -> CliError {
@@ -178,7 +189,7 @@ fn print_report(path: &Path, tally: &Tally, totals: &mut Totals) -> std::io::Res
     sources.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
     writeln!(out, "\n{:<40} {:>10}", "top dropped sources", "packets")?;
     for (source, (count, country)) in sources.iter().take(10) {
-        let label = format!("{source} ({})", country.map_or("-".to_owned(), |c| c.to_string()));
+        let label = format!("{source} ({})", country.known().map_or("-".to_owned(), |c| c.to_string()));
         writeln!(out, "{label:<40} {:>10}", thousands(*count))?;
     }
     out.flush()

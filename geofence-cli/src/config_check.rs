@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use geofence_core::{CountrySet, Rule};
-
 use crate::error::CliError;
 use crate::files;
 
@@ -33,7 +31,7 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     let fail = if config.fail_open { "open" } else { "closed" };
     text.push_str(&format!("{queues}, fail-{fail}, database {database}\n"));
     for (index, rule) in config.policy.rules().iter().enumerate() {
-        text.push_str(&format!("{}. {:<20} {} if {}\n", index + 1, rule.name, rule.verdict, conditions(rule)));
+        text.push_str(&format!("{}. {:<20} {} if {}\n", index + 1, rule.name(), rule.verdict(), rule.conditions()));
     }
     text.push_str(&format!(
         "otherwise {}; packets that cannot be parsed: {}\n",
@@ -45,37 +43,4 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     }
     crate::output(&text)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn conditions(rule: &Rule) -> String {
-    let mut parts = Vec::new();
-    if !rule.protocols.is_empty() {
-        parts
-            .push(format!("protocol {}", rule.protocols.iter().map(ToString::to_string).collect::<Vec<_>>().join("|")));
-    }
-    if !rule.ports.is_empty() {
-        parts.push(format!("port {}", rule.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
-    }
-    if !rule.sources.is_empty() {
-        parts.push(format!("source in {}", rule.sources.join("|")));
-    }
-    if let Some(set) = &rule.countries {
-        parts.push(format!("country in {}", set_text(set)));
-    }
-    if let Some(set) = &rule.not_countries {
-        parts.push(format!("country not in {}", set_text(set)));
-    }
-    if parts.is_empty() {
-        "any packet".into()
-    } else {
-        parts.join(" and ")
-    }
-}
-
-fn set_text(set: &CountrySet) -> String {
-    let mut members: Vec<String> = set.countries().map(|c| c.to_string()).collect();
-    if set.contains_unknown() {
-        members.push("unknown".into());
-    }
-    format!("{{{}}}", members.join(" "))
 }

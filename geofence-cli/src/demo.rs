@@ -281,7 +281,7 @@ fn print_table(stage: &Stage) -> Result<(), CliError> {
         let received = received(stage, source)?;
         println!(
             "{source:<16} {who:<24} {:<7} {:<18} {:<8} {}",
-            decision.country.map_or("-".to_owned(), |c| c.to_string()),
+            policy.country_of(address).map_or("-".to_owned(), |c| c.to_string()),
             decision.rule.unwrap_or("(default)"),
             if decision.verdict == geofence_core::Verdict::Drop { "drop" } else { "accept" },
             if received == 1 { "the OPTIONS" } else { "nothing" }

@@ -223,7 +223,8 @@ fn spawn_summaries(shared: &Arc<Shared>, stop: &Arc<AtomicBool>, seconds: u64) {
                 Ok(mut totals) => totals.take_interval(),
                 Err(_) => return,
             };
-            if let Some(line) = stats::summary(&interval, seconds) {
+            let policy = shared.policy.load();
+            if let Some(line) = stats::summary(&interval, seconds, |source| policy.country_of(source)) {
                 log::info!("{line}");
             }
         }
@@ -306,7 +307,7 @@ impl Worker {
     fn new(shared: Arc<Shared>) -> Worker {
         let generation = shared.generation.load(Ordering::Acquire);
         let policy = shared.policy.load_full();
-        let names = policy.rules().map(|rule| rule.name.clone()).collect();
+        let names = policy.rules().map(|rule| rule.name().to_owned()).collect();
         let local = Local::new(policy.rules().len());
         Worker { shared, generation, policy, names, local, debug: log::log_enabled!(log::Level::Debug) }
     }
@@ -316,7 +317,7 @@ impl Worker {
         self.local.flush(&self.shared.totals, &self.names);
         self.generation = self.shared.generation.load(Ordering::Acquire);
         self.policy = self.shared.policy.load_full();
-        self.names = self.policy.rules().map(|rule| rule.name.clone()).collect();
+        self.names = self.policy.rules().map(|rule| rule.name().to_owned()).collect();
         self.local = Local::new(self.policy.rules().len());
     }
 }
@@ -332,7 +333,7 @@ impl Handler for Worker {
             log::debug!(
                 "{} {} {} rule {} -> {}",
                 decision.source.map_or("-".to_owned(), |s| s.to_string()),
-                decision.country.map_or("-".to_owned(), |c| c.to_string()),
+                decision.country,
                 decision
                     .packet
                     .as_ref()

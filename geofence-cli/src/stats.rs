@@ -7,13 +7,16 @@ use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use geofence_core::{CountryCode, Decision, Verdict};
+use geofence_core::{CountryCode, Decision, Looked, Verdict};
 
 /// How many distinct dropped sources an interval remembers: an attack from millions of spoofed
 /// addresses must not grow memory without bound. Drops beyond that are still counted.
 const MAX_TRACKED_SOURCES: usize = 4096;
 /// The slot of "no known country" after the 676 country codes.
 const UNKNOWN: usize = CountryCode::COUNT;
+/// The slot of sources whose decision did not need their country, after "unknown": counting
+/// must not make a packet pay for a lookup its decision skipped.
+const SKIPPED: usize = UNKNOWN + 1;
 
 /// Everything counted since start, plus the drops of the current summary interval.
 #[derive(Default)]
@@ -26,7 +29,8 @@ pub struct Totals {
     pub dropped: u64,
     /// Packets that could not be parsed.
     pub malformed: u64,
-    /// Per country index ([`CountryCode::index`], then one for unknown): [accepted, dropped].
+    /// Per country index ([`CountryCode::index`], then unknown, then not looked up):
+    /// [accepted, dropped].
     per_country: Vec<[u64; 2]>,
     /// Per rule name, `(default)` and `(malformed)`: packets decided by it.
     pub per_rule: BTreeMap<String, u64>,
@@ -38,8 +42,8 @@ pub struct Totals {
 pub struct Interval {
     /// Packets dropped.
     pub dropped: u64,
-    /// Per source: packets dropped and the source's country.
-    pub sources: HashMap<IpAddr, (u64, Option<CountryCode>)>,
+    /// Per source: packets dropped and the source's country, if a decision looked it up.
+    pub sources: HashMap<IpAddr, (u64, Looked<CountryCode>)>,
 }
 
 impl Totals {
@@ -48,10 +52,16 @@ impl Totals {
         std::mem::take(&mut self.interval)
     }
 
-    /// Per country code (`unknown` for none, last): [accepted, dropped], for each one seen.
+    /// Per country code (then `unknown`, then `not looked up`): [accepted, dropped], for each
+    /// one seen.
     pub fn per_country(&self) -> impl Iterator<Item = (String, [u64; 2])> + '_ {
         self.per_country.iter().enumerate().filter(|(_, counts)| **counts != [0, 0]).map(|(index, counts)| {
-            (CountryCode::from_index(index).map_or("unknown".to_owned(), |code| code.to_string()), *counts)
+            let name = match CountryCode::from_index(index) {
+                Some(code) => code.to_string(),
+                None if index == UNKNOWN => "unknown".to_owned(),
+                None => "not looked up".to_owned(),
+            };
+            (name, *counts)
         })
     }
 }
@@ -66,7 +76,7 @@ pub struct Local {
     touched_countries: Vec<usize>,
     per_rule: Vec<u64>,
     /// The drops since the last flush, by source: hashed once, when flushed.
-    drops: Vec<(IpAddr, Option<CountryCode>)>,
+    drops: Vec<(IpAddr, Looked<CountryCode>)>,
 }
 
 impl Local {
@@ -77,7 +87,7 @@ impl Local {
             marked: 0,
             dropped: 0,
             malformed: 0,
-            per_country: vec![[0; 2]; CountryCode::COUNT + 1],
+            per_country: vec![[0; 2]; SKIPPED + 1],
             touched_countries: Vec::new(),
             per_rule: vec![0; rules + 2],
             drops: Vec::new(),
@@ -103,7 +113,11 @@ impl Local {
             self.malformed += 1;
             return;
         };
-        let country = decision.country.map_or(UNKNOWN, CountryCode::index);
+        let country = match decision.country {
+            Looked::Found(Some(code)) => code.index(),
+            Looked::Found(None) => UNKNOWN,
+            _ => SKIPPED,
+        };
         if self.per_country[country] == [0, 0] {
             self.touched_countries.push(country);
         }
@@ -135,7 +149,7 @@ impl Local {
         totals.dropped += self.dropped;
         totals.malformed += self.malformed;
         totals.interval.dropped += self.dropped;
-        totals.per_country.resize(UNKNOWN + 1, [0, 0]);
+        totals.per_country.resize(SKIPPED + 1, [0, 0]);
         for country in self.touched_countries.drain(..) {
             let [accepted, dropped] = std::mem::take(&mut self.per_country[country]);
             totals.per_country[country][0] += accepted;
@@ -180,19 +194,35 @@ fn add_to<V: Default>(map: &mut BTreeMap<String, V>, key: &str, add: impl FnOnce
 }
 
 /// The log line for an interval with drops: how many, from how many sources, from which
-/// countries, and the top sources; `None` when nothing was dropped.
-pub fn summary(interval: &Interval, seconds: u64) -> Option<String> {
+/// countries, and the top sources; `None` when nothing was dropped. Sources whose decisions did
+/// not look their country up are looked up here, through `country_of`, once each: off the
+/// packet path, at most [`MAX_TRACKED_SOURCES`] an interval.
+pub fn summary(
+    interval: &Interval,
+    seconds: u64,
+    country_of: impl Fn(IpAddr) -> Option<CountryCode>,
+) -> Option<String> {
     if interval.dropped == 0 {
         return None;
     }
+    let mut sources: Vec<(&IpAddr, u64, Option<CountryCode>)> = interval
+        .sources
+        .iter()
+        .map(|(source, (count, country))| {
+            let country = match country {
+                Looked::Found(country) => *country,
+                _ => country_of(*source),
+            };
+            (source, *count, country)
+        })
+        .collect();
     let mut by_country: HashMap<String, u64> = HashMap::new();
-    for (count, country) in interval.sources.values() {
+    for (_, count, country) in &sources {
         *by_country.entry(country.map_or("unknown".to_owned(), |c| c.to_string())).or_default() += count;
     }
     let mut countries: Vec<(String, u64)> = by_country.into_iter().collect();
     countries.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut sources: Vec<(&IpAddr, &(u64, Option<CountryCode>))> = interval.sources.iter().collect();
-    sources.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+    sources.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let mut line = format!(
         "dropped {} packets from {}{} sources in {}{} in the last {seconds} s; top sources:",
         thousands(interval.dropped),
@@ -201,7 +231,7 @@ pub fn summary(interval: &Interval, seconds: u64) -> Option<String> {
         countries.iter().take(5).map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "),
         if countries.len() > 5 { ", …" } else { "" },
     );
-    for (source, (count, country)) in sources.iter().take(5) {
+    for (source, count, country) in sources.iter().take(5) {
         let country = country.map_or("-".to_owned(), |c| c.to_string());
         let _ = write!(line, " {source} ({country}) {}", thousands(*count));
     }
@@ -224,69 +254,94 @@ pub fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use geofence_core::packet::PacketMeta;
-    use geofence_core::{Protocol, Transport};
+    use std::sync::Arc;
 
-    fn decision(source: &str, country: Option<&str>, verdict: Verdict, rule: Option<usize>) -> Decision<'static> {
+    use geofence_core::{db::parse_range_csv, sample, Config, Policy};
+
+    const DB: &str = "192.0.2.0,192.0.2.255,GB\n198.51.100.0,198.51.100.255,CN\n";
+
+    /// The LAN first (no country needed), GB accepted with a mark, the rest of SIP dropped.
+    fn policy() -> Policy {
+        let config = Config::parse(
+            "default = \"accept\"\n\
+             [[rule]]\nname = \"lan\"\nsource = [\"rfc1918\"]\naction = \"accept\"\n\
+             [[rule]]\nname = \"allowed\"\nports = [5060]\ncountry = [\"GB\"]\naction = \"accept\"\nmark = 1\n\
+             [[rule]]\nname = \"rest\"\nports = [5060]\naction = \"drop\"\n",
+        )
+        .unwrap();
+        config.policy.build(Arc::new(parse_range_csv(DB).unwrap())).unwrap()
+    }
+
+    fn record(local: &mut Local, policy: &Policy, source: &str, port: u16) {
         let source: IpAddr = source.parse().unwrap();
-        let meta = PacketMeta {
-            source,
-            destination: "192.0.2.1".parse().unwrap(),
-            protocol: Protocol::UDP,
-            transport: Transport::Ports { source: 5062, destination: 5060 },
-        };
-        Decision {
-            verdict,
-            rule: None,
-            rule_index: rule,
-            packet: Ok(meta),
-            source: Some(source),
-            country: country.map(|c| c.parse().unwrap()),
-        }
+        let server = if source.is_ipv4() { "192.0.2.1" } else { "2001:db8::1" }.parse().unwrap();
+        local.record(&policy.explain(&sample::udp_packet(source, server, (5062, port), b"x")));
+    }
+
+    fn names(policy: &Policy) -> Vec<String> {
+        policy.rules().map(|rule| rule.name().to_owned()).collect()
     }
 
     #[test]
     fn counts_flow_from_workers_to_totals_by_verdict_country_and_rule() {
-        let totals = Mutex::new(Totals::default());
-        let names = vec!["lan".to_owned(), "allowed".to_owned(), "rest".to_owned()];
+        let (policy, totals) = (policy(), Mutex::new(Totals::default()));
         let mut local = Local::new(3);
-        local.record(&decision("192.0.2.10", Some("GB"), Verdict::Accept, Some(1)));
-        local.record(&decision("198.51.100.7", Some("CN"), Verdict::Drop, Some(2)));
-        local.record(&decision("198.51.100.7", Some("CN"), Verdict::Drop, Some(2)));
-        local.record(&decision("203.0.113.200", None, Verdict::AcceptWithMark(1), None));
-        local.flush(&totals, &names);
-        local.flush(&totals, &names);
+        record(&mut local, &policy, "192.0.2.10", 5060);
+        record(&mut local, &policy, "198.51.100.7", 5060);
+        record(&mut local, &policy, "198.51.100.7", 5060);
+        record(&mut local, &policy, "10.1.2.3", 5060);
+        record(&mut local, &policy, "203.0.113.200", 5070);
+        local.flush(&totals, &names(&policy));
+        local.flush(&totals, &names(&policy));
         let mut totals = totals.into_inner().unwrap();
-        assert_eq!((totals.accepted, totals.marked, totals.dropped, totals.malformed), (1, 1, 2, 0));
+        assert_eq!((totals.accepted, totals.marked, totals.dropped, totals.malformed), (2, 1, 2, 0));
         assert_eq!(
             totals.per_country().collect::<Vec<_>>(),
-            [("CN".to_owned(), [0, 2]), ("GB".to_owned(), [1, 0]), ("unknown".to_owned(), [1, 0])]
+            [("CN".to_owned(), [0, 2]), ("GB".to_owned(), [1, 0]), ("not looked up".to_owned(), [2, 0])]
         );
         assert_eq!(
             totals.per_rule.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
-            [("(default)", 1), ("allowed", 1), ("rest", 2)]
+            [("(default)", 1), ("allowed", 1), ("lan", 1), ("rest", 2)]
         );
         let interval = totals.take_interval();
         assert_eq!(
-            summary(&interval, 10).unwrap(),
+            summary(&interval, 10, |source| policy.country_of(source)).unwrap(),
             "dropped 2 packets from 1 sources in CN in the last 10 s; top sources: 198.51.100.7 (CN) 2"
         );
-        assert_eq!(summary(&totals.take_interval(), 10), None);
+        assert_eq!(summary(&totals.take_interval(), 10, |_| None), None);
+    }
+
+    #[test]
+    fn drops_decided_without_a_lookup_are_looked_up_for_the_summary_only() {
+        let config = Config::parse("default = \"drop\"\n").unwrap();
+        let policy = config.policy.build(Arc::new(parse_range_csv(DB).unwrap())).unwrap();
+        let totals = Mutex::new(Totals::default());
+        let mut local = Local::new(0);
+        record(&mut local, &policy, "198.51.100.7", 5060);
+        local.flush(&totals, &[]);
+        let mut totals = totals.into_inner().unwrap();
+        assert_eq!(totals.per_country().collect::<Vec<_>>(), [("not looked up".to_owned(), [0, 1])]);
+        assert_eq!(
+            summary(&totals.take_interval(), 1, |source| policy.country_of(source)).unwrap(),
+            "dropped 1 packets from 1 sources in CN in the last 1 s; top sources: 198.51.100.7 (CN) 1"
+        );
     }
 
     #[test]
     fn sources_tracked_per_interval_are_bounded() {
-        let totals = Mutex::new(Totals::default());
-        let mut local = Local::new(1);
+        let (policy, totals) = (policy(), Mutex::new(Totals::default()));
+        let mut local = Local::new(3);
         for i in 0..(MAX_TRACKED_SOURCES as u32 + 100) {
-            let source = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
-            local.record(&decision(&source, Some("CN"), Verdict::Drop, Some(0)));
+            let source = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)).to_string();
+            record(&mut local, &policy, &source, 5060);
         }
-        local.flush(&totals, &["r".to_owned()]);
+        local.flush(&totals, &names(&policy));
         let interval = totals.lock().unwrap().take_interval();
         assert_eq!(interval.sources.len(), MAX_TRACKED_SOURCES);
         assert_eq!(interval.dropped, MAX_TRACKED_SOURCES as u64 + 100);
-        assert!(summary(&interval, 10).unwrap().starts_with("dropped 4,196 packets from at least 4,096 sources in CN"));
+        assert!(summary(&interval, 10, |_| None)
+            .unwrap()
+            .starts_with("dropped 4,196 packets from at least 4,096 sources in unknown"));
     }
 
     #[test]

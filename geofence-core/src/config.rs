@@ -52,10 +52,14 @@ use ip_network::{IpNetwork, IpNetworkError};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::country::{Continent, CountryCode, CountrySet};
-use crate::packet::Protocol;
-use crate::policy::{PolicyBuilder, PortRange, Rule, Verdict};
+use crate::condition::country::{self, CountryCondition};
+use crate::condition::port::{self, PortCondition};
+use crate::condition::protocol::{self, ProtocolCondition};
+use crate::condition::source::SourceCondition;
+use crate::condition::Conditions;
+use crate::policy::PolicyBuilder;
 use crate::prefix::{self, PrefixList};
+use crate::rule::{Rule, Verdict};
 
 /// A configuration the caller has read from a file, checked and turned into values.
 #[derive(Debug)]
@@ -157,18 +161,11 @@ struct RawRule {
     continent: Option<Vec<Spanned<String>>>,
     not_country: Option<Vec<Spanned<String>>>,
     not_continent: Option<Vec<Spanned<String>>>,
-    protocol: Option<Spanned<OneOrMany>>,
+    protocol: Option<Spanned<protocol::Raw>>,
     #[serde(default)]
-    ports: Vec<Spanned<PortSpec>>,
+    ports: Vec<Spanned<port::Raw>>,
     action: Spanned<String>,
     mark: Option<Spanned<u32>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 fn default_hashlimit_rate() -> u32 {
@@ -192,13 +189,6 @@ fn default_summary_seconds() -> u64 {
 enum QueueSpec {
     One(i64),
     Range(String),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PortSpec {
-    Number(i64),
-    Text(String),
 }
 
 impl Config {
@@ -235,10 +225,14 @@ impl Config {
         let mut lines = Vec::new();
         for (index, raw_rule) in raw.rules.iter().enumerate() {
             let rule = rule(&at, index, raw_rule.get_ref(), &raw.lists)?;
-            if names.contains(&rule.name) {
-                return Err(at.error(raw_rule.span().start, format!("rule name `{}` is used twice", rule.name), None));
+            if names.iter().any(|name| name == rule.name()) {
+                return Err(at.error(
+                    raw_rule.span().start,
+                    format!("rule name `{}` is used twice", rule.name()),
+                    None,
+                ));
             }
-            names.push(rule.name.clone());
+            names.push(rule.name().to_owned());
             lines.push(at.line_column(raw_rule.span().start).0);
             policy = policy.rule(rule);
         }
@@ -268,7 +262,7 @@ impl Config {
 }
 
 /// Turns byte offsets into the line and column a person finds in an editor.
-struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     text: &'a str,
 }
 
@@ -280,12 +274,12 @@ impl Locator<'_> {
         (line, column)
     }
 
-    fn error(&self, offset: usize, problem: String, help: Option<String>) -> ConfigError {
+    pub(crate) fn error(&self, offset: usize, problem: String, help: Option<String>) -> ConfigError {
         let (line, column) = self.line_column(offset);
         ConfigError { line, column, problem, help }
     }
 
-    fn at<T>(&self, value: &Spanned<T>, problem: String, help: Option<String>) -> ConfigError {
+    pub(crate) fn at<T>(&self, value: &Spanned<T>, problem: String, help: Option<String>) -> ConfigError {
         self.error(value.span().start, problem, help)
     }
 }
@@ -315,49 +309,22 @@ fn rule(
         }
         verdict = Verdict::AcceptWithMark(*mark.get_ref());
     }
-    let mut rule = Rule::new(raw.name.clone().unwrap_or_else(|| format!("rule {}", index + 1)), verdict);
-    for name in &raw.source {
-        check_list_name(at, name, lists)?;
-        rule.sources.push(name.get_ref().clone());
-    }
-    rule.countries = country_set(at, raw.country.as_deref(), raw.continent.as_deref())?;
-    rule.not_countries = country_set(at, raw.not_country.as_deref(), raw.not_continent.as_deref())?;
-    rule.protocols = match &raw.protocol {
-        None => Vec::new(),
-        Some(spec) => {
-            let names = match spec.get_ref() {
-                OneOrMany::One(name) => std::slice::from_ref(name),
-                OneOrMany::Many(names) => names.as_slice(),
-            };
-            names.iter().map(|name| protocol(at, spec, name)).collect::<Result<_, _>>()?
-        }
+    let conditions = Conditions {
+        protocol: ProtocolCondition::from_config(at, raw.protocol.as_ref())?,
+        port: PortCondition::from_config(at, &raw.ports)?,
+        source: SourceCondition::from_config(at, &raw.source, lists)?,
+        country: CountryCondition::from_config(
+            at,
+            country::Raw {
+                country: raw.country.as_deref(),
+                continent: raw.continent.as_deref(),
+                not_country: raw.not_country.as_deref(),
+                not_continent: raw.not_continent.as_deref(),
+            },
+        )?,
     };
-    rule.ports = raw.ports.iter().map(|spec| port_range(at, spec)).collect::<Result<_, _>>()?;
-    Ok(rule)
-}
-
-fn check_list_name(
-    at: &Locator,
-    name: &Spanned<String>,
-    lists: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
-) -> Result<(), ConfigError> {
-    let wanted = name.get_ref().as_str();
-    if lists.contains_key(wanted) || prefix::built_in(wanted).is_some() {
-        return Ok(());
-    }
-    let known = lists.keys().map(String::as_str).chain(prefix::BUILT_IN.iter().map(|(n, _, _)| *n));
-    let closest = known
-        .map(|candidate| (strsim::levenshtein(wanted, candidate), candidate))
-        .filter(|(distance, _)| *distance <= 2)
-        .min();
-    let help = match closest {
-        Some((_, candidate)) => format!("did you mean `{candidate}`?"),
-        None => {
-            "define it under [lists], or use a built-in list: ".to_owned()
-                + &prefix::BUILT_IN.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")
-        }
-    };
-    Err(at.at(name, format!("unknown list `{wanted}`"), Some(help)))
+    let name = raw.name.clone().unwrap_or_else(|| format!("rule {}", index + 1));
+    Ok(Rule::with_conditions(name, verdict, conditions))
 }
 
 fn prefix_list(at: &Locator, networks: &[Spanned<String>]) -> Result<PrefixList, ConfigError> {
@@ -383,57 +350,6 @@ fn network(at: &Locator, text: &Spanned<String>) -> Result<IpNetwork, ConfigErro
     }
 }
 
-fn country_set(
-    at: &Locator,
-    countries: Option<&[Spanned<String>]>,
-    continents: Option<&[Spanned<String>]>,
-) -> Result<Option<CountrySet>, ConfigError> {
-    if countries.is_none() && continents.is_none() {
-        return Ok(None);
-    }
-    let mut set = CountrySet::new();
-    for text in countries.unwrap_or_default() {
-        match text.get_ref().as_str() {
-            "unknown" => set.insert_unknown(),
-            code => set.insert(country(at, text, code)?),
-        }
-    }
-    for text in continents.unwrap_or_default() {
-        let continent = text.get_ref().parse::<Continent>().map_err(|e| at.at(text, e.to_string(), None))?;
-        set.insert_continent(continent);
-    }
-    Ok(Some(set))
-}
-
-fn country(at: &Locator, text: &Spanned<String>, code: &str) -> Result<CountryCode, ConfigError> {
-    if let Some(known) = code.parse::<CountryCode>().ok().filter(|c| c.continent().is_some()) {
-        return Ok(known);
-    }
-    let help = match code {
-        "UK" => Some("did you mean `GB`?".to_owned()),
-        "EL" => Some("did you mean `GR`?".to_owned()),
-        _ if code.parse::<Continent>().is_ok() => Some(format!("`{code}` is a continent: list it in `continent`")),
-        _ => code
-            .to_ascii_uppercase()
-            .parse::<CountryCode>()
-            .ok()
-            .filter(|c| c.continent().is_some())
-            .map(|c| format!("did you mean `{c}`?")),
-    };
-    Err(at.at(text, format!("unknown country `{code}`"), help))
-}
-
-/// `spec` is the whole `protocol` value: untagged enums lose the spans of their parts.
-fn protocol(at: &Locator, spec: &Spanned<OneOrMany>, name: &str) -> Result<Protocol, ConfigError> {
-    Protocol::from_name(name).ok_or_else(|| {
-        at.at(
-            spec,
-            format!("unknown protocol `{name}`"),
-            Some("expected one of tcp, udp, udplite, sctp, icmp, icmpv6, esp".into()),
-        )
-    })
-}
-
 fn queue_range(at: &Locator, spec: &Spanned<QueueSpec>) -> Result<(u16, u16), ConfigError> {
     let bad = |written: String| {
         at.at(
@@ -454,26 +370,6 @@ fn queue_range(at: &Locator, spec: &Spanned<QueueSpec>) -> Result<(u16, u16), Co
                 return Err(bad(text.clone()));
             }
             Ok((first, last))
-        }
-    }
-}
-
-fn port_range(at: &Locator, spec: &Spanned<PortSpec>) -> Result<PortRange, ConfigError> {
-    let bad = |written: String| {
-        at.at(spec, format!("`{written}` is not a port or port range"), Some("write 5060 or \"10000-20000\"".into()))
-    };
-    let port = |text: &str| text.trim().parse::<u16>().map_err(|_| bad(text.to_owned()));
-    match spec.get_ref() {
-        PortSpec::Number(n) => u16::try_from(*n).map(PortRange::single).map_err(|_| bad(n.to_string())),
-        PortSpec::Text(text) => {
-            let range = match text.split_once('-') {
-                Some((first, last)) => PortRange { first: port(first)?, last: port(last)? },
-                None => PortRange::single(port(text)?),
-            };
-            if range.first > range.last {
-                return Err(bad(text.clone()));
-            }
-            Ok(range)
         }
     }
 }

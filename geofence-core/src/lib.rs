@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use geofence_core::{db::parse_range_csv, sample, Config, Verdict};
+//! use geofence_core::{db::parse_range_csv, sample, Config, Protocol, Verdict};
 //!
 //! // The country database and the config are text the caller has read from files.
 //! let db = parse_range_csv("192.0.2.0,192.0.2.255,GB\n198.51.100.0,198.51.100.255,CN\n")?;
@@ -32,8 +32,12 @@
 //! assert_eq!(policy.decide(&from_gb), Verdict::Accept);
 //! assert_eq!(policy.decide(&from_cn), Verdict::Drop);
 //!
+//! // The reasons: rule `sip-allowed` asked the country, so the decision looked it up.
 //! let why = policy.explain(&from_cn);
-//! assert_eq!((why.rule, why.country.map(|c| c.to_string())), (Some("sip-others"), Some("CN".into())));
+//! assert_eq!((why.rule, why.country.to_string()), (Some("sip-others"), "CN".into()));
+//!
+//! // An embedder with no packet at hand decides on the flow alone.
+//! assert_eq!(policy.decide_flow("192.0.2.10".parse()?, Protocol::UDP, Some(5060)), Verdict::Accept);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -42,17 +46,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod condition;
 pub mod config;
 pub mod country;
 pub mod db;
 pub mod packet;
 pub mod policy;
 pub mod prefix;
+mod rule;
 pub mod sample;
 
+pub use condition::port::PortRange;
+pub use condition::Facts;
 pub use config::{Config, ConfigError, ConfigWarning};
 pub use country::{Continent, CountryCode, CountrySet};
 pub use db::CountryDb;
 pub use packet::{PacketError, PacketMeta, Protocol, Transport};
-pub use policy::{Decision, Policy, PolicyBuilder, PolicyError, PortRange, Rule, Verdict};
+pub use policy::{Decision, Looked, Policy, PolicyBuilder, PolicyError};
 pub use prefix::PrefixList;
+pub use rule::{Rule, Verdict};

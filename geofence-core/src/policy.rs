@@ -1,125 +1,25 @@
 //! The decision: ordered rules, first match wins, else the default verdict.
 //!
-//! [`Policy::decide`] is the per-packet call: it parses the bytes, walks the rules and returns a
-//! [`Verdict`], without allocating or locking. The country lookup happens at most once a packet,
-//! and only when a rule that asks about countries could decide it.
+//! [`Policy::decide`] is the per-packet call: it parses the bytes, tests the rules and returns a
+//! [`Verdict`], without allocating or locking. Each lookup a condition needs (the country today)
+//! happens at most once a packet, and only when a rule that asks it could decide the packet.
+//! What each condition means is defined once, by [`Rule::matches`]; the masks here are a faster
+//! way to the same answer, which the property tests in `policy/tests.rs` check.
 
 use std::any::Any;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::country::{self, CountryCode, CountrySet};
+use crate::condition::port::{PortClasses, PortMask};
+use crate::condition::protocol::ProtocolMask;
+use crate::condition::source::{SourceIndex, SourceMask};
+use crate::condition::{Lookup, LookupMask};
+use crate::country::{self, CountryCode};
 use crate::db::{CountryDb, CountryTable};
-use crate::packet::{self, PacketError, PacketMeta, Protocol};
-use crate::prefix::{self, Coverage, PrefixList};
-
-/// What to do with a packet: the answer a netfilter queue needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    /// Let the packet through.
-    Accept,
-    /// Discard the packet.
-    Drop,
-    /// Let the packet through and set its netfilter mark, for later rules (`-m mark`) to act on.
-    AcceptWithMark(u32),
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Accept => f.write_str("accept"),
-            Verdict::Drop => f.write_str("drop"),
-            Verdict::AcceptWithMark(mark) => write!(f, "accept mark={mark:#x}"),
-        }
-    }
-}
-
-/// An inclusive range of destination ports; a single port is a range of one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    /// The lowest port in the range.
-    pub first: u16,
-    /// The highest port in the range.
-    pub last: u16,
-}
-
-impl PortRange {
-    /// The range holding just `port`.
-    pub fn single(port: u16) -> PortRange {
-        PortRange { first: port, last: port }
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.first == self.last {
-            write!(f, "{}", self.first)
-        } else {
-            write!(f, "{}-{}", self.first, self.last)
-        }
-    }
-}
-
-/// One rule: every condition that is set must hold for the rule to match.
-///
-/// An empty `sources`, `protocols` or `ports`, and a `None` country set, mean "any".
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rule {
-    /// A name for logs and counters.
-    pub name: String,
-    /// The source must be in at least one of these lists (a config's own or a built-in one).
-    pub sources: Vec<String>,
-    /// The source's country (or "unknown") must be in this set.
-    pub countries: Option<CountrySet>,
-    /// The source's country (or "unknown") must not be in this set.
-    pub not_countries: Option<CountrySet>,
-    /// The transport protocol must be one of these.
-    pub protocols: Vec<Protocol>,
-    /// The destination port must be in one of these ranges.
-    pub ports: Vec<PortRange>,
-    /// What a matching packet gets.
-    pub verdict: Verdict,
-}
-
-impl Rule {
-    /// A rule that matches every packet, to be narrowed by setting its fields.
-    pub fn new(name: impl Into<String>, verdict: Verdict) -> Rule {
-        Rule {
-            name: name.into(),
-            sources: Vec::new(),
-            countries: None,
-            not_countries: None,
-            protocols: Vec::new(),
-            ports: Vec::new(),
-            verdict,
-        }
-    }
-
-    fn matches_everything(&self) -> bool {
-        self.sources.is_empty()
-            && self.countries.is_none()
-            && self.not_countries.is_none()
-            && self.protocols.is_empty()
-            && self.ports.is_empty()
-    }
-
-    /// Why this rule can never match on its own terms, if it cannot.
-    fn never_matches(&self) -> Option<String> {
-        if self.countries.is_some_and(|set| set.is_empty()) {
-            return Some("its country set is empty".into());
-        }
-        if let (Some(inside), Some(outside)) = (self.countries, self.not_countries) {
-            if inside.is_subset(&outside) {
-                return Some("every country it requires is also one it excludes".into());
-            }
-        }
-        if !self.ports.is_empty() && !self.protocols.is_empty() && !self.protocols.iter().any(|p| p.has_ports()) {
-            return Some("it names ports, but none of its protocols carries ports".into());
-        }
-        None
-    }
-}
+use crate::packet::{self, PacketError, PacketMeta, Protocol, Transport};
+use crate::prefix::{self, PrefixList};
+use crate::rule::{Rule, Verdict};
 
 /// Why a policy cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -151,8 +51,7 @@ pub struct Unreachable {
 /// ```
 /// use std::sync::Arc;
 /// use geofence_core::{db::CountryTable, PolicyBuilder, Rule, Verdict};
-/// let mut lan = Rule::new("lan", Verdict::Accept);
-/// lan.sources.push("rfc1918".into());
+/// let lan = Rule::new("lan", Verdict::Accept).with_source_list("rfc1918");
 /// let policy = PolicyBuilder::new(Verdict::Drop).rule(lan).build(Arc::new(CountryTable::empty()))?;
 /// assert_eq!(policy.rules().len(), 1);
 /// # Ok::<(), geofence_core::PolicyError>(())
@@ -216,15 +115,14 @@ impl PolicyBuilder {
             if let Some(reason) = reason {
                 found.push(Unreachable { index, reason });
             } else if rule.matches_everything() {
-                catch_all = Some(&rule.name);
+                catch_all = Some(rule.name());
             }
         }
         found
     }
 
     fn all_sources_empty(&self, rule: &Rule) -> Option<String> {
-        let all_empty = !rule.sources.is_empty()
-            && rule.sources.iter().all(|name| self.lists.iter().any(|(n, list)| n == name && list.is_empty()));
+        let all_empty = rule.conditions.source.names_only_empty_lists(&self.lists);
         all_empty.then(|| "every list it names is empty".to_owned())
     }
 
@@ -237,28 +135,24 @@ impl PolicyBuilder {
             }
             lists.push((name, list));
         }
-        let mut sources = Vec::with_capacity(self.rules.len());
-        for rule in &self.rules {
-            sources.push(
-                rule.sources
-                    .iter()
-                    .map(|name| resolve_list(&mut lists, name, &rule.name))
-                    .collect::<Result<Vec<_>, _>>()?,
-            );
-        }
+        let sources = self
+            .rules
+            .iter()
+            .map(|rule| rule.conditions.source.resolve(&mut lists, rule.name()))
+            .collect::<Result<Vec<_>, _>>()?;
         let db = Database::new(db);
-        let answers = db.answers();
-        let port_classes = PortClasses::new(&self.rules);
+        let answers = Answers { country: db.answers() };
+        let port_classes = PortClasses::new(self.rules.iter().map(|rule| &rule.conditions.port));
         let chunks = self
             .rules
             .chunks(RULES_PER_CHUNK)
             .zip(sources.chunks(RULES_PER_CHUNK))
-            .map(|part| Chunk::new(part, &lists, &port_classes, &answers))
+            .map(|(rules, sources)| Chunk::new(rules, sources, &lists, &port_classes, &answers))
             .collect();
         Ok(Policy {
             chunks,
             port_classes,
-            verdicts: self.rules.iter().map(|rule| rule.verdict).collect(),
+            verdicts: self.rules.iter().map(Rule::verdict).collect(),
             rules: self.rules,
             lists,
             default: self.default,
@@ -268,17 +162,6 @@ impl PolicyBuilder {
     }
 }
 
-/// The index of list `name`, adding a built-in list the first time a rule uses it.
-fn resolve_list(lists: &mut Vec<(String, PrefixList)>, name: &str, rule: &str) -> Result<usize, PolicyError> {
-    if let Some(index) = lists.iter().position(|(n, _)| n == name) {
-        return Ok(index);
-    }
-    let list = prefix::built_in(name)
-        .ok_or_else(|| PolicyError::UnknownList { rule: rule.to_owned(), list: name.to_owned() })?;
-    lists.push((name.to_owned(), list));
-    Ok(lists.len() - 1)
-}
-
 /// Rules tested at once: one bit each in a `u64`.
 const RULES_PER_CHUNK: usize = 64;
 
@@ -286,257 +169,95 @@ const RULES_PER_CHUNK: usize = 64;
 /// rules it lets through, so a packet is tested against all of them at once, with a few loads
 /// and no branch per rule. The first rule is bit 0.
 struct Chunk {
-    /// `protocols[p]`: the rules that admit protocol `p`.
-    protocols: Box<[u64; 256]>,
-    /// The rules that name no ports: those a packet without ports can match.
-    any_port: u64,
-    /// `ports[class]`: the rules that admit the destination ports of that class (see
-    /// [`PortClasses`]).
-    ports: Box<[u64]>,
-    /// The rules that name no source lists.
-    any_source: u64,
-    /// Each list named (an index into the policy's lists), with the rules naming it.
-    sources: Box<[(usize, u64)]>,
-    /// The source conditions as an IPv4 source's first byte settles them.
-    v4_sources: SourceIndex,
-    /// The source conditions as an IPv6 source's first byte settles them.
-    v6_sources: SourceIndex,
-    /// The rules that ask nothing about countries.
-    any_country: u64,
-    /// `countries[key]`: the rules that admit the lookup result of that key (see
-    /// [`Database::answers`]).
-    countries: Box<[u64]>,
+    protocols: ProtocolMask,
+    ports: PortMask,
+    sources: SourceMask,
+    /// By [`Lookup::index`]: the rules each lookup's answers admit.
+    lookups: [LookupMask; Lookup::COUNT],
+    /// The rules that need no lookup at all.
+    no_lookup: u64,
 }
 
 impl Chunk {
     /// The chunk of `rules`, whose source lists are resolved to `sources`, indices into `lists`.
-    /// `answers` are the database's lookup results by key.
     fn new(
-        (rules, sources): (&[Rule], &[Vec<usize>]),
+        rules: &[Rule],
+        sources: &[Vec<usize>],
         lists: &[(String, PrefixList)],
         port_classes: &PortClasses,
-        answers: &[Option<CountryCode>],
+        answers: &Answers,
     ) -> Chunk {
-        let mut chunk = Chunk {
-            protocols: Box::new([0; 256]),
-            any_port: 0,
-            ports: Box::default(),
-            any_source: 0,
-            sources: Box::default(),
-            v4_sources: SourceIndex::default(),
-            v6_sources: SourceIndex::default(),
-            any_country: 0,
-            countries: vec![0; answers.len()].into_boxed_slice(),
-        };
-        let mut ports = vec![0; port_classes.count];
-        let mut named: Vec<(usize, u64)> = Vec::new();
-        for ((rule, rule_sources), bit) in rules.iter().zip(sources).zip((0..).map(|n: u32| 1u64 << n)) {
-            chunk.add_protocols(rule, bit);
-            if rule.ports.is_empty() {
-                chunk.any_port |= bit;
+        let bits = || rules.iter().zip((0..).map(|n: u32| 1u64 << n));
+        let lookups = Lookup::ALL.map(|lookup| match lookup {
+            Lookup::Country => {
+                LookupMask::new(bits().map(|(rule, bit)| (&rule.conditions.country, bit)), &answers.country)
             }
-            if rule.ports.is_empty() {
-                ports.iter_mut().for_each(|rules| *rules |= bit);
-            }
-            // A range's ends are class boundaries: it covers whole classes, a run of them.
-            for range in &rule.ports {
-                let classes = port_classes.of(range.first)..=port_classes.of(range.last);
-                ports.get_mut(classes).into_iter().flatten().for_each(|rules| *rules |= bit);
-            }
-            if rule_sources.is_empty() {
-                chunk.any_source |= bit;
-            }
-            rule_sources.iter().for_each(|list| add_to(&mut named, *list, bit));
-            chunk.add_countries(rule, bit, answers);
-        }
-        chunk.ports = ports.into_boxed_slice();
-        let list = |index: usize| &lists[index].1;
-        chunk.v4_sources = SourceIndex::new(chunk.any_source, &named, |index, first| list(index).coverage_v4(first));
-        chunk.v6_sources = SourceIndex::new(chunk.any_source, &named, |index, first| list(index).coverage_v6(first));
-        chunk.sources = named.into_boxed_slice();
-        chunk
-    }
-
-    fn add_protocols(&mut self, rule: &Rule, bit: u64) {
-        if rule.protocols.is_empty() {
-            self.protocols.iter_mut().for_each(|rules| *rules |= bit);
-        }
-        for protocol in &rule.protocols {
-            self.protocols[usize::from(protocol.0)] |= bit;
+        });
+        Chunk {
+            protocols: ProtocolMask::new(bits().map(|(rule, bit)| (&rule.conditions.protocol, bit))),
+            ports: PortMask::new(bits().map(|(rule, bit)| (&rule.conditions.port, bit)), port_classes),
+            sources: SourceMask::new(sources.iter().map(Vec::as_slice).zip(bits().map(|(_, bit)| bit)), lists),
+            no_lookup: lookups.iter().fold(!0, |rules, mask| rules & mask.any),
+            lookups,
         }
     }
 
-    /// A rule's country and not_country conditions, as one set of admitted lookup results.
-    fn add_countries(&mut self, rule: &Rule, bit: u64, answers: &[Option<CountryCode>]) {
-        let admitted = match (rule.countries, rule.not_countries) {
-            (None, None) => {
-                self.any_country |= bit;
-                return;
-            }
-            (inside, outside) => inside.unwrap_or_else(CountrySet::everything).without(&outside.unwrap_or_default()),
-        };
-        for (rules, answer) in self.countries.iter_mut().zip(answers) {
-            if admitted.contains(*answer) {
-                *rules |= bit;
-            }
-        }
-    }
-
-    /// The rules that match, as a mask: the first candidate without a country condition,
-    /// and before it those whose country condition admits the source (looked up through
-    /// `look_up` only then, and once: `country` keeps the key).
+    /// The rules that match, as a mask: the first candidate that needs no further lookup, and
+    /// before it those whose lookup conditions admit the packet. A lookup is made (through
+    /// `look_up`, once a packet: `keys` keeps its answer's key) only while a candidate before
+    /// the first sure match asks it.
     #[inline(always)]
     fn first_match<S: Fn(&Chunk) -> &SourceIndex, L: Fn(usize) -> bool>(
         &self,
-        conditions: &Conditions<'_, S, L>,
-        country: &mut Option<usize>,
-        look_up: &impl Fn() -> usize,
+        packet: &Probe<'_, S, L>,
+        keys: &mut Keys,
+        look_up: &impl Fn(Lookup) -> usize,
     ) -> u64 {
-        let by_port = self.by_protocol_and_port(conditions.meta, conditions.port_class);
-        let candidates = self.by_source(by_port, (conditions.source_index)(self), conditions.first, conditions.in_list);
-        let sure = candidates & self.any_country;
-        let first_sure = sure & sure.wrapping_neg();
-        // The candidates before the first sure match (all of them when there is none).
-        let ask_country = candidates & !self.any_country & first_sure.wrapping_sub(1);
-        let mut matched = first_sure;
-        if ask_country != 0 {
-            let key = match *country {
-                Some(key) => key,
-                None => *country.insert(look_up()),
-            };
-            matched |= ask_country & self.countries.get(key).copied().unwrap_or(0);
-        }
-        matched
-    }
-
-    /// The rules whose conditions other than sources and countries hold, for a packet whose
-    /// destination port is of `port_class` (`None`: the packet has no ports).
-    #[inline(always)]
-    fn by_protocol_and_port(&self, meta: &PacketMeta, port_class: Option<usize>) -> u64 {
-        let ports = match port_class {
-            Some(class) => self.ports.get(class).copied().unwrap_or(0),
-            None => self.any_port,
-        };
-        self.protocols[usize::from(meta.protocol.0)] & ports
-    }
-
-    /// Of the `candidates`, those whose source condition holds. Most sources are settled by
-    /// their first byte in `index`; for the others `in_list` says whether the source is in a
-    /// list, and a list is only searched when a candidate names it.
-    #[inline(always)]
-    fn by_source(&self, candidates: u64, index: &SourceIndex, first: u8, in_list: impl Fn(usize) -> bool) -> u64 {
-        match index.settled(first, candidates) {
-            Some(admitted) => candidates & admitted,
-            None => self.by_source_lists(candidates, in_list),
-        }
-    }
-
-    /// The few sources whose first byte leaves a list undecided.
-    #[cold]
-    #[inline(never)]
-    fn by_source_lists(&self, candidates: u64, in_list: impl Fn(usize) -> bool) -> u64 {
-        let mut admitted = self.any_source;
-        for &(list, rules) in self.sources.iter() {
-            if candidates & rules != 0 && in_list(list) {
-                admitted |= rules;
+        let header = self.protocols.admitted(packet.meta.protocol) & self.ports.admitted(packet.port_class);
+        let mut candidates = self.sources.admitted(header, (packet.source_index)(self), packet.first, packet.in_list);
+        let mut settled = self.no_lookup;
+        let mut applied = [false; Lookup::COUNT];
+        loop {
+            let sure = candidates & settled;
+            let first_sure = sure & sure.wrapping_neg();
+            // The candidates before the first sure match (all of them when there is none).
+            let unsure = candidates & !settled & first_sure.wrapping_sub(1);
+            if unsure == 0 {
+                return first_sure;
             }
+            // The earliest unsure rule asks some lookup this chunk has not applied yet.
+            let earliest = unsure & unsure.wrapping_neg();
+            let asked = |l: &Lookup| !applied[l.index()] && self.lookups[l.index()].any & earliest == 0;
+            let Some(lookup) = Lookup::ALL.into_iter().find(asked) else {
+                return first_sure;
+            };
+            let key = *keys[lookup.index()].get_or_insert_with(|| look_up(lookup));
+            candidates &= self.lookups[lookup.index()].admitted(key);
+            applied[lookup.index()] = true;
+            settled = Lookup::ALL
+                .into_iter()
+                .filter(|l| !applied[l.index()])
+                .fold(!0, |rules, l| rules & self.lookups[l.index()].any);
         }
-        candidates & admitted
     }
+}
+
+/// Per lookup (by [`Lookup::index`]): the key of the packet's answer, once looked up.
+type Keys = [Option<usize>; Lookup::COUNT];
+
+/// Every answer each lookup can give, by key, for building the masks.
+struct Answers {
+    country: Vec<Option<CountryCode>>,
 }
 
 /// What a packet brings to each chunk: its header, its port's class, and how to settle its
 /// source (the family's index, the source's first byte, the list search).
-struct Conditions<'a, S, L> {
+struct Probe<'a, S, L> {
     meta: &'a PacketMeta,
     port_class: Option<usize>,
     source_index: &'a S,
     first: u8,
     in_list: &'a L,
-}
-
-/// Destination ports sorted into classes: ports that no range of any rule tells apart share a
-/// class, so one table read settles every port condition of a packet.
-struct PortClasses {
-    /// The class of each port.
-    class: Box<[u16]>,
-    /// How many classes there are.
-    count: usize,
-}
-
-impl PortClasses {
-    fn new(rules: &[Rule]) -> PortClasses {
-        let mut starts: Vec<u32> = vec![0];
-        for range in rules.iter().flat_map(|rule| &rule.ports) {
-            starts.extend([u32::from(range.first), u32::from(range.last) + 1]);
-        }
-        starts.sort_unstable();
-        starts.dedup();
-        starts.retain(|start| *start <= u32::from(u16::MAX));
-        let mut class = vec![0u16; 1 << 16].into_boxed_slice();
-        let ends = starts.iter().skip(1).copied().chain([1 << 16]);
-        // At most 65,536 classes (one a port), so each number fits a u16.
-        for ((number, start), end) in starts.iter().enumerate().zip(ends) {
-            class[*start as usize..end as usize].fill(number as u16);
-        }
-        PortClasses { class, count: starts.len() }
-    }
-
-    #[inline(always)]
-    fn of(&self, port: u16) -> usize {
-        self.class.get(usize::from(port)).map_or(0, |class| usize::from(*class))
-    }
-}
-
-/// For each first byte of a source address, the rules whose source condition holds for every
-/// address of that /8, unless some list a rule names covers the /8 only in part: then the
-/// address itself must be looked up in the lists.
-struct SourceIndex {
-    /// Per first byte: the rules the /8 admits whole, and the rules whose lists cover it in
-    /// part (for which the lists must be searched).
-    by_first_byte: Box<[(u64, u64); 256]>,
-}
-
-impl Default for SourceIndex {
-    fn default() -> SourceIndex {
-        SourceIndex { by_first_byte: Box::new([(0, 0); 256]) }
-    }
-}
-
-impl SourceIndex {
-    /// The index for rules `any_source` (that name no list) and `named` (each list, by index,
-    /// with the rules naming it), where `coverage(list, first)` says how a list covers a /8.
-    fn new(any_source: u64, named: &[(usize, u64)], coverage: impl Fn(usize, u8) -> Coverage) -> SourceIndex {
-        let mut index = SourceIndex::default();
-        for first in 0..=u8::MAX {
-            let (settled, unsettled) = &mut index.by_first_byte[usize::from(first)];
-            *settled = any_source;
-            for &(list, rules) in named {
-                match coverage(list, first) {
-                    Coverage::All => *settled |= rules,
-                    Coverage::Nothing => {}
-                    Coverage::Part => *unsettled |= rules,
-                }
-            }
-        }
-        index
-    }
-
-    /// Of the `candidates`, the rules admitted by the source conditions for any address that
-    /// starts with `first`, or `None` when a candidate's lists must be searched.
-    #[inline(always)]
-    fn settled(&self, first: u8, candidates: u64) -> Option<u64> {
-        let (settled, unsettled) = self.by_first_byte[usize::from(first)];
-        (unsettled & candidates == 0).then_some(settled)
-    }
-}
-
-/// Adds `bit` to the rules of `key`, which gets an entry the first time.
-fn add_to<K: PartialEq>(entries: &mut Vec<(K, u64)>, key: K, bit: u64) {
-    match entries.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, rules)) => *rules |= bit,
-        None => entries.push((key, bit)),
-    }
 }
 
 /// A built policy: shared behind an `Arc` by every thread that decides packets.
@@ -603,8 +324,40 @@ impl Database {
     }
 }
 
+/// A lookup's answer as a decision saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Looked<T> {
+    /// No rule that could decide the packet asked it, so it was not looked up.
+    Skipped,
+    /// Looked up: `None` when the database does not know the source.
+    Found(Option<T>),
+}
+
+impl<T> Looked<T> {
+    /// The answer, if it was looked up and known.
+    pub fn known(self) -> Option<T> {
+        match self {
+            Looked::Found(answer) => answer,
+            Looked::Skipped => None,
+        }
+    }
+}
+
+/// For logs: the country code, `unknown`, or `-` when it was not looked up.
+impl<T: fmt::Display> fmt::Display for Looked<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Looked::Found(Some(answer)) => answer.fmt(f),
+            Looked::Found(None) => f.write_str("unknown"),
+            Looked::Skipped => f.write_str("-"),
+        }
+    }
+}
+
 /// Why a packet got its verdict: for logs, counters and `check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Decision<'a> {
     /// The verdict, as [`Policy::decide`] returns it.
     pub verdict: Verdict,
@@ -616,46 +369,81 @@ pub struct Decision<'a> {
     pub packet: Result<PacketMeta, PacketError>,
     /// The source address, when the packet could be parsed.
     pub source: Option<IpAddr>,
-    /// The source's country, when the packet could be parsed and the database knows it.
-    pub country: Option<CountryCode>,
+    /// The source's country, if the decision looked it up ([`Policy::country_of`] finds it
+    /// when it did not).
+    pub country: Looked<CountryCode>,
 }
 
 impl Policy {
     /// The verdict for one raw IPv4 or IPv6 packet. Allocates nothing and takes no lock.
     pub fn decide(&self, packet: &[u8]) -> Verdict {
         match packet::parse(packet) {
-            Ok(meta) => self.first_match(&meta, &mut None).map_or(self.default, |index| self.verdicts[index]),
+            Ok(meta) => self.decide_meta(&meta),
             Err(_) => self.malformed,
         }
     }
 
-    /// The verdict with its reasons: the matching rule, the source and its country.
+    /// The verdict for a packet already parsed, by [`packet::parse`] or by the caller.
+    pub fn decide_meta(&self, meta: &PacketMeta) -> Verdict {
+        self.first_match(meta, &mut Keys::default()).map_or(self.default, |index| self.verdicts[index])
+    }
+
+    /// The verdict for a flow known only by its source, protocol and destination port (`None`
+    /// for a protocol without ports), with no packet at hand.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use geofence_core::{db::parse_range_csv, Config, Protocol, Verdict};
+    /// let config = Config::parse("default = \"drop\"\n[[rule]]\nports = [5060]\ncountry = [\"GB\"]\naction = \"accept\"\n")?;
+    /// let policy = config.policy.build(Arc::new(parse_range_csv("192.0.2.0,192.0.2.255,GB\n")?))?;
+    /// assert_eq!(policy.decide_flow("192.0.2.7".parse()?, Protocol::UDP, Some(5060)), Verdict::Accept);
+    /// assert_eq!(policy.decide_flow("::ffff:192.0.2.7".parse()?, Protocol::UDP, Some(5060)), Verdict::Accept);
+    /// assert_eq!(policy.decide_flow("192.0.2.7".parse()?, Protocol::UDP, Some(5061)), Verdict::Drop);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decide_flow(&self, source: IpAddr, protocol: Protocol, destination_port: Option<u16>) -> Verdict {
+        self.decide_meta(&flow_meta(source, protocol, destination_port))
+    }
+
+    /// The verdict with its reasons: the matching rule, the source and, when the decision
+    /// needed it, its country. Looks up nothing that [`Policy::decide`] would not.
     pub fn explain(&self, packet: &[u8]) -> Decision<'_> {
-        let meta = match packet::parse(packet) {
-            Ok(meta) => meta,
-            Err(error) => {
-                return Decision {
-                    verdict: self.malformed,
-                    rule: None,
-                    rule_index: None,
-                    packet: Err(error),
-                    source: None,
-                    country: None,
-                }
-            }
-        };
-        let mut country = None;
-        let rule_index = self.first_match(&meta, &mut country);
+        match packet::parse(packet) {
+            Ok(meta) => self.explain_meta(&meta),
+            Err(error) => Decision {
+                verdict: self.malformed,
+                rule: None,
+                rule_index: None,
+                packet: Err(error),
+                source: None,
+                country: Looked::Skipped,
+            },
+        }
+    }
+
+    /// [`Policy::explain`] for a packet already parsed.
+    pub fn explain_meta(&self, meta: &PacketMeta) -> Decision<'_> {
+        let mut keys = Keys::default();
+        let rule_index = self.first_match(meta, &mut keys);
         let rule = rule_index.and_then(|index| self.rules.get(index));
-        let country = self.db.answer(country.unwrap_or_else(|| self.country_key(meta.source)));
+        let country = match keys[Lookup::Country.index()] {
+            Some(key) => Looked::Found(self.db.answer(key)),
+            None => Looked::Skipped,
+        };
         Decision {
-            verdict: rule.map_or(self.default, |rule| rule.verdict),
-            rule: rule.map(|rule| rule.name.as_str()),
+            verdict: rule.map_or(self.default, Rule::verdict),
+            rule: rule.map(Rule::name),
             rule_index,
-            packet: Ok(meta),
+            packet: Ok(*meta),
             source: Some(meta.source),
             country,
         }
+    }
+
+    /// The country of `source` in the policy's database (an IPv4-mapped IPv6 address is looked
+    /// up as the IPv4 address it maps); `None` when the database does not know it.
+    pub fn country_of(&self, source: IpAddr) -> Option<CountryCode> {
+        self.db.answer(self.country_key(source.to_canonical()))
     }
 
     /// The verdict for packets no rule matches.
@@ -678,31 +466,36 @@ impl Policy {
         self.lists.iter().map(|(name, list)| (name.as_str(), list))
     }
 
-    /// The index of the first matching rule. `country` caches the lookup's key: `None` until a
-    /// rule needs it.
+    /// The index of the first matching rule. `keys` caches each lookup's answer: `None` until
+    /// a rule needs it.
     ///
     /// Per chunk of rules, the candidates are those whose protocol, port and source conditions
-    /// hold. The first candidate that asks nothing about countries is a sure match; the source
-    /// is looked up only when a candidate before it asks about countries, and then the lookup
-    /// result selects, through one load, which of those admit it.
+    /// hold. The first candidate that needs no lookup is a sure match; a lookup is made only
+    /// when a candidate before it asks it, and then its answer selects, through one load,
+    /// which of those admit the packet. An IPv4-mapped IPv6 source is decided as the IPv4
+    /// address it maps, by every condition alike.
     #[inline(always)]
-    fn first_match(&self, meta: &PacketMeta, country: &mut Option<usize>) -> Option<usize> {
-        match meta.source {
+    fn first_match(&self, meta: &PacketMeta, keys: &mut Keys) -> Option<usize> {
+        match meta.source.to_canonical() {
             IpAddr::V4(source) => self.first_match_by(
                 meta,
-                country,
-                (|chunk: &Chunk| &chunk.v4_sources, source.octets()[0]),
+                keys,
+                (|chunk: &Chunk| &chunk.sources.v4, source.octets()[0]),
                 |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v4(source)),
                 #[inline(always)]
-                || self.db.key_v4(source),
+                |lookup| match lookup {
+                    Lookup::Country => self.db.key_v4(source),
+                },
             ),
             IpAddr::V6(source) => self.first_match_by(
                 meta,
-                country,
-                (|chunk: &Chunk| &chunk.v6_sources, source.octets()[0]),
+                keys,
+                (|chunk: &Chunk| &chunk.sources.v6, source.octets()[0]),
                 |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v6(source)),
                 #[inline(always)]
-                || self.db.key_v6(source),
+                |lookup| match lookup {
+                    Lookup::Country => self.db.key_v6(source),
+                },
             ),
         }
     }
@@ -711,21 +504,21 @@ impl Policy {
     fn first_match_by(
         &self,
         meta: &PacketMeta,
-        country: &mut Option<usize>,
+        keys: &mut Keys,
         (source_index, first): (impl Fn(&Chunk) -> &SourceIndex, u8),
         in_list: impl Fn(usize) -> bool,
-        look_up: impl Fn() -> usize,
+        look_up: impl Fn(Lookup) -> usize,
     ) -> Option<usize> {
         let port_class = meta.destination_port().map(|port| self.port_classes.of(port));
-        let conditions = Conditions { meta, port_class, source_index: &source_index, first, in_list: &in_list };
+        let probe = Probe { meta, port_class, source_index: &source_index, first, in_list: &in_list };
         // Most policies fit one chunk: tested without a loop, nothing is kept aside for a next
         // round.
         if let [chunk] = self.chunks.as_slice() {
-            let matched = chunk.first_match(&conditions, country, &look_up);
+            let matched = chunk.first_match(&probe, keys, &look_up);
             return (matched != 0).then(|| matched.trailing_zeros() as usize);
         }
         for (index, chunk) in self.chunks.iter().enumerate() {
-            let matched = chunk.first_match(&conditions, country, &look_up);
+            let matched = chunk.first_match(&probe, keys, &look_up);
             if matched != 0 {
                 return Some(index * RULES_PER_CHUNK + matched.trailing_zeros() as usize);
             }
@@ -733,13 +526,27 @@ impl Policy {
         None
     }
 
-    /// The key of `source`'s lookup result, for a packet whose decision did not need it.
+    /// The key of `source`'s country in the database.
     fn country_key(&self, source: IpAddr) -> usize {
         match source {
             IpAddr::V4(address) => self.db.key_v4(address),
             IpAddr::V6(address) => self.db.key_v6(address),
         }
     }
+}
+
+/// A packet's view of a flow known by its source, protocol and destination port: addressed to
+/// the unspecified address of the source's family.
+fn flow_meta(source: IpAddr, protocol: Protocol, destination_port: Option<u16>) -> PacketMeta {
+    let destination = match source {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let transport = match destination_port {
+        Some(destination) => Transport::Ports { source: 0, destination },
+        None => Transport::Opaque,
+    };
+    PacketMeta { source, destination, protocol, transport }
 }
 
 impl fmt::Debug for Policy {

@@ -65,13 +65,13 @@ impl PrefixList {
     }
 
     /// How the list covers the IPv4 addresses whose first byte is `first`: a /8.
-    pub fn coverage_v4(&self, first: u8) -> Coverage {
+    pub(crate) fn coverage_v4(&self, first: u8) -> Coverage {
         let low = u32::from(first) << 24;
         coverage(&self.v4, low, low | 0x00FF_FFFF)
     }
 
     /// How the list covers the IPv6 addresses whose first byte is `first`: a /8.
-    pub fn coverage_v6(&self, first: u8) -> Coverage {
+    pub(crate) fn coverage_v6(&self, first: u8) -> Coverage {
         let low = u128::from(first) << 120;
         coverage(&self.v6, low, low | (u128::MAX >> 8))
     }
@@ -113,7 +113,7 @@ impl fmt::Debug for PrefixList {
 
 /// How much of a block of addresses a list holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Coverage {
+pub(crate) enum Coverage {
     /// Every address of the block.
     All,
     /// None of them.
@@ -161,7 +161,7 @@ fn within<A: Copy + Ord>(intervals: &[(A, A)], address: A) -> bool {
 /// The special-purpose address blocks geofence knows by name (IANA's registries, RFC 6890).
 ///
 /// Rules name them like the lists a config defines: `source = ["rfc1918"]`.
-pub const BUILT_IN: [(&str, &str, &[&str]); 8] = [
+const BUILT_IN: &[(&str, &str, &[&str])] = &[
     ("rfc1918", "private IPv4 networks (RFC 1918)", &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]),
     ("loopback", "loopback (RFC 1122, RFC 4291)", &["127.0.0.0/8", "::1/128"]),
     ("link-local", "link-local (RFC 3927, RFC 4291)", &["169.254.0.0/16", "fe80::/10"]),
@@ -190,6 +190,16 @@ pub const BUILT_IN: [(&str, &str, &[&str]); 8] = [
     ),
 ];
 
+/// The built-in lists: each name and what it holds.
+pub fn built_ins() -> impl Iterator<Item = (&'static str, &'static str)> {
+    BUILT_IN.iter().map(|(name, description, _)| (*name, *description))
+}
+
+/// The names of the built-in lists.
+pub(crate) fn built_in_names() -> impl Iterator<Item = &'static str> {
+    built_ins().map(|(name, _)| name)
+}
+
 /// The built-in list called `name`, if there is one.
 pub fn built_in(name: &str) -> Option<PrefixList> {
     BUILT_IN
@@ -208,7 +218,7 @@ mod tests {
 
     #[test]
     fn every_built_in_network_is_valid() {
-        for (name, _, networks) in BUILT_IN {
+        for (name, _, networks) in BUILT_IN.iter().copied() {
             for network in networks {
                 assert!(network.parse::<IpNetwork>().is_ok(), "{name}: {network}");
             }

@@ -56,16 +56,16 @@ pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
 /// The traffic a policy must see: what its rules name, or everything when a rule names no
 /// protocol or packets no rule matches would not simply be accepted.
 pub fn selectors(rules: &[Rule], default: Verdict) -> Vec<Selector> {
-    if default != Verdict::Accept || rules.iter().any(|rule| rule.protocols.is_empty()) {
+    if default != Verdict::Accept || rules.iter().any(|rule| rule.protocols().is_empty()) {
         return vec![Selector::All];
     }
     let mut selectors: Vec<Selector> = Vec::new();
     for rule in rules {
-        for &protocol in &rule.protocols {
-            let wanted: Vec<Selector> = if rule.ports.is_empty() || !protocol.has_ports() {
+        for &protocol in rule.protocols() {
+            let wanted: Vec<Selector> = if rule.ports().is_empty() || !protocol.has_ports() {
                 vec![Selector::Protocol(protocol)]
             } else {
-                rule.ports.iter().map(|range| Selector::Ports(protocol, *range)).collect()
+                rule.ports().iter().map(|range| Selector::Ports(protocol, *range)).collect()
             };
             for selector in wanted {
                 if !selectors.contains(&selector) {
@@ -252,11 +252,13 @@ mod tests {
 
     #[test]
     fn selectors_cover_what_the_rules_name_or_everything() {
-        let mut sip = Rule::new("sip", Verdict::Drop);
-        sip.protocols = vec![Protocol::UDP, Protocol::TCP, Protocol::ICMP];
-        sip.ports = vec![PortRange::single(5060), PortRange { first: 5061, last: 5062 }];
-        let mut all_udp = Rule::new("udp", Verdict::Drop);
-        all_udp.protocols = vec![Protocol::UDP];
+        let sip = Rule::new("sip", Verdict::Drop)
+            .with_protocol(Protocol::UDP)
+            .with_protocol(Protocol::TCP)
+            .with_protocol(Protocol::ICMP)
+            .with_ports(PortRange::single(5060))
+            .with_ports(PortRange { first: 5061, last: 5062 });
+        let all_udp = Rule::new("udp", Verdict::Drop).with_protocol(Protocol::UDP);
         let picked = selectors(&[sip.clone(), all_udp], Verdict::Accept);
         assert_eq!(
             picked,
@@ -267,7 +269,7 @@ mod tests {
                 Selector::Protocol(Protocol::UDP),
             ]
         );
-        assert_eq!(selectors(&[sip.clone()], Verdict::Drop), [Selector::All]);
+        assert_eq!(selectors(std::slice::from_ref(&sip), Verdict::Drop), [Selector::All]);
         assert_eq!(selectors(&[sip, Rule::new("any", Verdict::Accept)], Verdict::Accept), [Selector::All]);
         let icmp = iptables(
             &[Selector::Protocol(Protocol::ICMP)],

@@ -1,5 +1,7 @@
 use super::*;
 use crate::db::parse_range_csv;
+use crate::packet::Protocol;
+use crate::PortRange;
 use std::sync::Arc;
 
 fn error(text: &str) -> String {
@@ -42,16 +44,16 @@ action = "drop"
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.malformed_verdict(), Verdict::Accept);
     let rules: Vec<&Rule> = policy.rules().collect();
-    assert_eq!(rules[0].verdict, Verdict::AcceptWithMark(16));
-    assert_eq!(rules[0].sources, ["trunks", "rfc1918"]);
-    assert_eq!(rules[1].protocols, [Protocol::UDP, Protocol::TCP]);
-    assert_eq!(rules[1].ports, [PortRange::single(5060), PortRange { first: 5061, last: 5062 }]);
-    let countries = rules[1].countries.unwrap();
+    assert_eq!(rules[0].verdict(), Verdict::AcceptWithMark(16));
+    assert_eq!(rules[0].source_lists(), ["trunks", "rfc1918"]);
+    assert_eq!(rules[1].protocols(), [Protocol::UDP, Protocol::TCP]);
+    assert_eq!(rules[1].ports(), [PortRange::single(5060), PortRange { first: 5061, last: 5062 }]);
+    let countries = rules[1].countries().unwrap();
     assert!(countries.contains(None));
     assert!(countries.contains(Some("NZ".parse().unwrap())));
     assert!(countries.contains(Some("GB".parse().unwrap())));
     assert!(!countries.contains(Some("FR".parse().unwrap())));
-    assert!(rules[1].not_countries.unwrap().contains(Some("AU".parse().unwrap())));
+    assert!(rules[1].not_countries().unwrap().contains(Some("AU".parse().unwrap())));
 }
 
 #[test]
@@ -61,7 +63,7 @@ fn rules_without_names_are_numbered() {
     assert_eq!((config.hashlimit_rate, config.hashlimit_burst, config.flow_mark), (2, 5, 0x4000_0000));
     assert_eq!((config.metrics, config.summary_seconds), (None, 10));
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
-    assert_eq!(policy.rules().next().unwrap().name, "rule 1");
+    assert_eq!(policy.rules().next().unwrap().name(), "rule 1");
 }
 
 #[test]

@@ -1,6 +1,9 @@
 use super::*;
+use crate::condition::Facts;
+use crate::country::CountrySet;
 use crate::db::parse_range_csv;
 use crate::sample;
+use crate::PortRange;
 
 const DB: &str = "192.0.2.0,192.0.2.127,GB\n198.51.100.0,198.51.100.255,CN\n2001:db8:1::,2001:db8:1::ffff,NZ\n";
 const SERVER: &str = "192.0.2.200";
@@ -21,10 +24,7 @@ fn countries(codes: &[&str]) -> CountrySet {
 }
 
 fn sip_rule(name: &str, verdict: Verdict) -> Rule {
-    let mut rule = Rule::new(name, verdict);
-    rule.protocols = vec![Protocol::UDP];
-    rule.ports = vec![PortRange::single(5060)];
-    rule
+    Rule::new(name, verdict).with_protocol(Protocol::UDP).with_ports(PortRange::single(5060))
 }
 
 fn policy_of(rules: Vec<Rule>) -> Policy {
@@ -41,8 +41,7 @@ fn sip_from(source: &str) -> Vec<u8> {
 
 #[test]
 fn first_matching_rule_wins() {
-    let mut gb = sip_rule("gb", Verdict::AcceptWithMark(7));
-    gb.countries = Some(countries(&["GB"]));
+    let gb = sip_rule("gb", Verdict::AcceptWithMark(7)).with_countries(countries(&["GB"]));
     let policy = policy_of(vec![gb, sip_rule("rest", Verdict::Drop)]);
     assert_eq!(policy.decide(&sip_from("192.0.2.9")), Verdict::AcceptWithMark(7));
     assert_eq!(policy.decide(&sip_from("198.51.100.9")), Verdict::Drop);
@@ -54,7 +53,8 @@ fn default_applies_when_no_rule_matches() {
     let other_port = sample::udp_packet(addr("198.51.100.9"), addr(SERVER), (5000, 5070), b"x");
     assert_eq!(policy.decide(&other_port), Verdict::Accept);
     let decision = policy.explain(&other_port);
-    assert_eq!((decision.rule, decision.country), (None, Some("CN".parse().unwrap())));
+    assert_eq!((decision.rule, decision.country), (None, Looked::Skipped), "no rule for the port asks the country");
+    assert_eq!(policy.country_of(addr("198.51.100.9")), Some("CN".parse().unwrap()));
 }
 
 #[test]
@@ -72,15 +72,13 @@ fn malformed_packets_get_their_own_verdict() {
 
 #[test]
 fn unknown_country_is_a_member_only_when_named() {
-    let mut known_only = sip_rule("not-cn", Verdict::Accept);
-    known_only.not_countries = Some(countries(&["CN", "unknown"]));
+    let known_only = sip_rule("not-cn", Verdict::Accept).with_not_countries(countries(&["CN", "unknown"]));
     let policy = policy_of(vec![known_only, sip_rule("rest", Verdict::Drop)]);
     assert_eq!(policy.decide(&sip_from("192.0.2.9")), Verdict::Accept);
     assert_eq!(policy.decide(&sip_from("198.51.100.9")), Verdict::Drop);
     assert_eq!(policy.decide(&sip_from("203.0.113.50")), Verdict::Drop, "unknown country");
 
-    let mut with_unknown = sip_rule("gb-or-unknown", Verdict::Accept);
-    with_unknown.countries = Some(countries(&["GB", "unknown"]));
+    let with_unknown = sip_rule("gb-or-unknown", Verdict::Accept).with_countries(countries(&["GB", "unknown"]));
     let policy = policy_of(vec![with_unknown, sip_rule("rest", Verdict::Drop)]);
     assert_eq!(policy.decide(&sip_from("203.0.113.50")), Verdict::Accept);
     assert_eq!(policy.decide(&sip_from("198.51.100.9")), Verdict::Drop);
@@ -88,8 +86,7 @@ fn unknown_country_is_a_member_only_when_named() {
 
 #[test]
 fn source_lists_match_named_and_built_in_networks() {
-    let mut trusted = sip_rule("trusted", Verdict::Accept);
-    trusted.sources = vec!["trunks".into(), "rfc1918".into()];
+    let trusted = sip_rule("trusted", Verdict::Accept).with_source_list("trunks").with_source_list("rfc1918");
     let policy = policy_of(vec![trusted, sip_rule("rest", Verdict::Drop)]);
     assert_eq!(policy.decide(&sip_from("203.0.113.10")), Verdict::Accept);
     assert_eq!(policy.decide(&sip_from("203.0.113.11")), Verdict::Drop);
@@ -101,10 +98,9 @@ fn source_lists_match_named_and_built_in_networks() {
 
 #[test]
 fn ipv6_sources_are_decided_by_country_too() {
-    let mut oceania = sip_rule("oceania", Verdict::Accept);
     let mut set = CountrySet::new();
     set.insert_continent(crate::Continent::Oceania);
-    oceania.countries = Some(set);
+    let oceania = sip_rule("oceania", Verdict::Accept).with_countries(set);
     let policy = policy_of(vec![oceania, sip_rule("rest", Verdict::Drop)]);
     assert_eq!(policy.decide(&sip_from("2001:db8:1::5")), Verdict::Accept);
     assert_eq!(policy.decide(&sip_from("2001:db8:2::5")), Verdict::Drop);
@@ -112,9 +108,10 @@ fn ipv6_sources_are_decided_by_country_too() {
 
 #[test]
 fn port_ranges_and_protocol_sets_are_inclusive() {
-    let mut media = Rule::new("media", Verdict::Drop);
-    media.protocols = vec![Protocol::UDP, Protocol::TCP];
-    media.ports = vec![PortRange { first: 10000, last: 20000 }];
+    let media = Rule::new("media", Verdict::Drop)
+        .with_protocol(Protocol::UDP)
+        .with_protocol(Protocol::TCP)
+        .with_ports(PortRange { first: 10000, last: 20000 });
     let policy = policy_of(vec![media]);
     for (port, verdict) in
         [(9999, Verdict::Accept), (10000, Verdict::Drop), (20000, Verdict::Drop), (20001, Verdict::Accept)]
@@ -128,8 +125,7 @@ fn port_ranges_and_protocol_sets_are_inclusive() {
 
 #[test]
 fn unknown_list_is_refused_at_build() {
-    let mut rule = Rule::new("r", Verdict::Accept);
-    rule.sources = vec!["trunk".into()];
+    let rule = Rule::new("r", Verdict::Accept).with_source_list("trunk");
     let error = PolicyBuilder::new(Verdict::Drop).rule(rule).build(Arc::new(parse_range_csv("").unwrap())).unwrap_err();
     assert_eq!(error.to_string(), "rule `r` names list `trunk`, which is neither defined nor built in");
 }
@@ -145,14 +141,12 @@ fn list_named_like_a_built_in_is_refused() {
 
 #[test]
 fn unreachable_rules_are_reported_with_reasons() {
-    let mut empty_countries = Rule::new("nobody", Verdict::Accept);
-    empty_countries.countries = Some(CountrySet::new());
-    let mut contradiction = Rule::new("contradiction", Verdict::Accept);
-    contradiction.countries = Some(countries(&["GB"]));
-    contradiction.not_countries = Some(countries(&["GB", "FR"]));
-    let mut icmp_ports = Rule::new("icmp-ports", Verdict::Accept);
-    icmp_ports.protocols = vec![Protocol::ICMP];
-    icmp_ports.ports = vec![PortRange::single(1)];
+    let empty_countries = Rule::new("nobody", Verdict::Accept).with_countries(CountrySet::new());
+    let contradiction = Rule::new("contradiction", Verdict::Accept)
+        .with_countries(countries(&["GB"]))
+        .with_not_countries(countries(&["GB", "FR"]));
+    let icmp_ports =
+        Rule::new("icmp-ports", Verdict::Accept).with_protocol(Protocol::ICMP).with_ports(PortRange::single(1));
     let builder = PolicyBuilder::new(Verdict::Drop)
         .rule(empty_countries)
         .rule(contradiction)
@@ -209,10 +203,8 @@ impl CountryDb for CountingDb {
 #[test]
 fn the_source_is_looked_up_only_when_a_country_rule_could_decide() {
     let db = Arc::new(CountingDb::default());
-    let mut lan = sip_rule("lan", Verdict::Accept);
-    lan.sources = vec!["rfc1918".into()];
-    let mut gb = sip_rule("gb", Verdict::AcceptWithMark(1));
-    gb.countries = Some(countries(&["GB"]));
+    let lan = sip_rule("lan", Verdict::Accept).with_source_list("rfc1918");
+    let gb = sip_rule("gb", Verdict::AcceptWithMark(1)).with_countries(countries(&["GB"]));
     let policy = [lan, gb, sip_rule("rest", Verdict::Drop)]
         .into_iter()
         .fold(PolicyBuilder::new(Verdict::Accept), PolicyBuilder::rule)
@@ -232,13 +224,12 @@ fn rules_past_the_first_sixty_four_keep_their_order() {
     // match lies in the second group of 64, and so does the country rule it needs.
     let mut rules: Vec<Rule> = (0..70)
         .map(|n| {
-            let mut rule = sip_rule(&format!("port-{n}"), Verdict::AcceptWithMark(n));
-            rule.ports = vec![PortRange::single(6000 + n as u16)];
-            rule
+            Rule::new(format!("port-{n}"), Verdict::AcceptWithMark(n))
+                .with_protocol(Protocol::UDP)
+                .with_ports(PortRange::single(6000 + n as u16))
         })
         .collect();
-    let mut nz = sip_rule("nz", Verdict::AcceptWithMark(100));
-    nz.countries = Some(countries(&["NZ"]));
+    let nz = sip_rule("nz", Verdict::AcceptWithMark(100)).with_countries(countries(&["NZ"]));
     rules.extend([nz, sip_rule("rest", Verdict::Drop)]);
     let policy = policy_of(rules);
     assert_eq!(policy.decide(&sip_from("2001:db8:1::9")), Verdict::AcceptWithMark(100));
@@ -257,20 +248,38 @@ impl CountryDb for Wrapped {
     }
 }
 
-/// Whether `rule` matches, read condition by condition as [`Rule`] documents them.
-fn matches_plainly(
-    rule: &Rule,
-    meta: &PacketMeta,
-    in_list: impl Fn(&str) -> bool,
-    country: Option<CountryCode>,
-) -> bool {
-    let port = meta.destination_port();
-    (rule.protocols.is_empty() || rule.protocols.contains(&meta.protocol))
-        && (rule.ports.is_empty()
-            || port.is_some_and(|port| rule.ports.iter().any(|range| (range.first..=range.last).contains(&port))))
-        && (rule.sources.is_empty() || rule.sources.iter().any(|name| in_list(name)))
-        && rule.countries.is_none_or(|set| set.contains(country))
-        && !rule.not_countries.is_some_and(|set| set.contains(country))
+/// The facts of a packet as the reference reads them: the table and lists asked directly.
+struct PlainFacts<'a> {
+    meta: PacketMeta,
+    lists: &'a [(&'a str, PrefixList)],
+    table: &'a CountryTable,
+}
+
+impl Facts for PlainFacts<'_> {
+    fn packet(&self) -> &PacketMeta {
+        &self.meta
+    }
+
+    fn in_list(&self, name: &str) -> bool {
+        let source = self.meta.source.to_canonical();
+        self.lists.iter().any(|(n, list)| *n == name && list.contains(source))
+    }
+
+    fn country(&self) -> Option<CountryCode> {
+        self.table.lookup(self.meta.source)
+    }
+}
+
+/// Whether a decision needs the country: some rule that asks it comes before the first rule that
+/// matches without asking it, and meets its other conditions.
+fn needs_country(rules: &[Rule], facts: &dyn Facts) -> bool {
+    let without_country = |rule: &Rule| {
+        let mut rule = rule.clone();
+        rule.conditions.country = Default::default();
+        rule
+    };
+    let candidates = rules.iter().filter(|rule| without_country(rule).matches(facts));
+    candidates.take_while(|rule| rule.countries().is_some() || rule.not_countries().is_some()).next().is_some()
 }
 
 mod agreement {
@@ -314,14 +323,21 @@ mod agreement {
         (subset(&[Protocol::UDP, Protocol::TCP]), ports, subset(&LISTS), country_set(), country_set(), verdict)
             .prop_map(|(protocols, ports, sources, countries, not_countries, verdict)| {
                 let mut rule = Rule::new("r", verdict);
-                rule.protocols = protocols;
-                rule.ports = ports
-                    .into_iter()
-                    .map(|(a, b)| PortRange { first: PORTS[a.min(b)], last: PORTS[a.max(b)] })
-                    .collect();
-                rule.sources = sources.into_iter().map(str::to_owned).collect();
-                rule.countries = countries;
-                rule.not_countries = not_countries;
+                for protocol in protocols {
+                    rule = rule.with_protocol(protocol);
+                }
+                for (a, b) in ports {
+                    rule = rule.with_ports(PortRange { first: PORTS[a.min(b)], last: PORTS[a.max(b)] });
+                }
+                for list in sources {
+                    rule = rule.with_source_list(list);
+                }
+                if let Some(set) = countries {
+                    rule = rule.with_countries(set);
+                }
+                if let Some(set) = not_countries {
+                    rule = rule.with_not_countries(set);
+                }
                 rule
             })
     }
@@ -365,14 +381,18 @@ mod agreement {
             for (kind, source, port) in probes {
                 let bytes = packet(kind, SOURCES[source], PORTS[port]);
                 let meta = packet::parse(&bytes).unwrap();
-                let country = table.lookup(meta.source);
-                let in_list = |name: &str| lists.iter().any(|(n, list)| *n == name && list.contains(meta.source));
-                let expected = rules.iter().position(|rule| matches_plainly(rule, &meta, in_list, country));
-                let verdict = expected.map_or(Verdict::Accept, |index| rules[index].verdict);
+                let facts = PlainFacts { meta, lists: &lists, table: &table };
+                let expected = rules.iter().position(|rule| rule.matches(&facts));
+                let verdict = expected.map_or(Verdict::Accept, |index| rules[index].verdict());
                 for policy in [&direct, &through_trait] {
                     prop_assert_eq!(policy.decide(&bytes), verdict, "{:?}", meta);
                     let explained = policy.explain(&bytes);
-                    prop_assert_eq!((explained.rule_index, explained.country), (expected, country));
+                    prop_assert_eq!(explained.rule_index, expected);
+                    // Looked up exactly when a rule asking it could have decided the packet.
+                    let wanted = if needs_country(&rules, &facts) { Looked::Found(facts.country()) } else { Looked::Skipped };
+                    prop_assert_eq!(explained.country, wanted);
+                    prop_assert_eq!(policy.decide_meta(&meta), verdict);
+                    prop_assert_eq!(policy.decide_flow(meta.source, meta.protocol, meta.destination_port()), verdict);
                 }
             }
         }

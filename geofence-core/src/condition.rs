@@ -1,0 +1,187 @@
+//! Rule conditions, one unit a kind: what a rule can ask about a packet.
+//!
+//! Each kind lives in one submodule, which holds everything about it: the config key(s) it reads
+//! and their validation, how `config check` shows it, why it could never hold, its reference
+//! meaning ([`Condition::holds`], over the plain [`Facts`] of a packet) and the masks the fast
+//! path tests it with. [`Rule::matches`](crate::Rule::matches) is the conjunction of the kinds'
+//! `holds`, written as an exhaustive destructuring of the rule's conditions, so a new kind does
+//! not compile until it has a meaning; the property test in `policy/tests.rs` checks
+//! [`Policy::decide`](crate::Policy::decide) against that meaning for random policies.
+//!
+//! Kinds come in three shapes, by what the fast path needs to test them:
+//! - **header** conditions (`protocol`, `ports`) read the parsed header only: one mask load each;
+//! - the **source** condition (`source` lists) is settled by the source's first byte for most
+//!   addresses and searches the lists only for the rest;
+//! - **lookup** conditions (`country`, and next the AS number or the SIP request) need work per
+//!   packet. They implement [`LookupCondition`]: the packet's answer is found at most once, only
+//!   when a rule that asks it is still a candidate for the first match, and a mask of the rules
+//!   that admit each possible answer is built with the policy.
+//!
+//! To add a lookup kind: a submodule with its condition type (config parsing, [`Condition`],
+//! [`LookupCondition`]), a field in [`Conditions`], a variant of [`Lookup`] with the way the
+//! policy finds its answer, and its line in `Rule::matches`; the compiler points at each place.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::country::CountryCode;
+use crate::packet::{PacketMeta, Protocol};
+
+pub(crate) mod country;
+pub(crate) mod port;
+pub(crate) mod protocol;
+pub(crate) mod source;
+
+/// The plain facts about a packet that rule conditions are read against: the reference meaning
+/// of a rule, without masks or indexes. [`Rule::matches`](crate::Rule::matches) takes them.
+pub trait Facts {
+    /// The packet's header view.
+    fn packet(&self) -> &PacketMeta;
+    /// Whether the source is in the list of that name (defined by the policy or built in).
+    fn in_list(&self, name: &str) -> bool;
+    /// The source's country; `None` when the database does not know it.
+    fn country(&self) -> Option<CountryCode>;
+}
+
+impl dyn Facts + '_ {
+    /// The source as rules see it: an IPv4-mapped IPv6 source is the IPv4 address it maps.
+    pub fn source(&self) -> IpAddr {
+        self.packet().source.to_canonical()
+    }
+
+    /// The transport protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.packet().protocol
+    }
+
+    /// The destination port, when the packet carries one.
+    pub fn destination_port(&self) -> Option<u16> {
+        self.packet().destination_port()
+    }
+}
+
+/// What every kind of condition provides: its meaning and how a person reads it.
+pub(crate) trait Condition {
+    /// Whether the condition is unset: every packet passes it.
+    fn is_any(&self) -> bool;
+
+    /// Whether the packet passes, by the plain facts: the meaning the fast path is checked
+    /// against. An unset condition holds for every packet.
+    fn holds(&self, facts: &dyn Facts) -> bool;
+
+    /// Why no packet of a rule with these `conditions` can pass this one, if none can.
+    fn never_holds(&self, conditions: &Conditions) -> Option<String>;
+
+    /// How `config check` shows the condition ("port 5060,5061-5062"); called only when set.
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+/// A condition whose answer needs work per packet (a database lookup, a parse). The policy finds
+/// the answer only when a candidate rule asks it, and at most once a packet.
+pub(crate) trait LookupCondition: Condition {
+    /// What the work gives for one packet.
+    type Answer: Copy;
+
+    /// Whether a packet whose answer is `answer` passes the condition (only called when set).
+    fn admits(&self, answer: Self::Answer) -> bool;
+}
+
+/// The lookups a packet may need, in the order the fast path keeps their answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The source's country, in the policy's country database.
+    Country,
+}
+
+impl Lookup {
+    /// How many kinds of lookup there are.
+    pub(crate) const COUNT: usize = 1;
+
+    /// Every kind, in order.
+    pub(crate) const ALL: [Lookup; Lookup::COUNT] = [Lookup::Country];
+
+    /// Its position in per-packet caches and per-chunk masks.
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Every condition a rule can set: one field a kind. Unset fields ask nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Conditions {
+    pub(crate) protocol: protocol::ProtocolCondition,
+    pub(crate) port: port::PortCondition,
+    pub(crate) source: source::SourceCondition,
+    pub(crate) country: country::CountryCondition,
+}
+
+impl Conditions {
+    /// Each condition as the trait sees it, in the order `config check` shows them.
+    pub(crate) fn each(&self) -> [&dyn Condition; 4] {
+        let Conditions { protocol, port, source, country } = self;
+        [protocol, port, source, country]
+    }
+
+    /// Whether a packet passes them all, by the plain facts.
+    pub(crate) fn hold(&self, facts: &dyn Facts) -> bool {
+        // Destructured so that a new kind does not compile until it has a meaning here.
+        let Conditions { protocol, port, source, country } = self;
+        protocol.holds(facts) && port.holds(facts) && source.holds(facts) && country.holds(facts)
+    }
+}
+
+impl fmt::Display for Conditions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut set = self.each().into_iter().filter(|condition| !condition.is_any()).peekable();
+        if set.peek().is_none() {
+            return f.write_str("any packet");
+        }
+        for (n, condition) in set.enumerate() {
+            if n > 0 {
+                f.write_str(" and ")?;
+            }
+            condition.describe(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// One lookup kind's conditions over a chunk of up to 64 rules (one bit each): the rules that
+/// ask nothing of it, and for each possible answer (by key) the rules that admit it.
+#[derive(Default)]
+pub(crate) struct LookupMask {
+    /// The rules whose condition of this kind is unset.
+    pub(crate) any: u64,
+    /// By answer key: the rules that admit that answer (including those in `any`).
+    pub(crate) by_key: Box<[u64]>,
+}
+
+impl LookupMask {
+    /// The mask of `conditions` (each with its rule's bit), where `answers` are the possible
+    /// answers by key.
+    pub(crate) fn new<'a, C: LookupCondition + 'a>(
+        conditions: impl Iterator<Item = (&'a C, u64)>,
+        answers: &[C::Answer],
+    ) -> LookupMask {
+        let mut mask = LookupMask { any: 0, by_key: vec![0; answers.len()].into_boxed_slice() };
+        for (condition, bit) in conditions {
+            if condition.is_any() {
+                mask.any |= bit;
+                mask.by_key.iter_mut().for_each(|rules| *rules |= bit);
+                continue;
+            }
+            for (rules, answer) in mask.by_key.iter_mut().zip(answers) {
+                if condition.admits(*answer) {
+                    *rules |= bit;
+                }
+            }
+        }
+        mask
+    }
+
+    /// The rules that admit the answer of `key` (none for a key out of range).
+    #[inline(always)]
+    pub(crate) fn admitted(&self, key: usize) -> u64 {
+        self.by_key.get(key).copied().unwrap_or(0)
+    }
+}

@@ -1,0 +1,157 @@
+//! A rule: a name, the conditions a packet must meet, and the verdict it then gets.
+//!
+//! [`Rule::matches`] is what a rule means, read condition by condition over the plain
+//! [`Facts`] of a packet; a [`Policy`](crate::Policy) decides the same way, only faster.
+
+use std::fmt;
+
+use crate::condition::{Conditions, Facts};
+use crate::country::CountrySet;
+use crate::packet::Protocol;
+use crate::PortRange;
+
+/// What to do with a packet: the answer a netfilter queue needs.
+///
+/// Deliberately exhaustive: these are the answers the kernel takes, and an embedder matching on
+/// them must not need a guess for a variant it has never seen. Actions with side effects (a
+/// ban, say) are a rule's business and still end in one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Let the packet through.
+    Accept,
+    /// Discard the packet.
+    Drop,
+    /// Let the packet through and set its netfilter mark, for later rules (`-m mark`) to act on.
+    AcceptWithMark(u32),
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Accept => f.write_str("accept"),
+            Verdict::Drop => f.write_str("drop"),
+            Verdict::AcceptWithMark(mark) => write!(f, "accept mark={mark:#x}"),
+        }
+    }
+}
+
+/// One rule: every condition that is set must hold for the rule to match.
+///
+/// A new rule matches every packet; each `with_` method narrows it.
+///
+/// ```
+/// use geofence_core::{CountrySet, PortRange, Protocol, Rule, Verdict};
+/// let mut europe = CountrySet::new();
+/// europe.insert_continent("EU".parse()?);
+/// let rule = Rule::new("sip-europe", Verdict::Accept)
+///     .with_protocol(Protocol::UDP)
+///     .with_ports(PortRange::single(5060))
+///     .with_countries(europe);
+/// assert!(rule.conditions().to_string().starts_with("protocol udp and port 5060 and country in {AD AL AT"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    name: String,
+    verdict: Verdict,
+    pub(crate) conditions: Conditions,
+}
+
+impl Rule {
+    /// A rule that matches every packet, to be narrowed with the `with_` methods.
+    pub fn new(name: impl Into<String>, verdict: Verdict) -> Rule {
+        Rule { name: name.into(), verdict, conditions: Conditions::default() }
+    }
+
+    pub(crate) fn with_conditions(name: String, verdict: Verdict, conditions: Conditions) -> Rule {
+        Rule { name, verdict, conditions }
+    }
+
+    /// The rule's name, for logs and counters.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What a matching packet gets.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// Also admits transport protocol `protocol` (a rule with none admits any).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Rule {
+        self.conditions.protocol.protocols.push(protocol);
+        self
+    }
+
+    /// Also admits destination ports in `range` (a rule with none admits any packet, with ports
+    /// or without).
+    pub fn with_ports(mut self, range: PortRange) -> Rule {
+        self.conditions.port.ranges.push(range);
+        self
+    }
+
+    /// Also admits sources in the list called `name`, defined in the policy or built in.
+    pub fn with_source_list(mut self, name: impl Into<String>) -> Rule {
+        self.conditions.source.lists.push(name.into());
+        self
+    }
+
+    /// Admits only sources whose country (or "unknown") is in `set`.
+    pub fn with_countries(mut self, set: CountrySet) -> Rule {
+        self.conditions.country.inside = Some(set);
+        self
+    }
+
+    /// Admits only sources whose country (or "unknown") is not in `set`.
+    pub fn with_not_countries(mut self, set: CountrySet) -> Rule {
+        self.conditions.country.outside = Some(set);
+        self
+    }
+
+    /// The transport protocols admitted; empty: any.
+    pub fn protocols(&self) -> &[Protocol] {
+        &self.conditions.protocol.protocols
+    }
+
+    /// The destination port ranges admitted; empty: any.
+    pub fn ports(&self) -> &[PortRange] {
+        &self.conditions.port.ranges
+    }
+
+    /// The lists a source must be in one of; empty: any.
+    pub fn source_lists(&self) -> &[String] {
+        &self.conditions.source.lists
+    }
+
+    /// The countries admitted, when the rule restricts them.
+    pub fn countries(&self) -> Option<&CountrySet> {
+        self.conditions.country.inside.as_ref()
+    }
+
+    /// The countries excluded, when the rule excludes some.
+    pub fn not_countries(&self) -> Option<&CountrySet> {
+        self.conditions.country.outside.as_ref()
+    }
+
+    /// The conditions as `config check` shows them: "protocol udp and port 5060 and source in
+    /// rfc1918", or "any packet".
+    pub fn conditions(&self) -> impl fmt::Display + '_ {
+        &self.conditions
+    }
+
+    /// Whether a packet with these facts matches: the reference meaning of the rule, which
+    /// [`Policy::decide`](crate::Policy::decide) is tested against.
+    pub fn matches(&self, facts: &dyn Facts) -> bool {
+        self.conditions.hold(facts)
+    }
+
+    /// Whether the rule matches every packet.
+    pub(crate) fn matches_everything(&self) -> bool {
+        self.conditions.each().iter().all(|condition| condition.is_any())
+    }
+
+    /// Why this rule can never match on its own terms, if it cannot.
+    pub(crate) fn never_matches(&self) -> Option<String> {
+        self.conditions.each().iter().find_map(|condition| condition.never_holds(&self.conditions))
+    }
+}
