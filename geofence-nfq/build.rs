@@ -1,5 +1,9 @@
 //! Finds libnetfilter_queue and libmnl with pkg-config and generates their bindings with bindgen,
 //! allow-listing only the message API geofence-nfq uses.
+//!
+//! On docs.rs (`DOCS_RS` set), where neither library is installed and nothing is linked, the
+//! bindings come from `docs-rs-bindings.rs`, a copy of what this script generates; a unit test
+//! (`sys::tests`) fails when the copy falls behind.
 
 use std::env;
 use std::path::PathBuf;
@@ -8,6 +12,12 @@ const PACKAGES: &str = "libnetfilter-queue-dev, libmnl-dev, libclang-dev and pkg
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    if env::var_os("DOCS_RS").is_some() {
+        std::fs::copy("docs-rs-bindings.rs", out.join("bindings.rs")).expect("docs-rs-bindings.rs is in the package");
+        return;
+    }
     let mut include_paths = Vec::new();
     for library in ["libnetfilter_queue", "libmnl"] {
         match pkg_config::Config::new().probe(library) {
@@ -36,7 +46,6 @@ fn main() {
         .layout_tests(false)
         .generate()
         .unwrap_or_else(|error| fail(&format!("bindgen failed on wrapper.h ({error})")));
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     bindings.write_to_file(out.join("bindings.rs")).expect("OUT_DIR is writable");
 }
 

@@ -8,8 +8,8 @@ use geofence::{db::parse_range_csv, sample, Config, Policy, Protocol, Verdict};
 
 fn policy() -> Policy {
     let config = Config::parse(include_str!("../examples/asterisk.toml")).unwrap();
-    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-    assert_eq!(config.queues, (0, 0));
+    assert!(config.policy.warnings.is_empty(), "{:?}", config.policy.warnings);
+    assert_eq!(config.deployment.queues, (0, 0));
     let db = parse_range_csv(include_str!("fixtures/countries.csv")).unwrap();
     config.policy.build(Arc::new(db)).unwrap()
 }

@@ -19,20 +19,20 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
     let bytes = read(path)?;
     let text = String::from_utf8_lossy(&bytes);
     let config = Config::parse(&text).map_err(|error| CliError::Config { path: path.to_owned(), error })?;
-    for warning in &config.warnings {
+    for warning in &config.policy.warnings {
         log::warn!("{}: {warning}", path.display());
     }
     Ok(config)
 }
 
 /// Reads a config and its databases (`overrides` first, else the config's, else the embedded
-/// one) and builds the policy: all or nothing. The config keeps its settings; its policy
-/// builder has gone into the policy.
+/// one) and builds the policy: all or nothing. The config's policy part has gone into the
+/// policy; its deployment part is returned.
 pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<(Config, Policy), CliError> {
     let mut config = load_config(config_path)?;
     let (table, provenance) = load_database(&database_paths(overrides, &config, config_path))?;
     log::info!("country database: {}", describe(&table, &provenance));
-    let builder = std::mem::replace(&mut config.policy, PolicyBuilder::new(Verdict::Drop));
+    let builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
     let policy = builder.build(Arc::new(table))?;
     Ok((config, policy))
 }
@@ -44,7 +44,7 @@ pub fn database_paths(override_paths: &[PathBuf], config: &Config, config_path: 
         return override_paths.to_vec();
     }
     let folder = config_path.parent().unwrap_or(Path::new("."));
-    config.database.iter().map(|named| folder.join(named)).collect()
+    config.policy.database.iter().map(|named| folder.join(named)).collect()
 }
 
 /// Loads and layers country databases of any supported format; with none, the embedded one.

@@ -1,5 +1,6 @@
 //! The `geofence` command: arguments, files, signals and wiring. The deciding is done by
 //! geofence-core and the queue handling by geofence-nfq.
+#![forbid(unsafe_code)]
 
 mod check;
 mod config_check;

@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use geofence_core::config::Deployment;
 use geofence_core::{Config, Policy, Verdict};
-use geofence_nfq::{
-    bind_queues, kernel_queue_stats, run_queues, Handler, KernelQueueStats, QueueConfig, QueueCounters,
-};
+use geofence_nfq::{bind_queues, deployment, kernel_queue_stats, run_queues, Handler, KernelQueueStats, QueueCounters};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -47,10 +46,11 @@ struct Shared {
 /// verdict, the queues are unbound and the counters are printed.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let (config, policy) = load(args)?;
-    let queue_configs = queue_configs(&config);
+    let deployment = &config.deployment;
+    let queue_configs = deployment::queue_configs(deployment);
     let queues = bind_queues(queue_configs)?;
     privileges::keep_only_net_admin();
-    let (first, last) = config.queues;
+    let (first, last) = deployment.queues;
     log::info!(
         "serving queue{} {first}{}: {} rules, default {}, malformed {}, fail-{}, flow mark {:#x}",
         if first == last { "" } else { "s" },
@@ -58,18 +58,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         policy.rules().len(),
         policy.default_verdict(),
         policy.malformed_verdict(),
-        if config.fail_open { "open" } else { "closed" },
-        config.flow_mark,
+        if deployment.fail_open { "open" } else { "closed" },
+        deployment.flow_mark,
     );
     let shared = Arc::new(Shared {
         policy: ArcSwap::from(Arc::new(policy)),
         generation: AtomicU64::new(0),
         totals: Mutex::new(Totals::default()),
-        flow_mark: config.flow_mark,
+        flow_mark: deployment.flow_mark,
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
     });
-    let fixed = Fixed { queues: config.queues, fail_open: config.fail_open, flow_mark: config.flow_mark };
-    let (summary_seconds, metrics) = (config.summary_seconds.max(1), config.metrics.clone());
+    let fixed = deployment.clone();
+    let (summary_seconds, metrics) = (deployment.summary_seconds.max(1), deployment.metrics.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
@@ -121,38 +121,18 @@ fn load(args: &RunArgs) -> Result<(Config, Policy), CliError> {
     files::load_policy(&args.config, &args.databases)
 }
 
-fn queue_configs(config: &Config) -> Vec<QueueConfig> {
-    let (first, last) = config.queues;
-    (first..=last)
-        .map(|number| {
-            let mut queue = QueueConfig::new(number);
-            queue.fail_open = config.fail_open;
-            queue.fallback = if config.fail_open { Verdict::Accept } else { Verdict::Drop };
-            if let Some(length) = config.queue_length {
-                queue.max_len = length;
-            }
-            queue
-        })
-        .collect()
-}
-
-/// What a reload cannot change: it was handed to the kernel when the queues were bound.
-struct Fixed {
-    queues: (u16, u16),
-    fail_open: bool,
-    flow_mark: u32,
-}
-
 /// SIGHUP: a new config and database, swapped in whole; a bad one is refused and the running
 /// policy stays.
-fn reload(args: &RunArgs, running: &Fixed, shared: &Shared) {
+/// The deployment settings stay as they were at start: the kernel holds the queues and rules
+/// made from them.
+fn reload(args: &RunArgs, running: &Deployment, shared: &Shared) {
     match load(args) {
         Ok((config, policy)) => {
-            if config.queues != running.queues
-                || config.fail_open != running.fail_open
-                || config.flow_mark != running.flow_mark
-            {
-                log::warn!("reload: queue numbers, fail_open and flow_mark take effect only on restart");
+            if config.deployment != *running {
+                log::warn!(
+                    "reload: the deployment settings (queue, fail_open, queue_length, hashlimit, flow_mark, metrics, \
+                     summary_seconds) take effect only on restart"
+                );
             }
             log::info!(
                 "reloaded {}: {} rules, default {}",
@@ -342,34 +322,11 @@ impl Handler for Worker {
                 decision.verdict
             );
         }
-        with_flow_mark(decision.verdict, self.shared.flow_mark)
+        deployment::with_flow_mark(decision.verdict, self.shared.flow_mark)
     }
 
     fn burst_done(&mut self) {
         self.local.flush(&self.shared.totals, &self.names);
         self.debug = log::log_enabled!(log::Level::Debug);
-    }
-}
-
-/// Accepted packets carry the flow mark too, which the firewall rules save to the connection so
-/// the rest of the flow stays in the kernel.
-fn with_flow_mark(verdict: Verdict, flow_mark: u32) -> Verdict {
-    match verdict {
-        Verdict::Accept if flow_mark != 0 => Verdict::AcceptWithMark(flow_mark),
-        Verdict::AcceptWithMark(mark) => Verdict::AcceptWithMark(mark | flow_mark),
-        other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepted_packets_carry_the_flow_mark() {
-        assert_eq!(with_flow_mark(Verdict::Accept, 0x4000_0000), Verdict::AcceptWithMark(0x4000_0000));
-        assert_eq!(with_flow_mark(Verdict::AcceptWithMark(0x10), 0x4000_0000), Verdict::AcceptWithMark(0x4000_0010));
-        assert_eq!(with_flow_mark(Verdict::Drop, 0x4000_0000), Verdict::Drop);
-        assert_eq!(with_flow_mark(Verdict::Accept, 0), Verdict::Accept);
     }
 }

@@ -177,7 +177,7 @@ fn pcapng(link: u16, frames: &[Vec<u8>]) -> Vec<u8> {
         body.extend((frame.len() as u32).to_le_bytes());
         body.extend((frame.len() as u32).to_le_bytes());
         body.extend(frame);
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         file.extend(block(6, body));

@@ -1,4 +1,10 @@
-//! The TOML configuration: text in, a [`PolicyBuilder`] and settings out.
+//! The TOML configuration: text in, a [`Deployment`] and a [`PolicyConfig`] out.
+//!
+//! A file holds both parts side by side at its top level; each has one owner. The policy part
+//! (`default`, `malformed`, `database`, `[lists]`, `[[rule]]`) is what is decided, and an
+//! embedder can read it from a table of its own file ([`PolicyTable`]). The deployment part
+//! (queues, fail-open, queue length, hashlimit, flow mark, metrics, summaries) is how packets
+//! reach the policy; geofence-nfq derives the queue settings and firewall rules from it.
 //!
 //! Every error names the line and column of the offending value and, where the fix is obvious,
 //! says it (`UK` → `GB`, a CIDR with host bits set, a misspelt list name). Rules that can never
@@ -46,7 +52,9 @@
 //! `not_country = ["CN"]` matches sources of unknown country unless "unknown" is listed too.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ip_network::{IpNetwork, IpNetworkError};
 use serde::Deserialize;
@@ -57,17 +65,28 @@ use crate::condition::port::{self, PortCondition};
 use crate::condition::protocol::{self, ProtocolCondition};
 use crate::condition::source::SourceCondition;
 use crate::condition::Conditions;
-use crate::policy::PolicyBuilder;
+use crate::db::CountryDb;
+use crate::policy::{Policy, PolicyBuilder, PolicyError};
 use crate::prefix::{self, PrefixList};
 use crate::rule::{Rule, Verdict};
 
-/// A configuration the caller has read from a file, checked and turned into values.
+/// A whole configuration file, checked: how geofence is deployed, and the policy it applies.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Config {
+    /// Where and how the packets reach geofence: queues, firewall rules, metrics, logs.
+    pub deployment: Deployment,
+    /// What is decided: rules, lists, verdicts, databases.
+    pub policy: PolicyConfig,
+}
+
+/// The deployment settings: how packets reach the policy and how geofence reports, nothing
+/// about what is decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deployment {
     /// The netfilter queues to bind, first to last (default 0 to 0).
     pub queues: (u16, u16),
-    /// The country database file to load, as written in the config; `None`: the caller's default.
-    pub database: Option<String>,
     /// Whether packets pass unexamined when geofence cannot keep up or is not running (the
     /// queue's fail-open flag and the rule's `--queue-bypass`), rather than being dropped.
     pub fail_open: bool,
@@ -84,10 +103,100 @@ pub struct Config {
     pub metrics: Option<String>,
     /// Seconds between the log's summaries of dropped packets.
     pub summary_seconds: u64,
-    /// The policy, ready to be built with a country database.
-    pub policy: PolicyBuilder,
+}
+
+impl Default for Deployment {
+    fn default() -> Deployment {
+        Deployment {
+            queues: (0, 0),
+            fail_open: false,
+            queue_length: None,
+            hashlimit_rate: default_hashlimit_rate(),
+            hashlimit_burst: default_hashlimit_burst(),
+            flow_mark: default_flow_mark(),
+            metrics: None,
+            summary_seconds: default_summary_seconds(),
+        }
+    }
+}
+
+/// The policy settings, checked: ready to be built with a country database.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// The country database file to load, as written in the config; `None`: the caller's default.
+    pub database: Option<String>,
+    /// The rules, lists and verdicts.
+    pub builder: PolicyBuilder,
     /// Things that are legal but almost certainly not what was meant.
     pub warnings: Vec<ConfigWarning>,
+}
+
+impl PolicyConfig {
+    /// Builds the policy, which looks countries up in `db`.
+    pub fn build(self, db: Arc<dyn CountryDb>) -> Result<Policy, PolicyError> {
+        self.builder.build(db)
+    }
+}
+
+/// The policy settings of a table in an embedder's own TOML file, as serde reads them: the
+/// same keys as a geofence config's policy part (`default`, `malformed`, `database`, `lists`,
+/// `rule`). [`PolicyTable::check`] turns it into a [`PolicyConfig`], with errors that point at
+/// the lines of that file. Read it with the `toml` crate, whose spans it keeps.
+///
+/// ```
+/// use std::sync::Arc;
+/// use geofence_core::{config::PolicyTable, db::parse_range_csv, Protocol, Verdict};
+///
+/// #[derive(serde::Deserialize)]
+/// struct MyFirewall {
+///     listen: String,
+///     geofence: PolicyTable,
+/// }
+///
+/// let text = r#"
+/// listen = "[::]:5060"
+///
+/// [geofence]
+/// default = "drop"
+///
+/// [[geofence.rule]]
+/// name = "uk-sip"
+/// ports = [5060]
+/// country = ["GB"]
+/// action = "accept"
+/// "#;
+/// let mine: MyFirewall = toml::from_str(text)?;
+/// let policy = mine.geofence.check(text)?.build(Arc::new(parse_range_csv("192.0.2.0,192.0.2.255,GB\n")?))?;
+/// assert_eq!(policy.decide_flow("192.0.2.9".parse()?, Protocol::UDP, Some(5060)), Verdict::Accept);
+///
+/// // Errors point into the embedder's file.
+/// let typo = "listen = \"x\"\n[geofence]\ndefault = \"drop\"\n[[geofence.rule]]\ncountry = [\"UK\"]\naction = \"accept\"\n";
+/// let mine: MyFirewall = toml::from_str(typo)?;
+/// let error = mine.geofence.check(typo).unwrap_err();
+/// assert_eq!(error.to_string(), "line 5, column 12: unknown country `UK` (did you mean `GB`?)");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct PolicyTable(Spanned<RawPolicy>);
+
+impl PolicyTable {
+    /// Checks the table's settings; `text` is the whole file it was read from, for the lines
+    /// and columns of errors.
+    pub fn check(self, text: &str) -> Result<PolicyConfig, ConfigError> {
+        let at = Locator { text };
+        if let Some(key) = self.0.get_ref().other.keys().next() {
+            return Err(at.at(&self.0, format!("unknown policy setting `{key}`"), suggestion(key, POLICY_KEYS)));
+        }
+        policy_config(&at, self.0.into_inner())
+    }
+}
+
+impl fmt::Debug for PolicyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyTable").finish_non_exhaustive()
+    }
 }
 
 /// A rule that can never match, with where it is.
@@ -125,12 +234,40 @@ fn hint(help: &Option<String>) -> String {
     help.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
 }
 
+/// The keys of the policy part, as [`RawPolicy`] reads them.
+const POLICY_KEYS: &[&str] = &["database", "default", "malformed", "lists", "rule"];
+/// The keys of the deployment part, as [`RawDeployment`] reads them.
+const DEPLOYMENT_KEYS: &[&str] = &[
+    "queue",
+    "fail_open",
+    "queue_length",
+    "hashlimit_rate",
+    "hashlimit_burst",
+    "flow_mark",
+    "metrics",
+    "summary_seconds",
+];
+
+/// The policy part of a file or table. Other keys are collected, not refused, so that the same
+/// text can also be read for its deployment part; the caller decides what else may be there.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
+struct RawPolicy {
+    database: Option<String>,
+    default: Spanned<String>,
+    malformed: Option<Spanned<String>>,
+    #[serde(default)]
+    lists: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<Spanned<RawRule>>,
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+/// The deployment part of a file: the same text read again, for these keys only.
+#[derive(Deserialize)]
+struct RawDeployment {
     #[serde(default)]
     queue: Option<Spanned<QueueSpec>>,
-    database: Option<String>,
     #[serde(default)]
     fail_open: bool,
     queue_length: Option<u32>,
@@ -143,12 +280,6 @@ struct RawConfig {
     metrics: Option<String>,
     #[serde(default = "default_summary_seconds")]
     summary_seconds: u64,
-    default: Spanned<String>,
-    malformed: Option<Spanned<String>>,
-    #[serde(default)]
-    lists: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
-    #[serde(default, rename = "rule")]
-    rules: Vec<Spanned<RawRule>>,
 }
 
 #[derive(Deserialize)]
@@ -203,62 +334,83 @@ impl Config {
     /// ```
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let at = Locator { text };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let start = e.span().map_or(0, |span| span.start);
-            at.error(start, e.message().trim_end().to_owned(), None)
-        })?;
-        let mut policy = PolicyBuilder::new(verdict(&at, &raw.default)?);
-        if let Some(malformed) = &raw.malformed {
-            policy = policy.on_malformed(verdict(&at, malformed)?);
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| at.syntax(e))?;
+        if let Some(key) = raw.other.keys().find(|key| !DEPLOYMENT_KEYS.contains(&key.as_str())) {
+            return Err(unknown_setting(&at, key));
         }
-        for (name, networks) in &raw.lists {
-            if prefix::built_in(name).is_some() {
-                return Err(at.error(
-                    networks.span().start,
-                    format!("list `{name}` has the name of a built-in list"),
-                    Some("choose another name".into()),
-                ));
-            }
-            policy = policy.list(name.clone(), prefix_list(&at, networks.get_ref())?);
-        }
-        let mut names: Vec<String> = Vec::new();
-        let mut lines = Vec::new();
-        for (index, raw_rule) in raw.rules.iter().enumerate() {
-            let rule = rule(&at, index, raw_rule.get_ref(), &raw.lists)?;
-            if names.iter().any(|name| name == rule.name()) {
-                return Err(at.error(
-                    raw_rule.span().start,
-                    format!("rule name `{}` is used twice", rule.name()),
-                    None,
-                ));
-            }
-            names.push(rule.name().to_owned());
-            lines.push(at.line_column(raw_rule.span().start).0);
-            policy = policy.rule(rule);
-        }
-        let warnings = policy
-            .unreachable_rules()
-            .into_iter()
-            .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
-            .collect();
-        let queues = match &raw.queue {
-            None => (0, 0),
-            Some(spec) => queue_range(&at, spec)?,
-        };
-        Ok(Config {
-            queues,
-            database: raw.database,
-            fail_open: raw.fail_open,
-            queue_length: raw.queue_length,
-            hashlimit_rate: raw.hashlimit_rate,
-            hashlimit_burst: raw.hashlimit_burst,
-            flow_mark: raw.flow_mark,
-            metrics: raw.metrics,
-            summary_seconds: raw.summary_seconds,
-            policy,
-            warnings,
-        })
+        let deployment: RawDeployment = toml::from_str(text).map_err(|e| at.syntax(e))?;
+        Ok(Config { deployment: deployment_of(&at, deployment)?, policy: policy_config(&at, raw)? })
     }
+}
+
+/// The error for a top-level key that is neither a policy nor a deployment setting, at its
+/// value (the text is read once more, as keys and spans, only on this path).
+fn unknown_setting(at: &Locator, key: &str) -> ConfigError {
+    let known: Vec<&str> = POLICY_KEYS.iter().chain(DEPLOYMENT_KEYS).copied().collect();
+    let problem = format!("unknown setting `{key}`");
+    match toml::from_str::<BTreeMap<String, Spanned<toml::Value>>>(at.text) {
+        Ok(values) if values.contains_key(key) => at.at(&values[key], problem, suggestion(key, &known)),
+        _ => at.error(0, problem, suggestion(key, &known)),
+    }
+}
+
+/// "did you mean …?" for a misspelt key, or the keys that are known.
+fn suggestion(key: &str, known: &[&str]) -> Option<String> {
+    let closest = known.iter().map(|candidate| (strsim::levenshtein(key, candidate), *candidate)).min();
+    Some(match closest {
+        Some((distance, candidate)) if distance <= 2 => format!("did you mean `{candidate}`?"),
+        _ => format!("expected one of {}", known.join(", ")),
+    })
+}
+
+fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigError> {
+    Ok(Deployment {
+        queues: match &raw.queue {
+            None => (0, 0),
+            Some(spec) => queue_range(at, spec)?,
+        },
+        fail_open: raw.fail_open,
+        queue_length: raw.queue_length,
+        hashlimit_rate: raw.hashlimit_rate,
+        hashlimit_burst: raw.hashlimit_burst,
+        flow_mark: raw.flow_mark,
+        metrics: raw.metrics,
+        summary_seconds: raw.summary_seconds,
+    })
+}
+
+fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigError> {
+    let mut policy = PolicyBuilder::new(verdict(at, &raw.default)?);
+    if let Some(malformed) = &raw.malformed {
+        policy = policy.on_malformed(verdict(at, malformed)?);
+    }
+    for (name, networks) in &raw.lists {
+        if prefix::built_in(name).is_some() {
+            return Err(at.error(
+                networks.span().start,
+                format!("list `{name}` has the name of a built-in list"),
+                Some("choose another name".into()),
+            ));
+        }
+        policy = policy.list(name.clone(), prefix_list(at, networks.get_ref())?);
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut lines = Vec::new();
+    for (index, raw_rule) in raw.rules.iter().enumerate() {
+        let rule = rule(at, index, raw_rule.get_ref(), &raw.lists)?;
+        if names.iter().any(|name| name == rule.name()) {
+            return Err(at.error(raw_rule.span().start, format!("rule name `{}` is used twice", rule.name()), None));
+        }
+        names.push(rule.name().to_owned());
+        lines.push(at.line_column(raw_rule.span().start).0);
+        policy = policy.rule(rule);
+    }
+    let warnings = policy
+        .unreachable_rules()
+        .into_iter()
+        .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
+        .collect();
+    Ok(PolicyConfig { database: raw.database, builder: policy, warnings })
 }
 
 /// Turns byte offsets into the line and column a person finds in an editor.
@@ -272,6 +424,12 @@ impl Locator<'_> {
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
         (line, column)
+    }
+
+    /// A TOML syntax or schema error, at its place.
+    fn syntax(&self, error: toml::de::Error) -> ConfigError {
+        let start = error.span().map_or(0, |span| span.start);
+        self.error(start, error.message().trim_end().to_owned(), None)
     }
 
     pub(crate) fn error(&self, offset: usize, problem: String, help: Option<String>) -> ConfigError {

@@ -174,8 +174,6 @@ struct Chunk {
     sources: SourceMask,
     /// By [`Lookup::index`]: the rules each lookup's answers admit.
     lookups: [LookupMask; Lookup::COUNT],
-    /// The rules that need no lookup at all.
-    no_lookup: u64,
 }
 
 impl Chunk {
@@ -197,7 +195,6 @@ impl Chunk {
             protocols: ProtocolMask::new(bits().map(|(rule, bit)| (&rule.conditions.protocol, bit))),
             ports: PortMask::new(bits().map(|(rule, bit)| (&rule.conditions.port, bit)), port_classes),
             sources: SourceMask::new(sources.iter().map(Vec::as_slice).zip(bits().map(|(_, bit)| bit)), lists),
-            no_lookup: lookups.iter().fold(!0, |rules, mask| rules & mask.any),
             lookups,
         }
     }
@@ -215,9 +212,12 @@ impl Chunk {
     ) -> u64 {
         let header = self.protocols.admitted(packet.meta.protocol) & self.ports.admitted(packet.port_class);
         let mut candidates = self.sources.admitted(header, (packet.source_index)(self), packet.first, packet.in_list);
-        let mut settled = self.no_lookup;
-        let mut applied = [false; Lookup::COUNT];
-        loop {
+        // Per lookup, the rules it does not hold up: those that do not ask it, and all of them
+        // once its answer is applied.
+        let mut not_held = self.lookups.each_ref().map(|mask| mask.any);
+        // One round a lookup at most: a bounded loop the compiler unrolls.
+        for _ in Lookup::ALL {
+            let settled = not_held.iter().fold(!0, |rules, not_held| rules & not_held);
             let sure = candidates & settled;
             let first_sure = sure & sure.wrapping_neg();
             // The candidates before the first sure match (all of them when there is none).
@@ -225,20 +225,21 @@ impl Chunk {
             if unsure == 0 {
                 return first_sure;
             }
-            // The earliest unsure rule asks some lookup this chunk has not applied yet.
+            // The earliest unsure rule waits on some lookup: make the first of those.
             let earliest = unsure & unsure.wrapping_neg();
-            let asked = |l: &Lookup| !applied[l.index()] && self.lookups[l.index()].any & earliest == 0;
-            let Some(lookup) = Lookup::ALL.into_iter().find(asked) else {
+            let Some(lookup) = Lookup::ALL.into_iter().find(|l| not_held[l.index()] & earliest == 0) else {
                 return first_sure;
             };
-            let key = *keys[lookup.index()].get_or_insert_with(|| look_up(lookup));
+            // Not `get_or_insert_with`, which is not inlined and would take the lookup with it.
+            let key = match keys[lookup.index()] {
+                Some(key) => key,
+                None => *keys[lookup.index()].insert(look_up(lookup)),
+            };
             candidates &= self.lookups[lookup.index()].admitted(key);
-            applied[lookup.index()] = true;
-            settled = Lookup::ALL
-                .into_iter()
-                .filter(|l| !applied[l.index()])
-                .fold(!0, |rules, l| rules & self.lookups[l.index()].any);
+            not_held[lookup.index()] = !0;
         }
+        // Every lookup is applied: the remaining candidates all match.
+        candidates & candidates.wrapping_neg()
     }
 }
 
@@ -378,13 +379,19 @@ impl Policy {
     /// The verdict for one raw IPv4 or IPv6 packet. Allocates nothing and takes no lock.
     pub fn decide(&self, packet: &[u8]) -> Verdict {
         match packet::parse(packet) {
-            Ok(meta) => self.decide_meta(&meta),
+            Ok(meta) => self.verdict_of(&meta),
             Err(_) => self.malformed,
         }
     }
 
     /// The verdict for a packet already parsed, by [`packet::parse`] or by the caller.
     pub fn decide_meta(&self, meta: &PacketMeta) -> Verdict {
+        self.verdict_of(meta)
+    }
+
+    /// Inlined into both callers, so that the parsed header stays in registers for `decide`.
+    #[inline(always)]
+    fn verdict_of(&self, meta: &PacketMeta) -> Verdict {
         self.first_match(meta, &mut Keys::default()).map_or(self.default, |index| self.verdicts[index])
     }
 
@@ -476,28 +483,38 @@ impl Policy {
     /// address it maps, by every condition alike.
     #[inline(always)]
     fn first_match(&self, meta: &PacketMeta, keys: &mut Keys) -> Option<usize> {
-        match meta.source.to_canonical() {
-            IpAddr::V4(source) => self.first_match_by(
-                meta,
-                keys,
-                (|chunk: &Chunk| &chunk.sources.v4, source.octets()[0]),
-                |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v4(source)),
-                #[inline(always)]
-                |lookup| match lookup {
-                    Lookup::Country => self.db.key_v4(source),
-                },
-            ),
-            IpAddr::V6(source) => self.first_match_by(
-                meta,
-                keys,
-                (|chunk: &Chunk| &chunk.sources.v6, source.octets()[0]),
-                |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v6(source)),
-                #[inline(always)]
-                |lookup| match lookup {
-                    Lookup::Country => self.db.key_v6(source),
-                },
-            ),
+        // Matched by family rather than through `IpAddr::to_canonical`, whose returned copy of
+        // the address would be read back in other pieces than it was written: a stall.
+        match meta.source {
+            IpAddr::V4(source) => self.first_match_v4(meta, keys, source),
+            IpAddr::V6(source) => match source.to_ipv4_mapped() {
+                Some(mapped) => self.first_match_v4(meta, keys, mapped),
+                None => self.first_match_by(
+                    meta,
+                    keys,
+                    (|chunk: &Chunk| &chunk.sources.v6, source.octets()[0]),
+                    |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v6(source)),
+                    #[inline(always)]
+                    |lookup| match lookup {
+                        Lookup::Country => self.db.key_v6(source),
+                    },
+                ),
+            },
         }
+    }
+
+    #[inline(always)]
+    fn first_match_v4(&self, meta: &PacketMeta, keys: &mut Keys, source: Ipv4Addr) -> Option<usize> {
+        self.first_match_by(
+            meta,
+            keys,
+            (|chunk: &Chunk| &chunk.sources.v4, source.octets()[0]),
+            |list| self.lists.get(list).is_some_and(|(_, list)| list.contains_v4(source)),
+            #[inline(always)]
+            |lookup| match lookup {
+                Lookup::Country => self.db.key_v4(source),
+            },
+        )
     }
 
     #[inline(always)]

@@ -35,22 +35,10 @@ pub struct RuleOptions {
     pub flow_mark: u32,
 }
 
-impl RuleOptions {
-    /// The options a config sets: its queues, fail-open choice, hashlimit and flow mark.
-    pub fn from_config(config: &Config) -> RuleOptions {
-        RuleOptions {
-            queues: config.queues,
-            bypass: config.fail_open,
-            hashlimit_rate: config.hashlimit_rate,
-            hashlimit_burst: config.hashlimit_burst,
-            flow_mark: config.flow_mark,
-        }
-    }
-}
-
 /// What a config's rules send to the queue, and how: the inputs of [`iptables`] and [`nft`].
 pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
-    (selectors(config.policy.rules(), config.policy.default_verdict()), RuleOptions::from_config(config))
+    let policy = &config.policy.builder;
+    (selectors(policy.rules(), policy.default_verdict()), crate::deployment::rule_options(&config.deployment))
 }
 
 /// The traffic a policy must see: what its rules name, or everything when a rule names no

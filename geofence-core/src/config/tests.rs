@@ -38,9 +38,12 @@ action = "drop"
 "#,
     )
     .unwrap();
-    assert_eq!((config.queues, config.database.as_deref()), ((3, 3), Some("/var/lib/geofence/countries.gfdb")));
-    assert_eq!((config.fail_open, config.queue_length), (true, Some(64)));
-    assert!(config.warnings.is_empty());
+    assert_eq!(
+        (config.deployment.queues, config.policy.database.as_deref()),
+        ((3, 3), Some("/var/lib/geofence/countries.gfdb"))
+    );
+    assert_eq!((config.deployment.fail_open, config.deployment.queue_length), (true, Some(64)));
+    assert!(config.policy.warnings.is_empty());
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.malformed_verdict(), Verdict::Accept);
     let rules: Vec<&Rule> = policy.rules().collect();
@@ -59,9 +62,11 @@ action = "drop"
 #[test]
 fn rules_without_names_are_numbered() {
     let config = Config::parse(&format!("{RULE}action = \"drop\"\n")).unwrap();
-    assert_eq!((config.queues, config.fail_open, config.queue_length), ((0, 0), false, None));
-    assert_eq!((config.hashlimit_rate, config.hashlimit_burst, config.flow_mark), (2, 5, 0x4000_0000));
-    assert_eq!((config.metrics, config.summary_seconds), (None, 10));
+    assert_eq!(config.deployment, Deployment::default());
+    let d = &config.deployment;
+    assert_eq!((d.queues, d.fail_open, d.queue_length), ((0, 0), false, None));
+    assert_eq!((d.hashlimit_rate, d.hashlimit_burst, d.flow_mark), (2, 5, 0x4000_0000));
+    assert_eq!((d.metrics.as_deref(), d.summary_seconds), (None, 10));
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.rules().next().unwrap().name(), "rule 1");
 }
@@ -69,9 +74,9 @@ fn rules_without_names_are_numbered() {
 #[test]
 fn queue_ranges_and_their_errors() {
     let with = |queue: &str| Config::parse(&format!("queue = {queue}\ndefault = \"drop\"\n"));
-    assert_eq!(with("\"0-3\"").unwrap().queues, (0, 3));
-    assert_eq!(with("\"7\"").unwrap().queues, (7, 7));
-    assert_eq!(with("12").unwrap().queues, (12, 12));
+    assert_eq!(with("\"0-3\"").unwrap().deployment.queues, (0, 3));
+    assert_eq!(with("\"7\"").unwrap().deployment.queues, (7, 7));
+    assert_eq!(with("12").unwrap().deployment.queues, (12, 12));
     for bad in ["\"3-1\"", "70000", "\"a-b\"", "-1"] {
         let message = with(bad).unwrap_err().to_string();
         assert!(message.starts_with("line 1, column 9: `"), "{bad}: {message}");
@@ -133,6 +138,42 @@ fn syntax_and_schema_errors_give_the_line() {
         "line 3, column 10: unknown action `reject` (expected `accept` or `drop`)"
     );
     assert!(error("queue = 0\n").contains("missing field `default`"));
+    assert_eq!(
+        error("default = \"drop\"\nfail_opem = true\n"),
+        "line 2, column 13: unknown setting `fail_opem` (did you mean `fail_open`?)"
+    );
+    assert!(error("default = \"drop\"\ncolour = 1\n")
+        .starts_with("line 2, column 10: unknown setting `colour` (expected one of database, default,"));
+}
+
+#[test]
+fn the_policy_part_reads_from_a_table_of_another_file() {
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        #[allow(dead_code)]
+        name: String,
+        firewall: PolicyTable,
+    }
+    let text = "name = \"pbx\"\n[firewall]\ndefault = \"drop\"\n[firewall.lists]\ntrunks = [\"192.0.2.1\"]\n\
+                [[firewall.rule]]\nsource = [\"trunks\"]\naction = \"accept\"\n";
+    let outer: Outer = toml::from_str(text).unwrap();
+    let config = outer.firewall.check(text).unwrap();
+    assert_eq!((config.builder.rules().len(), config.builder.default_verdict()), (1, Verdict::Drop));
+
+    let stray = "name = \"pbx\"\n[firewall]\ndefault = \"drop\"\nqueue = 3\n";
+    let outer: Outer = toml::from_str(stray).unwrap();
+    assert_eq!(
+        outer.firewall.check(stray).unwrap_err().to_string(),
+        "line 2, column 1: unknown policy setting `queue` (expected one of database, default, malformed, lists, rule)"
+    );
+    let bad_list = "name = \"pbx\"\n[firewall]\ndefault = \"drop\"\n[[firewall.rule]]\nsource = [\"trunk\"]\naction = \"accept\"\n";
+    let outer: Outer = toml::from_str(bad_list).unwrap();
+    assert!(outer
+        .firewall
+        .check(bad_list)
+        .unwrap_err()
+        .to_string()
+        .starts_with("line 5, column 11: unknown list `trunk`"));
 }
 
 #[test]
@@ -176,9 +217,9 @@ fn rules_that_can_never_match_are_warned_about_with_their_line() {
         "default = \"drop\"\n[[rule]]\nname = \"all\"\naction = \"accept\"\n[[rule]]\nname = \"late\"\nprotocol = \"udp\"\naction = \"drop\"\n",
     )
     .unwrap();
-    assert_eq!(config.warnings.len(), 1);
+    assert_eq!(config.policy.warnings.len(), 1);
     assert_eq!(
-        config.warnings[0].to_string(),
+        config.policy.warnings[0].to_string(),
         "line 5: rule `late` can never match: it follows rule `all`, which matches every packet"
     );
 }

@@ -276,17 +276,16 @@ fn read_input(
     }
 }
 
-/// The compiled DB-IP IP to Country Lite table built into this crate (feature `embedded-db`).
+/// The compiled DB-IP IP to Country Lite table of the geofence-data crate (feature
+/// `embedded-db`, on by default).
 ///
 /// IP Geolocation by DB-IP (<https://db-ip.com>), licensed CC BY 4.0: whoever shows results
-/// from it must show that attribution. Its date is in the returned [`Provenance`].
+/// from it must show that attribution. Its date is in the returned [`Provenance`]. The table
+/// is an ordinary [`CountryTable`]: layer overlays over it with [`TableBuilder::layer`].
 #[cfg(feature = "embedded-db")]
 pub fn embedded() -> Result<(CountryTable, Provenance), CompiledError> {
-    decode_compiled(EMBEDDED)
+    decode_compiled(geofence_data::COUNTRY_LITE)
 }
-
-#[cfg(feature = "embedded-db")]
-static EMBEDDED: &[u8] = include_bytes!("../../data/dbip-country-lite.gfdb");
 
 /// Parses range CSV text (`start,end,CC` a line) into a table: the simplest way to build one.
 ///

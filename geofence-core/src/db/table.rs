@@ -851,6 +851,24 @@ impl<V: TableValue> TableBuilder<V> {
         Ok(())
     }
 
+    /// Adds every range of `table` as input number `layer`: an overlay can go above (or
+    /// below) a table already built, such as the embedded one, without re-encoding it.
+    ///
+    /// ```
+    /// use geofence_core::db::{parse_range_csv, TableBuilder};
+    /// let base = parse_range_csv("192.0.2.0,192.0.2.255,GB\n")?;
+    /// let mut builder = TableBuilder::new();
+    /// builder.insert_table(0, &base)?;
+    /// builder.insert(1, "192.0.2.128".parse()?, "192.0.2.255".parse()?, "NZ".parse()?)?;
+    /// let layered = builder.build();
+    /// assert_eq!(layered.get("192.0.2.1".parse()?), Some("GB".parse()?));
+    /// assert_eq!(layered.get("192.0.2.200".parse()?), Some("NZ".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_table(&mut self, layer: u32, table: &RangeTable<V>) -> Result<(), RangeError> {
+        table.ranges().try_for_each(|(first, last, value)| self.insert(layer, first, last, value))
+    }
+
     fn slot(&mut self, value: V) -> Result<u16, RangeError> {
         if let Some(slot) = self.slots_by_value.get(&value) {
             return Ok(*slot);

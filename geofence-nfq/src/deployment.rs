@@ -1,0 +1,83 @@
+//! The kernel side of a config's deployment settings, derived in one place: the queues'
+//! settings, the options of the firewall rules that feed them, and the flow-mark contract
+//! between the verdicts and those rules. Deriving all three from the same [`Deployment`] here
+//! keeps them from disagreeing (a queue bound fail-closed behind rules printed with
+//! `--queue-bypass`, or verdicts carrying a mark the rules do not save).
+
+use geofence_core::config::Deployment;
+use geofence_core::Verdict;
+
+use crate::rules::RuleOptions;
+use crate::QueueConfig;
+
+/// The settings of each queue a deployment binds, first to last.
+pub fn queue_configs(deployment: &Deployment) -> Vec<QueueConfig> {
+    let (first, last) = deployment.queues;
+    (first..=last)
+        .map(|number| {
+            let mut queue = QueueConfig::new(number);
+            queue.fail_open = deployment.fail_open;
+            queue.fallback = if deployment.fail_open { Verdict::Accept } else { Verdict::Drop };
+            if let Some(length) = deployment.queue_length {
+                queue.max_len = length;
+            }
+            queue
+        })
+        .collect()
+}
+
+/// The options of the firewall rules that feed a deployment's queues.
+pub fn rule_options(deployment: &Deployment) -> RuleOptions {
+    RuleOptions {
+        queues: deployment.queues,
+        bypass: deployment.fail_open,
+        hashlimit_rate: deployment.hashlimit_rate,
+        hashlimit_burst: deployment.hashlimit_burst,
+        flow_mark: deployment.flow_mark,
+    }
+}
+
+/// The verdict to give the kernel: accepted packets also carry `flow_mark`, which the rules
+/// [`rule_options`] prints save to the connection, so the rest of the flow stays in the kernel.
+/// A `flow_mark` of 0 leaves verdicts as they are.
+///
+/// ```
+/// use geofence_core::Verdict;
+/// use geofence_nfq::deployment::with_flow_mark;
+/// assert_eq!(with_flow_mark(Verdict::Accept, 0x4000_0000), Verdict::AcceptWithMark(0x4000_0000));
+/// assert_eq!(with_flow_mark(Verdict::AcceptWithMark(0x10), 0x4000_0000), Verdict::AcceptWithMark(0x4000_0010));
+/// assert_eq!(with_flow_mark(Verdict::Drop, 0x4000_0000), Verdict::Drop);
+/// ```
+pub fn with_flow_mark(verdict: Verdict, flow_mark: u32) -> Verdict {
+    match verdict {
+        Verdict::Accept if flow_mark != 0 => Verdict::AcceptWithMark(flow_mark),
+        Verdict::AcceptWithMark(mark) => Verdict::AcceptWithMark(mark | flow_mark),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_and_rules_agree_on_fail_open_and_the_range() {
+        let config =
+            geofence_core::Config::parse("queue = \"2-3\"\nfail_open = true\nqueue_length = 64\ndefault = \"drop\"\n")
+                .unwrap();
+        let queues = queue_configs(&config.deployment);
+        assert_eq!(
+            queues.iter().map(|q| (q.queue, q.fail_open, q.max_len)).collect::<Vec<_>>(),
+            [(2, true, 64), (3, true, 64)]
+        );
+        assert!(queues.iter().all(|q| q.fallback == Verdict::Accept));
+        let options = rule_options(&config.deployment);
+        assert_eq!((options.queues, options.bypass, options.flow_mark), ((2, 3), true, 0x4000_0000));
+    }
+
+    #[test]
+    fn accepted_packets_carry_the_flow_mark() {
+        assert_eq!(with_flow_mark(Verdict::Accept, 0), Verdict::Accept);
+        assert_eq!(with_flow_mark(Verdict::AcceptWithMark(0x10), 0), Verdict::AcceptWithMark(0x10));
+    }
+}
