@@ -22,7 +22,7 @@ use nix::sched::{setns, CloneFlags};
 use crate::error::CliError;
 use crate::files;
 
-const CONFIG: &str = include_str!("../../examples/asterisk.toml");
+const CONFIG: &str = include_str!("../data/asterisk.toml");
 /// Documentation ranges as countries, layered over the embedded database for the demo.
 const OVERLAY: &str = "192.0.2.0,192.0.2.127,GB\n192.0.2.128,192.0.2.255,US\n198.51.100.0,198.51.100.255,CN\n\
 203.0.113.0,203.0.113.127,RU\n203.0.113.128,203.0.113.191,DE\n2001:db8:1::,2001:db8:1:ffff:ffff:ffff:ffff:ffff,GB\n\

@@ -5,14 +5,17 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use geofence_core::config::Deployment;
 use geofence_core::{Config, Policy, Verdict};
-use geofence_nfq::{bind_queues, deployment, kernel_queue_stats, run_queues, Handler, KernelQueueStats, QueueCounters};
+use geofence_nfq::{
+    bind_queues, deployment, kernel_queue_stats, run_queues, Handler, KernelQueueStats, QueueCounters, QueuedPacket,
+    Stop,
+};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -70,11 +73,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     });
     let fixed = deployment.clone();
     let (summary_seconds, metrics) = (deployment.summary_seconds.max(1), deployment.metrics.clone());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
     let signal_thread = {
-        let (shared, stop, args) = (Arc::clone(&shared), Arc::clone(&stop), args.clone());
+        let (shared, stop, args) = (Arc::clone(&shared), stop.clone(), args.clone());
         std::thread::spawn(move || {
             for signal in signals.forever() {
                 match signal {
@@ -82,7 +85,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
                     SIGUSR1 => report(&shared, live_kernel_stats),
                     _ => {
                         log::info!("stopping: finishing the packets in flight");
-                        stop.store(true, Ordering::Relaxed);
+                        stop.stop();
                     }
                 }
             }
@@ -93,7 +96,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         spawn_metrics(&shared, &address)?;
     }
     let worker_shared = Arc::clone(&shared);
-    let reports = run_queues(queues, move |_| Worker::new(Arc::clone(&worker_shared)), Arc::clone(&stop))?;
+    let reports = run_queues(queues, move |_| Worker::new(Arc::clone(&worker_shared)), &stop)?;
     handle.close();
     let _ = signal_thread.join();
 
@@ -187,12 +190,12 @@ fn live_kernel_stats(queue: u16) -> Option<KernelQueueStats> {
 }
 
 /// Every `seconds`, one info line about what was dropped: an attack cannot flood the log.
-fn spawn_summaries(shared: &Arc<Shared>, stop: &Arc<AtomicBool>, seconds: u64) {
-    let (shared, stop) = (Arc::clone(shared), Arc::clone(stop));
+fn spawn_summaries(shared: &Arc<Shared>, stop: &Stop, seconds: u64) {
+    let (shared, stop) = (Arc::clone(shared), stop.clone());
     std::thread::spawn(move || {
         let tick = Duration::from_millis(100);
         let mut waited = Duration::ZERO;
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_stopped() {
             std::thread::sleep(tick);
             waited += tick;
             if waited < Duration::from_secs(seconds) {
@@ -303,11 +306,11 @@ impl Worker {
 }
 
 impl Handler for Worker {
-    fn decide(&mut self, packet: &[u8]) -> Verdict {
+    fn decide(&mut self, packet: &QueuedPacket<'_>) -> Verdict {
         if self.shared.generation.load(Ordering::Acquire) != self.generation {
             self.take_new_policy();
         }
-        let decision = self.policy.explain(packet);
+        let decision = self.policy.explain(packet.payload);
         self.local.record(&decision);
         if self.debug {
             log::debug!(

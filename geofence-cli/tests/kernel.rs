@@ -13,7 +13,7 @@ const QUEUE_SIP_V6: &str = QUEUE_SIP_V4;
 const COUNT_SIP: &str = "-t security -A INPUT -p udp --dport 5060";
 
 fn asterisk() -> String {
-    include_str!("../../examples/asterisk.toml").to_owned()
+    include_str!("../data/asterisk.toml").to_owned()
 }
 
 #[test]
@@ -275,33 +275,35 @@ fn a_panicking_handler_gets_the_fallback_verdict_for_its_packet() {
         return;
     }
     use geofence_core::{packet, Verdict};
-    use geofence_nfq::{Queue, QueueConfig};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use geofence_nfq::{from_fn, Queue, QueueConfig, Stop};
+    use std::sync::atomic::Ordering;
 
     let pair = NetnsPair::new();
     let (gb, cn) = ("192.0.2.10", "198.51.100.23");
     pair.add_sources(&[gb, cn]);
     pair.iptables(false, &[QUEUE_SIP_V4]);
     let server = pair.udp_server();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-    let worker_stop = Arc::clone(&stop);
+    let worker_stop = stop.clone();
     let worker = NetnsPair::within(&pair.server, move || {
         let mut config = QueueConfig::new(0);
         config.fallback = Verdict::Accept;
         let queue = Queue::bind(config).expect("bind");
         let counters = queue.counters();
         bound_tx.send(()).unwrap();
-        // Panics on CN's packets, drops everything else.
+        // Panics on CN's packets, drops everything else. A packet queued on INPUT comes from
+        // the LOCAL_IN hook (1) through an interface; were either not read, the assertion would
+        // panic for GB's packets too, and their fallback would let them through.
         let cn: std::net::IpAddr = "198.51.100.23".parse().unwrap();
         queue
             .run(
-                |bytes: &[u8]| {
-                    let meta = packet::parse(bytes).unwrap();
+                from_fn(|packet| {
+                    assert!(packet.hook == 1 && packet.in_interface.is_some(), "{packet:?}");
+                    let meta = packet::parse(packet.payload).unwrap();
                     assert_ne!(meta.source, cn, "deliberate panic");
                     Verdict::Drop
-                },
+                }),
                 &worker_stop,
             )
             .unwrap();
@@ -310,7 +312,7 @@ fn a_panicking_handler_gets_the_fallback_verdict_for_its_packet() {
     bound_rx.recv().unwrap();
     pair.send_sip(&[gb, cn], 4);
     assert_eq!((server.count(gb), server.count(cn)), (0, 4), "GB dropped; CN's panics fell back to accept");
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let counters = worker.join().unwrap();
     assert_eq!(counters.handler_panics.load(Ordering::Relaxed), 4);
     assert_eq!(counters.packets.load(Ordering::Relaxed), 8);
@@ -345,9 +347,8 @@ fn a_queue_range_is_served_by_one_thread_a_queue() {
         return;
     }
     use geofence_core::Verdict;
-    use geofence_nfq::{bind_queues, run_queues, QueueConfig};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use geofence_nfq::{bind_queues, from_fn, run_queues, QueueConfig, Stop};
+    use std::sync::atomic::Ordering;
 
     let pair = NetnsPair::new();
     let sources: Vec<String> = (10..30).map(|host| format!("192.0.2.{host}")).collect();
@@ -355,11 +356,11 @@ fn a_queue_range_is_served_by_one_thread_a_queue() {
     pair.add_sources(&sources);
     pair.iptables(false, &["-A INPUT -p udp --dport 5060 -j NFQUEUE --queue-balance 0:1"]);
     let server = pair.udp_server();
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker_stop = Arc::clone(&stop);
+    let stop = Stop::new();
+    let worker_stop = stop.clone();
     let worker = NetnsPair::within(&pair.server, move || {
         let queues = bind_queues(vec![QueueConfig::new(0), QueueConfig::new(1)])?;
-        run_queues(queues, |_| |_: &[u8]| Verdict::Accept, worker_stop)
+        run_queues(queues, |_| from_fn(|_| Verdict::Accept), &worker_stop)
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while pair.queue_stats(0).is_none() || pair.queue_stats(1).is_none() {
@@ -370,7 +371,7 @@ fn a_queue_range_is_served_by_one_thread_a_queue() {
     for source in &sources {
         assert_eq!(server.count(source), 2, "{source}");
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let reports = worker.join().unwrap().expect("both queues ran");
     let per_queue: Vec<u64> = reports.iter().map(|r| r.counters.packets.load(Ordering::Relaxed)).collect();
     assert_eq!(per_queue.iter().sum::<u64>(), 40);

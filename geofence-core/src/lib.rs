@@ -64,3 +64,8 @@ pub use packet::{PacketError, PacketMeta, Protocol, Transport};
 pub use policy::{Decision, Looked, Policy, PolicyBuilder, PolicyError};
 pub use prefix::PrefixList;
 pub use rule::{Rule, Verdict};
+
+/// The crate README's example, run as a doc test so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

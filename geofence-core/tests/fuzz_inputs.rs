@@ -22,11 +22,8 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn packet_inputs_decide_consistently() {
-    let config = Config::parse(include_str!("../../examples/asterisk.toml")).unwrap();
-    let policy = config
-        .policy
-        .build(Arc::new(parse_range_csv(include_str!("../../tests/fixtures/countries.csv")).unwrap()))
-        .unwrap();
+    let config = Config::parse(include_str!("data/asterisk.toml")).unwrap();
+    let policy = config.policy.build(Arc::new(parse_range_csv(include_str!("data/countries.csv")).unwrap())).unwrap();
     for (path, bytes) in inputs("packet") {
         assert_eq!(policy.decide(&bytes), policy.explain(&bytes).verdict, "{}", path.display());
         if let Ok(meta) = packet::parse(&bytes) {

@@ -1,15 +1,21 @@
-//! geofence-nfq: netfilter queues (NFQUEUE) served by a `Fn(&[u8]) -> Verdict`, such as a
-//! [`geofence_core::Policy`].
+//! geofence-nfq: netfilter queues (NFQUEUE) served by a [`Handler`], such as one deciding with
+//! a [`geofence_core::Policy`].
 //!
 //! ```no_run
-//! use std::sync::atomic::AtomicBool;
 //! use geofence_core::Verdict;
-//! use geofence_nfq::{Queue, QueueConfig};
+//! use geofence_nfq::{from_fn, Queue, QueueConfig, Stop};
 //!
 //! // iptables -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0
-//! let stop = AtomicBool::new(false); // set it from a signal handler to stop
+//! let stop = Stop::new(); // call stop.stop() from a signal-handling thread to stop
 //! let queue = Queue::bind(QueueConfig::new(0))?;
-//! queue.run(|packet: &[u8]| if packet.len() > 20 { Verdict::Accept } else { Verdict::Drop }, &stop)?;
+//! queue.run(
+//!     from_fn(|packet| match packet.payload.len() {
+//!         // set bit 0x10 of the mark, keeping the packet's other bits
+//!         0..=20 => Verdict::Drop,
+//!         _ => Verdict::AcceptWithMark(packet.mark_under_mask(0x10, 0x10)),
+//!     }),
+//!     &stop,
+//! )?;
 //! # Ok::<(), geofence_nfq::NfqError>(())
 //! ```
 //!
@@ -27,5 +33,8 @@ mod stats;
 mod sys;
 
 pub use error::NfqError;
-pub use queue::{bind_queues, run_queues, Handler, Queue, QueueConfig, QueueCounters, QueueReport};
+pub use message::QueuedPacket;
+pub use queue::{
+    bind_queues, from_fn, run_queues, FnHandler, Handler, Queue, QueueConfig, QueueCounters, QueueReport, Stop,
+};
 pub use stats::{kernel_queue_stats, KernelQueueStats};

@@ -18,11 +18,51 @@ const NFGENMSG: usize = 4;
 const MESSAGE_ROOM: usize = 128;
 const NFNL_SUBSYS_QUEUE: u16 = 3;
 
+/// One queued packet, as the kernel describes it: what a [`Handler`](crate::Handler) decides on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueuedPacket<'a> {
+    /// The kernel's id for the packet in its queue.
+    pub id: u32,
+    /// The packet's bytes, from its IP header, as far as the copy range reaches.
+    pub payload: &'a [u8],
+    /// The packet's netfilter mark as it was queued (0 when it has none).
+    pub mark: u32,
+    /// The netfilter hook that queued it (`NF_INET_PRE_ROUTING` 0, `LOCAL_IN` 1, `FORWARD` 2,
+    /// `LOCAL_OUT` 3, `POST_ROUTING` 4).
+    pub hook: u8,
+    /// The interface index it came in on, for hooks that have one.
+    pub in_interface: Option<u32>,
+    /// The interface index it is leaving by, for hooks that have one.
+    pub out_interface: Option<u32>,
+}
+
+impl QueuedPacket<'_> {
+    /// The mark to give with [`Verdict::AcceptWithMark`] so that only the bits of `mask` change
+    /// to those of `value`: the kernel sets a verdict's mark whole, so the packet's other bits
+    /// are carried over from the mark it was queued with.
+    ///
+    /// ```
+    /// # use geofence_nfq::QueuedPacket;
+    /// # fn example(packet: &QueuedPacket) -> geofence_core::Verdict {
+    /// geofence_core::Verdict::AcceptWithMark(packet.mark_under_mask(0x10, 0xf0))
+    /// # }
+    /// ```
+    pub fn mark_under_mask(&self, value: u32, mask: u32) -> u32 {
+        (self.mark & !mask) | (value & mask)
+    }
+
+    /// A packet with just an id and bytes, as a test or a replay would hand it to a handler.
+    pub fn new(id: u32, payload: &[u8]) -> QueuedPacket<'_> {
+        QueuedPacket { id, payload, mark: 0, hook: 0, in_interface: None, out_interface: None }
+    }
+}
+
 /// One message out of a datagram the kernel sent.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Incoming<'a> {
     /// A queued packet and the bytes of it the copy range let through.
-    Packet { id: u32, payload: &'a [u8] },
+    Packet(QueuedPacket<'a>),
     /// A queued packet whose message was cut short: its id is known, its bytes are not.
     Unreadable { id: u32 },
     /// The kernel's answer to a request: 0 is an acknowledgement, else a negative errno.
@@ -64,25 +104,40 @@ fn packet_message_type() -> u16 {
     (NFNL_SUBSYS_QUEUE << 8) | sys::NFQNL_MSG_PACKET as u16
 }
 
-/// Reads a queued packet's id and payload from its attributes. A packet whose attributes are
-/// damaged after its header still yields its id, so that it gets a verdict.
+/// Reads a queued packet from its attributes: the packet header (id, hook), the payload, the
+/// mark and the interfaces. A packet whose attributes are damaged after its header still yields
+/// its id, so that it gets a verdict.
 fn packet(message: &[u8]) -> Incoming<'_> {
-    let (mut id, mut payload, mut damaged) = (None, None, false);
+    let (mut header, mut damaged) = (None, false);
+    let mut packet = QueuedPacket::new(0, &[]);
     for attribute in attributes(message) {
         match attribute {
-            Some((kind, value)) if kind == sys::NFQA_PACKET_HDR as u16 && id.is_none() => {
-                id = value.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            // struct nfqnl_msg_packet_hdr: __be32 packet_id, __be16 hw_protocol, __u8 hook.
+            Some((kind, value)) if kind == sys::NFQA_PACKET_HDR as u16 && header.is_none() => {
+                header = value.get(..4).map(|b| (be_u32(b), value.get(6).copied().unwrap_or(0)));
             }
-            Some((kind, value)) if kind == sys::NFQA_PAYLOAD as u16 => payload = Some(value),
+            Some((kind, value)) if kind == sys::NFQA_PAYLOAD as u16 => packet.payload = value,
+            Some((kind, value)) if kind == sys::NFQA_MARK as u16 => packet.mark = value.get(..4).map_or(0, be_u32),
+            Some((kind, value)) if kind == sys::NFQA_IFINDEX_INDEV as u16 => {
+                packet.in_interface = value.get(..4).map(be_u32);
+            }
+            Some((kind, value)) if kind == sys::NFQA_IFINDEX_OUTDEV as u16 => {
+                packet.out_interface = value.get(..4).map(be_u32);
+            }
             Some(_) => {}
             None => damaged = true,
         }
     }
-    match (id, damaged) {
-        (Some(id), false) => Incoming::Packet { id, payload: payload.unwrap_or(&[]) },
-        (Some(id), true) => Incoming::Unreadable { id },
+    match (header, damaged) {
+        (Some((id, hook)), false) => Incoming::Packet(QueuedPacket { id, hook, ..packet }),
+        (Some((id, _)), true) => Incoming::Unreadable { id },
         (None, _) => Incoming::Other,
     }
+}
+
+/// The first four bytes of a big-endian attribute value (callers pass at least four).
+fn be_u32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 /// The attributes of a queue message, as (type, value); `None` for an attribute whose length
@@ -109,9 +164,7 @@ fn cut_short(partial: &[u8], kind: u16) -> Incoming<'_> {
     let id_at = NLMSG_HEADER + NFGENMSG + ATTRIBUTE_HEADER;
     let attribute_type = partial.get(NLMSG_HEADER + NFGENMSG + 2..id_at).map(|b| u16::from_ne_bytes([b[0], b[1]]));
     match (kind == packet_message_type(), attribute_type, partial.get(id_at..id_at + 4)) {
-        (true, Some(t), Some(id)) if t == sys::NFQA_PACKET_HDR as u16 => {
-            Incoming::Unreadable { id: u32::from_be_bytes([id[0], id[1], id[2], id[3]]) }
-        }
+        (true, Some(t), Some(id)) if t == sys::NFQA_PACKET_HDR as u16 => Incoming::Unreadable { id: be_u32(id) },
         _ => Incoming::Other,
     }
 }
@@ -271,10 +324,32 @@ mod tests {
         let words = aligned(&datagram);
         let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..datagram.len()];
         let messages: Vec<Incoming> = incoming(bytes).collect();
+        let queued = |id, payload| Incoming::Packet(QueuedPacket { hook: 1, ..QueuedPacket::new(id, payload) });
+        assert_eq!(messages, [queued(7, b"abcde"), queued(8, b"xyz")]);
+    }
+
+    #[test]
+    fn reads_the_mark_and_the_interfaces() {
+        let mut datagram = packet_message(9, b"ip");
+        let mut extra = Vec::new();
+        for (kind, value) in
+            [(sys::NFQA_MARK, 0x4000_0010u32), (sys::NFQA_IFINDEX_INDEV, 3), (sys::NFQA_IFINDEX_OUTDEV, 5)]
+        {
+            extra.extend(8u16.to_ne_bytes());
+            extra.extend((kind as u16).to_ne_bytes());
+            extra.extend(value.to_be_bytes());
+        }
+        datagram.extend(&extra);
+        let length = datagram.len() as u32;
+        datagram[..4].copy_from_slice(&length.to_ne_bytes());
+        let words = aligned(&datagram);
+        let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..datagram.len()];
+        let Some(Incoming::Packet(packet)) = incoming(bytes).next() else { panic!("no packet read") };
         assert_eq!(
-            messages,
-            [Incoming::Packet { id: 7, payload: b"abcde" }, Incoming::Packet { id: 8, payload: b"xyz" }]
+            (packet.id, packet.payload, packet.mark, packet.hook, packet.in_interface, packet.out_interface),
+            (9, &b"ip"[..], 0x4000_0010, 1, Some(3), Some(5))
         );
+        assert_eq!(packet.mark_under_mask(0x20, 0xf0), 0x4000_0020);
     }
 
     #[test]
@@ -327,10 +402,10 @@ mod tests {
             let messages: Vec<Incoming> = incoming(bytes).collect();
             proptest::prop_assert_eq!(messages.len(), 1);
             match &messages[0] {
-                Incoming::Packet { id: read, payload: read_payload } => {
-                    proptest::prop_assert_eq!(*read, id);
+                Incoming::Packet(read) => {
+                    proptest::prop_assert_eq!(read.id, id);
                     if damage.is_empty() {
-                        proptest::prop_assert_eq!(*read_payload, payload.as_slice());
+                        proptest::prop_assert_eq!(read.payload, payload.as_slice());
                     }
                 }
                 Incoming::Unreadable { id: read } => proptest::prop_assert_eq!(*read, id),

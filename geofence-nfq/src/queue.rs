@@ -14,7 +14,7 @@ use std::time::Duration;
 use geofence_core::Verdict;
 use log::{debug, warn};
 
-use crate::message::{self, ConfigRequest, Incoming, Outbox};
+use crate::message::{self, ConfigRequest, Incoming, Outbox, QueuedPacket};
 use crate::socket::{NetlinkSocket, ReceiveBatch};
 use crate::stats::{kernel_queue_stats, KernelQueueStats};
 use crate::sys;
@@ -29,19 +29,59 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// attributes the kernel adds (packet header, interfaces, hardware address, timestamps, …).
 const MESSAGE_OVERHEAD: usize = 512;
 
-/// Decides packets for a queue. Any `FnMut(&[u8]) -> Verdict` is one.
+/// Decides packets for a queue. [`from_fn`] makes one of a closure.
 pub trait Handler {
-    /// The verdict for one packet (its bytes as far as the copy range reaches).
-    fn decide(&mut self, packet: &[u8]) -> Verdict;
+    /// The verdict for one packet: its bytes (as far as the copy range reaches), id, mark,
+    /// hook and interfaces.
+    fn decide(&mut self, packet: &QueuedPacket<'_>) -> Verdict;
 
     /// Called after each burst of packets has been decided: a place to publish counters or pick
     /// up a new policy without touching shared state per packet.
     fn burst_done(&mut self) {}
 }
 
-impl<F: FnMut(&[u8]) -> Verdict> Handler for F {
-    fn decide(&mut self, packet: &[u8]) -> Verdict {
-        self(packet)
+/// A handler made of a closure, by [`from_fn`].
+#[derive(Clone, Debug)]
+pub struct FnHandler<F>(F);
+
+/// The closure as a [`Handler`]. Passing it through this function is what lets a plain
+/// `|packet| …` closure be written without a type annotation.
+///
+/// ```
+/// use geofence_core::Verdict;
+/// use geofence_nfq::{from_fn, Handler, QueuedPacket};
+/// let mut handler = from_fn(|packet| if packet.payload.len() > 20 { Verdict::Accept } else { Verdict::Drop });
+/// assert_eq!(handler.decide(&QueuedPacket::new(1, &[0x45; 28])), Verdict::Accept);
+/// ```
+pub fn from_fn<F: FnMut(&QueuedPacket<'_>) -> Verdict>(decide: F) -> FnHandler<F> {
+    FnHandler(decide)
+}
+
+impl<F: FnMut(&QueuedPacket<'_>) -> Verdict> Handler for FnHandler<F> {
+    fn decide(&mut self, packet: &QueuedPacket<'_>) -> Verdict {
+        (self.0)(packet)
+    }
+}
+
+/// Tells running queues to stop: cheap to clone, shared by every worker, settable from a
+/// signal-handling thread. One type for [`Queue::run`] and [`run_queues`].
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// A flag not yet set.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Asks every queue sharing this flag to finish its packets in flight and return.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Stop::stop`] has been called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -166,12 +206,12 @@ impl Queue {
     /// Decides packets with `handler` until `stop` is set, then gives every packet still queued
     /// the fallback verdict and unbinds. Returns the kernel's counters for the queue as they
     /// were just before unbinding (`None` if they could not be read).
-    pub fn run<H: Handler>(mut self, mut handler: H, stop: &AtomicBool) -> Result<Option<KernelQueueStats>, NfqError> {
+    pub fn run<H: Handler>(mut self, mut handler: H, stop: &Stop) -> Result<Option<KernelQueueStats>, NfqError> {
         let slot = usize::from(self.config.copy_range) + MESSAGE_OVERHEAD;
         let mut batch = ReceiveBatch::new(self.config.burst.max(1), slot);
         let mut decided: Vec<(u32, Verdict)> = Vec::with_capacity(self.config.burst.max(1));
         let mut outbox = Outbox::with_room_for(self.config.burst.max(1) + 1);
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_stopped() {
             let received = match self.socket.receive(&mut batch, true) {
                 Ok(received) => received,
                 Err(error) => {
@@ -228,13 +268,13 @@ impl Queue {
             let (datagram, _) = batch.datagram(index);
             for item in message::incoming(datagram) {
                 match item {
-                    Incoming::Packet { id, payload } => {
+                    Incoming::Packet(packet) => {
                         let verdict =
-                            panic::catch_unwind(AssertUnwindSafe(|| handler.decide(payload))).unwrap_or_else(|_| {
+                            panic::catch_unwind(AssertUnwindSafe(|| handler.decide(&packet))).unwrap_or_else(|_| {
                                 panics += 1;
                                 self.config.fallback
                             });
-                        decided.push((id, verdict));
+                        decided.push((packet.id, verdict));
                     }
                     Incoming::Unreadable { id } => {
                         unreadable += 1;
@@ -332,7 +372,7 @@ impl Queue {
             for item in message::incoming(datagram) {
                 match item {
                     Incoming::Status { sequence: s, errno } if s == sequence => answer = Some(errno),
-                    Incoming::Packet { id, .. } | Incoming::Unreadable { id } => {
+                    Incoming::Packet(QueuedPacket { id, .. }) | Incoming::Unreadable { id } => {
                         debug!("queue {}: packet {id} arrived during set-up: fallback verdict", self.config.queue);
                         early.verdict(self.config.queue, id, self.config.fallback, false);
                     }
@@ -395,11 +435,7 @@ pub fn bind_queues(configs: Vec<QueueConfig>) -> Result<Vec<Queue>, NfqError> {
 
 /// Runs one thread per bound queue, each deciding with its own handler from `make_handler`,
 /// until `stop` is set (or a worker fails, which sets it for the others).
-pub fn run_queues<F, H>(
-    queues: Vec<Queue>,
-    mut make_handler: F,
-    stop: Arc<AtomicBool>,
-) -> Result<Vec<QueueReport>, NfqError>
+pub fn run_queues<F, H>(queues: Vec<Queue>, mut make_handler: F, stop: &Stop) -> Result<Vec<QueueReport>, NfqError>
 where
     F: FnMut(u16) -> H,
     H: Handler + Send + 'static,
@@ -409,18 +445,18 @@ where
     for queue in queues {
         let number = queue.number();
         let handler = make_handler(number);
-        let worker_stop = Arc::clone(&stop);
+        let worker_stop = stop.clone();
         let worker = std::thread::Builder::new()
             .name(format!("nfq-{number}"))
             .spawn(move || {
                 let result = queue.run(handler, &worker_stop);
                 if result.is_err() {
-                    worker_stop.store(true, Ordering::Relaxed);
+                    worker_stop.stop();
                 }
                 result
             })
             .map_err(|source| {
-                stop.store(true, Ordering::Relaxed);
+                stop.stop();
                 NfqError::Thread { queue: number, source }
             });
         workers.push(worker?);

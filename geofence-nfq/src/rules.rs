@@ -204,7 +204,7 @@ mod tests {
     use super::*;
 
     fn asterisk() -> (Vec<Selector>, RuleOptions) {
-        for_config(&Config::parse(include_str!("../../examples/asterisk.toml")).unwrap())
+        for_config(&Config::parse(include_str!("../data/asterisk.toml")).unwrap())
     }
 
     #[test]

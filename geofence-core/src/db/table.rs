@@ -417,6 +417,9 @@ impl Ipv6Family {
 #[repr(C, align(64))]
 struct Block([u32; BLOCK]);
 
+// The layout the lookup's speed rests on: a block is exactly two cache lines.
+const _: () = assert!(std::mem::size_of::<Block>() == 128 && std::mem::align_of::<Block>() == 64);
+
 impl Block {
     /// A block of up to 32 sorted keys; the rest are `u32::MAX`.
     fn padded(keys: &[u32]) -> Block {
@@ -446,6 +449,9 @@ struct Leaf {
     slots: [u16; LEAF],
     len: u32,
 }
+
+// A leaf is exactly one cache line: wider slots or more entries would make it two.
+const _: () = assert!(std::mem::size_of::<Leaf>() == 64 && std::mem::align_of::<Leaf>() == 64);
 
 impl Leaf {
     /// A leaf of up to 8 sorted entries; the rest are `u32::MAX` and unknown, never counted.
