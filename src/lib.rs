@@ -15,3 +15,8 @@
 #![forbid(unsafe_code)]
 
 pub use geofence_core::*;
+
+/// The README's Rust examples, run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

@@ -2,7 +2,7 @@
 //! SIGUSR1, stop cleanly on SIGTERM or SIGINT.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,7 +72,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
     });
     let fixed = deployment.clone();
-    let (summary_seconds, metrics) = (deployment.summary_seconds.max(1), deployment.metrics.clone());
+    let (summary_seconds, metrics) = (deployment.summary_seconds.max(1), deployment.metrics);
     let stop = Stop::new();
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
@@ -93,7 +93,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     };
     spawn_summaries(&shared, &stop, summary_seconds);
     if let Some(address) = metrics {
-        spawn_metrics(&shared, &address)?;
+        spawn_metrics(&shared, address)?;
     }
     let worker_shared = Arc::clone(&shared);
     let reports = run_queues(queues, move |_| Worker::new(Arc::clone(&worker_shared)), &stop)?;
@@ -215,9 +215,9 @@ fn spawn_summaries(shared: &Arc<Shared>, stop: &Stop, seconds: u64) {
 }
 
 /// Serves the counters as Prometheus text to every connection on `address`.
-fn spawn_metrics(shared: &Arc<Shared>, address: &str) -> Result<(), CliError> {
+fn spawn_metrics(shared: &Arc<Shared>, address: SocketAddr) -> Result<(), CliError> {
     let listener =
-        TcpListener::bind(address).map_err(|source| CliError::Metrics { address: address.to_owned(), source })?;
+        TcpListener::bind(address).map_err(|source| CliError::Metrics { address: address.to_string(), source })?;
     log::info!("metrics on http://{address}/metrics");
     let shared = Arc::clone(shared);
     std::thread::spawn(move || {

@@ -53,7 +53,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ip_network::{IpNetwork, IpNetworkError};
@@ -90,7 +90,8 @@ pub struct Deployment {
     /// Whether packets pass unexamined when geofence cannot keep up or is not running (the
     /// queue's fail-open flag and the rule's `--queue-bypass`), rather than being dropped.
     pub fail_open: bool,
-    /// How many packets may wait in the kernel for a verdict; `None`: the queue's default.
+    /// How many packets may wait in the kernel for a verdict (at least 1); `None`: the queue's
+    /// default.
     pub queue_length: Option<u32>,
     /// New flows a second one source may start before the firewall rules drop them.
     pub hashlimit_rate: u32,
@@ -99,10 +100,16 @@ pub struct Deployment {
     /// The mark bit set on accepted packets, which the rules save to the connection so the rest
     /// of an accepted flow never leaves the kernel; 0 turns it off.
     pub flow_mark: u32,
-    /// Where to serve counters as Prometheus text, if anywhere (`address:port`).
-    pub metrics: Option<String>,
+    /// Where to serve counters as Prometheus text, if anywhere.
+    pub metrics: Option<SocketAddr>,
     /// Seconds between the log's summaries of dropped packets.
     pub summary_seconds: u64,
+}
+
+impl Deployment {
+    /// The most queues one geofence binds: each gets a worker thread, a netlink socket and its
+    /// receive buffer, and more workers than CPUs gain nothing.
+    pub const MAX_QUEUES: usize = 64;
 }
 
 impl Default for Deployment {
@@ -218,6 +225,7 @@ impl std::fmt::Display for ConfigWarning {
 
 /// Why a configuration was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("line {line}, column {column}: {problem}{}", hint(help))]
 pub struct ConfigError {
     /// 1-based line of the offending text.
@@ -270,14 +278,14 @@ struct RawDeployment {
     queue: Option<Spanned<QueueSpec>>,
     #[serde(default)]
     fail_open: bool,
-    queue_length: Option<u32>,
+    queue_length: Option<Spanned<u32>>,
     #[serde(default = "default_hashlimit_rate")]
     hashlimit_rate: u32,
     #[serde(default = "default_hashlimit_burst")]
     hashlimit_burst: u32,
     #[serde(default = "default_flow_mark")]
     flow_mark: u32,
-    metrics: Option<String>,
+    metrics: Option<Spanned<String>>,
     #[serde(default = "default_summary_seconds")]
     summary_seconds: u64,
 }
@@ -370,12 +378,39 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
             Some(spec) => queue_range(at, spec)?,
         },
         fail_open: raw.fail_open,
-        queue_length: raw.queue_length,
+        queue_length: raw.queue_length.as_ref().map(|length| queue_length(at, length)).transpose()?,
         hashlimit_rate: raw.hashlimit_rate,
         hashlimit_burst: raw.hashlimit_burst,
         flow_mark: raw.flow_mark,
-        metrics: raw.metrics,
+        metrics: raw.metrics.as_ref().map(|address| metrics_address(at, address)).transpose()?,
         summary_seconds: raw.summary_seconds,
+    })
+}
+
+/// A queue of no packets would decide nothing: fail-closed it drops every flow, fail-open it
+/// lets every flow pass unexamined.
+fn queue_length(at: &Locator, length: &Spanned<u32>) -> Result<u32, ConfigError> {
+    match *length.get_ref() {
+        0 => Err(at.at(
+            length,
+            "queue_length 0 leaves no room for a packet to wait for its verdict: every flow would be \
+             dropped (or, with fail_open, pass unexamined)"
+                .into(),
+            Some("leave it out for the default of 8192".into()),
+        )),
+        length => Ok(length),
+    }
+}
+
+/// An address and port to listen on, taken literally: a firewall's start must not wait on a
+/// name lookup.
+fn metrics_address(at: &Locator, text: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    text.get_ref().parse().map_err(|_| {
+        at.at(
+            text,
+            format!("`{}` is not an address and port to serve metrics on", text.get_ref()),
+            Some("write an IP address and a port, such as \"127.0.0.1:9477\" or \"[::1]:9477\"".into()),
+        )
     })
 }
 
@@ -526,6 +561,14 @@ fn queue_range(at: &Locator, spec: &Spanned<QueueSpec>) -> Result<(u16, u16), Co
             };
             if first > last {
                 return Err(bad(text.clone()));
+            }
+            let count = usize::from(last - first) + 1;
+            if count > Deployment::MAX_QUEUES {
+                return Err(at.at(
+                    spec,
+                    format!("`{text}` names {count} queues; geofence serves at most {}", Deployment::MAX_QUEUES),
+                    Some("one queue a CPU is plenty: the rules balance flows over them".into()),
+                ));
             }
             Ok((first, last))
         }

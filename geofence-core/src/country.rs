@@ -2,7 +2,8 @@
 //!
 //! A [`CountryCode`] is any two upper-case ASCII letters (databases carry user-assigned codes such
 //! as `XK` for Kosovo). A [`CountrySet`] is a fixed-size bitset over all 676 such codes plus
-//! "unknown", so testing membership on the packet path is one shift and one mask.
+//! "unknown". The packet path never tests a set: a policy turns each rule's sets into masks
+//! of the rules each lookup answer admits when it is built.
 
 use std::fmt;
 use std::str::FromStr;
@@ -188,9 +189,8 @@ const CONTINENTS: [(Continent, &str); 7] = [
 
 /// A set of countries, plus whether an address with no known country belongs to it.
 ///
-/// Copyable and fixed-size (88 bytes), so a policy holds it inline and tests membership without
-/// touching the heap. "Unknown" is one more bit after the 676 codes, so a membership test is the
-/// same shift and mask whatever the lookup found, with no branch for the processor to guess.
+/// Copyable and fixed-size (88 bytes), so a rule holds it inline. "Unknown" is one more bit after
+/// the 676 codes, so a membership test is the same shift and mask whatever the lookup found.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct CountrySet {
     bits: [u64; 11],

@@ -62,7 +62,7 @@ pub use country::{Continent, CountryCode, CountrySet};
 pub use db::CountryDb;
 pub use packet::{PacketError, PacketMeta, Protocol, Transport};
 pub use policy::{Decision, Looked, Policy, PolicyBuilder, PolicyError};
-pub use prefix::PrefixList;
+pub use prefix::{IpNetwork, PrefixList};
 pub use rule::{Rule, Verdict};
 
 /// The crate README's example, run as a doc test so that it stays true.

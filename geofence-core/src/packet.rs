@@ -107,6 +107,7 @@ pub enum Transport {
 
 /// The facts about one packet that a policy decides on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PacketMeta {
     /// The sender's address.
     pub source: IpAddr,
@@ -119,6 +120,11 @@ pub struct PacketMeta {
 }
 
 impl PacketMeta {
+    /// The facts of a packet an embedder has parsed itself, for [`Policy::decide_meta`](crate::Policy::decide_meta).
+    pub fn new(source: IpAddr, destination: IpAddr, protocol: Protocol, transport: Transport) -> PacketMeta {
+        PacketMeta { source, destination, protocol, transport }
+    }
+
     /// The destination port, for TCP, UDP, UDP-Lite and SCTP (not in later fragments).
     pub fn destination_port(&self) -> Option<u16> {
         match self.transport {
@@ -173,6 +179,7 @@ impl fmt::Display for Layer {
 
 /// Why bytes are not a packet geofence can decide on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PacketError {
     /// No bytes at all.
     #[error("empty packet")]

@@ -23,6 +23,7 @@ use crate::rule::{Rule, Verdict};
 
 /// Why a policy cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// A rule names a list that is neither defined nor built in.
     #[error("rule `{rule}` names list `{list}`, which is neither defined nor built in")]
@@ -563,7 +564,7 @@ fn flow_meta(source: IpAddr, protocol: Protocol, destination_port: Option<u16>) 
         Some(destination) => Transport::Ports { source: 0, destination },
         None => Transport::Opaque,
     };
-    PacketMeta { source, destination, protocol, transport }
+    PacketMeta::new(source, destination, protocol, transport)
 }
 
 impl fmt::Debug for Policy {

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ip_network::IpNetwork;
+pub use ip_network::IpNetwork;
 use ip_network_table::IpNetworkTable;
 
 /// A set of networks; an address is a member when any network contains it.

@@ -68,7 +68,7 @@ fn agree(bytes: &[u8]) {
 }
 
 fn expected(source: IpAddr, destination: IpAddr, protocol: Protocol, ports: (u16, u16)) -> PacketMeta {
-    PacketMeta { source, destination, protocol, transport: Transport::Ports { source: ports.0, destination: ports.1 } }
+    PacketMeta::new(source, destination, protocol, Transport::Ports { source: ports.0, destination: ports.1 })
 }
 
 proptest! {

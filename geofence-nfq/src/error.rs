@@ -4,6 +4,7 @@ use std::io;
 
 /// Why a netfilter queue could not be opened or served.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NfqError {
     /// The netlink socket could not be created or bound.
     #[error("cannot open a netfilter netlink socket")]

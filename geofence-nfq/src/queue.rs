@@ -1,9 +1,10 @@
 //! The safe API: bind a queue, hand each packet to a handler, send its verdict.
 //!
 //! The loop receives a burst of packets with one `recvmmsg`, decides each, and answers the whole
-//! burst with one `send`: runs of packets that share a verdict become one
-//! `NFQNL_MSG_VERDICT_BATCH` message. Every packet received gets exactly one verdict, also when
-//! the handler panics (the fallback verdict) and at shutdown.
+//! burst with one `send`: each packet whose verdict differs from the burst's most common one gets
+//! a verdict message of its own, then one `NFQNL_MSG_VERDICT_BATCH` message gives the common
+//! verdict to all the rest. Every packet received gets exactly one verdict, also when the handler
+//! panics (the fallback verdict) and at shutdown.
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
@@ -87,6 +88,7 @@ impl Stop {
 
 /// How a queue is set up. `QueueConfig::new(n)` gives the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueueConfig {
     /// The queue number, as in `iptables -j NFQUEUE --queue-num N`.
     pub queue: u16,

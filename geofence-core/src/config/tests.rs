@@ -66,7 +66,7 @@ fn rules_without_names_are_numbered() {
     let d = &config.deployment;
     assert_eq!((d.queues, d.fail_open, d.queue_length), ((0, 0), false, None));
     assert_eq!((d.hashlimit_rate, d.hashlimit_burst, d.flow_mark), (2, 5, 0x4000_0000));
-    assert_eq!((d.metrics.as_deref(), d.summary_seconds), (None, 10));
+    assert_eq!((d.metrics, d.summary_seconds), (None, 10));
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.rules().next().unwrap().name(), "rule 1");
 }
@@ -144,6 +144,30 @@ fn syntax_and_schema_errors_give_the_line() {
     );
     assert!(error("default = \"drop\"\ncolour = 1\n")
         .starts_with("line 2, column 10: unknown setting `colour` (expected one of database, default,"));
+}
+
+#[test]
+fn impossible_deployment_values_are_refused_at_their_line() {
+    assert_eq!(
+        error("default = \"drop\"\nqueue_length = 0\n"),
+        "line 2, column 16: queue_length 0 leaves no room for a packet to wait for its verdict: every flow \
+         would be dropped (or, with fail_open, pass unexamined) (leave it out for the default of 8192)"
+    );
+    assert_eq!(
+        error("queue = \"0-65535\"\ndefault = \"drop\"\n"),
+        "line 1, column 9: `0-65535` names 65536 queues; geofence serves at most 64 (one queue a CPU is \
+         plenty: the rules balance flows over them)"
+    );
+    assert!(Config::parse("queue = \"0-63\"\ndefault = \"drop\"\n").is_ok());
+    assert!(Config::parse("queue = \"0-64\"\ndefault = \"drop\"\n").is_err());
+    assert_eq!(
+        error("default = \"drop\"\nmetrics = \"not-an-address\"\n"),
+        "line 2, column 11: `not-an-address` is not an address and port to serve metrics on (write an IP \
+         address and a port, such as \"127.0.0.1:9477\" or \"[::1]:9477\")"
+    );
+    let config = Config::parse("default = \"drop\"\nmetrics = \"[::1]:9477\"\nqueue_length = 1\n").unwrap();
+    assert_eq!(config.deployment.metrics, Some("[::1]:9477".parse().unwrap()));
+    assert_eq!(config.deployment.queue_length, Some(1));
 }
 
 #[test]

@@ -45,6 +45,7 @@ pub struct Provenance {
 
 /// Why bytes are not a compiled country database.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CompiledError {
     /// The file does not start with the magic bytes.
     #[error("not a geofence database (no magic bytes)")]
@@ -120,10 +121,15 @@ fn put_leb128(out: &mut Vec<u8>, mut value: u128) {
     }
 }
 
+/// A text field: its length in a u16, then its bytes. A longer text is cut at the last
+/// character boundary that fits, so the field stays UTF-8 and the file stays readable.
 fn put_text(out: &mut Vec<u8>, text: &str) {
-    let bytes = &text.as_bytes()[..text.len().min(usize::from(u16::MAX))];
-    out.extend((bytes.len() as u16).to_le_bytes());
-    out.extend(bytes);
+    let mut end = text.len().min(usize::from(u16::MAX));
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend((end as u16).to_le_bytes());
+    out.extend(&text.as_bytes()[..end]);
 }
 
 /// Reads a compiled file, refusing anything damaged or foreign.
@@ -389,6 +395,17 @@ mod tests {
         let (back, back_provenance) = decode(&encode(&table, &provenance)).unwrap();
         assert_eq!(back, table);
         assert_eq!(back_provenance, provenance);
+    }
+
+    #[test]
+    fn overlong_provenance_is_cut_between_characters_and_still_loads() {
+        let (table, _) = sample();
+        // 65,535 bytes would end in the middle of the two-byte `é`.
+        let source = format!("{}é and more", "x".repeat(usize::from(u16::MAX) - 1));
+        let provenance = Provenance { date: "2026-06".into(), source };
+        let (_, back) = decode(&encode(&table, &provenance)).unwrap();
+        assert_eq!(back.source.len(), usize::from(u16::MAX) - 1);
+        assert!(provenance.source.starts_with(&back.source));
     }
 
     #[test]

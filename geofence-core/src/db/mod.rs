@@ -66,6 +66,7 @@ impl CountryDb for CountryTable {
 /// Why country data could not be loaded. Nothing is half-built: a load that fails returns no
 /// table at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DbError {
     /// A line of a text database is not what its format says.
     #[error("line {line}: {problem}")]

@@ -14,8 +14,11 @@
 //! Both families are built as their entries come, one /16 or /48 at a time, so that loading a
 //! compiled file never holds a second copy of its entries.
 //!
-//! It is generic over the value (a country code now; an AS number or a list tag later), so the
-//! loaders and the file format serve every kind of range data. Building resolves overlaps:
+//! It is generic over the value, so the loaders and the file format could serve other range
+//! data; but slots are 16 bits, so a table holds at most 65,534 distinct values: enough for
+//! countries or list tags, not for AS numbers (about 91,000 in the ip-location-db data), which
+//! need wider slots, and with them a new leaf layout (a leaf of 8 keys and 8 u16 slots is one
+//! cache line; 8 u32 slots would make it two). Building resolves overlaps:
 //! inputs are layered in order, a later layer wins wherever it has data, and within one layer
 //! the more specific (smaller) range wins. Adjacent ranges with the same value are merged.
 
