@@ -1,6 +1,6 @@
 //! `geofence config check`: validate a config and print the policy as geofence understands it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::error::CliError;
@@ -9,8 +9,18 @@ use crate::files;
 /// Arguments of `geofence config check`.
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// The policy file (TOML).
-    file: PathBuf,
+    /// The policy file (TOML), as every other subcommand takes it.
+    #[arg(long, short, value_name = "FILE", required_unless_present = "file")]
+    config: Option<PathBuf>,
+    /// The policy file, given without --config (as earlier versions took it).
+    #[arg(value_name = "FILE", conflicts_with = "config")]
+    file: Option<PathBuf>,
+}
+
+impl CheckArgs {
+    fn path(&self) -> &Path {
+        self.config.as_deref().or(self.file.as_deref()).unwrap_or(Path::new("-"))
+    }
 }
 
 /// Subcommands of `geofence config`.
@@ -23,10 +33,11 @@ pub enum ConfigCommand {
 /// Runs a `geofence config` subcommand.
 pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     let ConfigCommand::Check(args) = command;
-    let config = files::load_config(&args.file)?;
+    let path = args.path();
+    let config = files::load_config(path)?;
     let (first, last) = config.deployment.queues;
     let queues = if first == last { format!("queue {first}") } else { format!("queues {first}-{last}") };
-    let mut text = format!("{}: valid\n", args.file.display());
+    let mut text = format!("{}: valid\n", path.display());
     let database = config.policy.database.as_deref().unwrap_or("(embedded)");
     let fail = if config.deployment.fail_open { "open" } else { "closed" };
     text.push_str(&format!("{queues}, fail-{fail}, database {database}\n"));

@@ -25,6 +25,30 @@ const LONG_VERSION: &str = concat!(
     "\nEmbedded country data: IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0 (see `geofence db info`)"
 );
 
+/// The admin's reference for `geofence run`, after its options in `--help`.
+const RUN_HELP: &str = "\
+Needs:
+  root, or CAP_NET_ADMIN, to bind the queues; once they are bound, geofence keeps only
+  CAP_NET_ADMIN. Nothing reaches the queue until firewall rules send packets to it: install
+  the ones `geofence rules --config FILE` prints (or `--backend nft`) after starting, or before
+  with `fail_open = true`, whose --queue-bypass lets packets pass while no geofence runs.
+
+Signals:
+  SIGHUP   reload the config and databases; a bad one is refused and the running policy
+           stays (the log says which). Deployment settings (queue, fail_open, queue_length,
+           hashlimit, flow_mark, metrics, summary_seconds) apply only on restart.
+  SIGUSR1  log every counter: verdicts, countries, rules, the kernel's queue drops.
+  SIGTERM, SIGINT
+           finish the packets in flight, unbind the queues, print `verdicts=N`, exit 0.
+
+Logging:
+  to standard error; RUST_LOG sets the level (default info; RUST_LOG=debug logs every
+  decision). Drops are summarised every summary_seconds, never a line per packet.
+
+Exit codes:
+  0 stopped by a signal; 1 a runtime failure (binding a queue, signals, the metrics
+  address); 2 bad arguments; 3 a bad config or database.";
+
 /// GeoIP filtering of netfilter queues: decide each new inbound flow by the country and network
 /// it comes from.
 #[derive(Parser)]
@@ -37,6 +61,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the config's netfilter queue: decide every queued packet until SIGTERM or SIGINT.
+    #[command(after_long_help = RUN_HELP)]
     Run(run::RunArgs),
     /// Print the country of each address, from the arguments or one a line on standard input.
     Lookup(lookup::LookupArgs),

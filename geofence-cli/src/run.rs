@@ -29,9 +29,10 @@ pub struct RunArgs {
     /// The policy file (TOML), e.g. examples/asterisk.toml.
     #[arg(long, short)]
     config: PathBuf,
-    /// Country databases, overriding the config's `database` (any supported format; later ones
-    /// override earlier ones). Default: the config's, else the embedded DB-IP database.
-    #[arg(long = "db")]
+    /// A country database, overriding the config's `database`; repeat it to layer several
+    /// (any supported format; later ones override earlier ones). Default: the config's, else
+    /// the embedded DB-IP database.
+    #[arg(long = "db", value_name = "FILE")]
     databases: Vec<PathBuf>,
 }
 

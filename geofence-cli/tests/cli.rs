@@ -90,6 +90,26 @@ fn config_check_prints_the_policy_as_understood() {
         repo("examples/asterisk.toml")
     );
     assert_eq!(text(&output.stdout), expected);
+    let with_flag = geofence(&["config", "check", "--config", &repo("examples/asterisk.toml")]);
+    assert_eq!(text(&with_flag.stdout), expected, "--config, as the other subcommands take it");
+}
+
+#[test]
+fn run_help_is_an_admins_reference() {
+    let help = text(&geofence(&["run", "--help"]).stdout);
+    for needed in [
+        "CAP_NET_ADMIN",
+        "geofence rules --config FILE",
+        "--queue-bypass",
+        "SIGHUP",
+        "SIGUSR1",
+        "SIGTERM",
+        "RUST_LOG",
+        "Exit codes",
+        "repeat it to layer several",
+    ] {
+        assert!(help.contains(needed), "`{needed}` missing from:\n{help}");
+    }
 }
 
 #[test]

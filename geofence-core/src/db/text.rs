@@ -47,21 +47,34 @@ fn at_line(line: usize) -> impl Fn(String) -> DbError {
     move |problem| DbError::Line { line, problem }
 }
 
+/// The number of the last line when the text does not end with a line break: the line a
+/// download cut short would be.
+fn unterminated_last_line(text: &str) -> Option<usize> {
+    (!text.is_empty() && !text.ends_with('\n')).then(|| text.lines().count())
+}
+
 /// `start,end,CC`: DB-IP lite, ip-location-db (addresses or numbers), an admin's overrides.
 pub(crate) fn range_csv(text: &str, emit: &mut Emit) -> Result<(), DbError> {
+    let cut = unterminated_last_line(text);
     for (line, content) in lines(text) {
         let fields: Vec<&str> = content.split(',').map(unquote).collect();
         let [start, end, code] = fields[..] else {
             return Err(at_line(line)(format!("expected 3 fields `start,end,CC`, found {}", fields.len())));
         };
-        emit_range(line, [start, end, code], emit)?;
+        emit_range(line, [start, end, code], Some(line) == cut, emit)?;
     }
     Ok(())
 }
 
 /// Reads `start`, `end` (addresses or numbers) and a country code, and emits the range unless
-/// the code means unknown.
-fn emit_range(line: usize, [start, end, code]: [&str; 3], emit: &mut Emit) -> Result<(), DbError> {
+/// the code means unknown. An empty code on a last line without a line break is where a cut
+/// download ends, not a deliberate "unknown" (databases write `ZZ` or `-`): an error.
+fn emit_range(line: usize, [start, end, code]: [&str; 3], cut: bool, emit: &mut Emit) -> Result<(), DbError> {
+    if cut && code.is_empty() {
+        return Err(at_line(line)(
+            "the file ends after the last comma, with no country and no line break: it looks cut short".into(),
+        ));
+    }
     let (start, end) = (address(start).map_err(at_line(line))?, address(end).map_err(at_line(line))?);
     match country(code).map_err(at_line(line))? {
         Some(country) => emit(line, start, end, country),
@@ -71,12 +84,13 @@ fn emit_range(line: usize, [start, end, code]: [&str; 3], emit: &mut Emit) -> Re
 
 /// IP2Location LITE DB1: `"from","to","CC","Country name"`, numbers, `-` for unknown.
 pub(crate) fn ip2location(text: &str, emit: &mut Emit) -> Result<(), DbError> {
+    let cut = unterminated_last_line(text);
     for (line, content) in lines(text) {
         let mut fields = content.splitn(4, ',').map(unquote);
         let (Some(start), Some(end), Some(code)) = (fields.next(), fields.next(), fields.next()) else {
             return Err(at_line(line)("expected `\"from\",\"to\",\"CC\",\"name\"`".into()));
         };
-        emit_range(line, [start, end, code], emit)?;
+        emit_range(line, [start, end, code], Some(line) == cut, emit)?;
     }
     Ok(())
 }
@@ -156,6 +170,22 @@ mod tests {
         for (text, message) in cases {
             assert_eq!(collect(range_csv, text).unwrap_err().to_string(), message);
         }
+    }
+
+    #[test]
+    fn a_file_cut_after_a_comma_is_an_error_and_an_unknown_marker_is_not() {
+        let cut = "1.0.0.0,1.0.0.255,AU\n2001:db8::,2001:db8::ffff,";
+        assert_eq!(
+            collect(range_csv, cut).unwrap_err().to_string(),
+            "line 2: the file ends after the last comma, with no country and no line break: it looks cut short"
+        );
+        assert_eq!(collect(range_csv, &format!("{cut}\n")).unwrap(), ["1.0.0.0-1.0.0.255 AU"]);
+        assert_eq!(
+            collect(range_csv, "1.0.0.0,1.0.0.255,AU\n2001:db8::,2001:db8::ffff,ZZ").unwrap(),
+            ["1.0.0.0-1.0.0.255 AU"]
+        );
+        let lite = "\"16777216\",\"16777471\",\"US\",\"United States of America\"\n\"16777472\",\"16777727\",";
+        assert!(collect(ip2location, lite).unwrap_err().to_string().starts_with("line 2: the file ends after"));
     }
 
     #[test]
