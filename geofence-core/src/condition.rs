@@ -146,6 +146,17 @@ impl fmt::Display for Conditions {
     }
 }
 
+/// Writes `items` with `separator` between them: how conditions list their values.
+pub(crate) fn write_joined<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T], separator: &str) -> fmt::Result {
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            f.write_str(separator)?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
+}
+
 /// One lookup kind's conditions over a chunk of up to 64 rules (one bit each): the rules that
 /// ask nothing of it, and for each possible answer (by key) the rules that admit it.
 #[derive(Default)]

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Condition, Conditions, Facts};
+use super::{write_joined, Condition, Conditions, Facts};
 use crate::config::{ConfigError, Locator};
 
 /// An inclusive range of destination ports; a single port is a range of one.
@@ -99,13 +99,7 @@ impl Condition for PortCondition {
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("port ")?;
-        for (n, range) in self.ranges.iter().enumerate() {
-            if n > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{range}")?;
-        }
-        Ok(())
+        write_joined(f, &self.ranges, ",")
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Condition, Conditions, Facts};
+use super::{write_joined, Condition, Conditions, Facts};
 use crate::config::{ConfigError, Locator};
 use crate::packet::Protocol;
 
@@ -64,13 +64,7 @@ impl Condition for ProtocolCondition {
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("protocol ")?;
-        for (n, protocol) in self.protocols.iter().enumerate() {
-            if n > 0 {
-                f.write_str("|")?;
-            }
-            write!(f, "{protocol}")?;
-        }
-        Ok(())
+        write_joined(f, &self.protocols, "|")
     }
 }
 

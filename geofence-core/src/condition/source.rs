@@ -6,7 +6,7 @@ use std::fmt;
 
 use toml::Spanned;
 
-use super::{Condition, Conditions, Facts};
+use super::{write_joined, Condition, Conditions, Facts};
 use crate::config::{ConfigError, Locator};
 use crate::policy::PolicyError;
 use crate::prefix::{self, Coverage, PrefixList};
@@ -85,7 +85,8 @@ impl Condition for SourceCondition {
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "source in {}", self.lists.join("|"))
+        f.write_str("source in ")?;
+        write_joined(f, &self.lists, "|")
     }
 }
 
