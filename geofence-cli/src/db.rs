@@ -66,7 +66,9 @@ fn compile(
 fn info(file: Option<&Path>) -> Result<ExitCode, CliError> {
     let paths: Vec<PathBuf> = file.map(Path::to_owned).into_iter().collect();
     let format = match file {
-        Some(path) => db::detect(&files::read(path)?).map_err(CliError::Database)?.to_string(),
+        Some(path) => {
+            db::detect(&files::read(path, files::MAX_DATABASE_BYTES)?).map_err(CliError::Database)?.to_string()
+        }
         None => "embedded geofence compiled database".to_owned(),
     };
     let (table, provenance) = files::load_database(&paths)?;

@@ -17,6 +17,22 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// A path named as a file is something else, which geofence does not read.
+    #[error("{} is {kind}, not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A file is larger than geofence reads.
+    #[error("{} is larger than {} MiB, the most geofence reads of such a file", path.display(), limit >> 20)]
+    TooBig {
+        /// The file.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A file could not be written.
     #[error("cannot write {}", path.display())]
     Write {

@@ -1,5 +1,8 @@
 //! Reading the files a command names: configs and country databases.
 
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use geofence_core::db::{self, CountryTable, Input, Provenance};
@@ -9,14 +12,44 @@ use geofence_core::{Config, Policy, PolicyBuilder, Verdict};
 
 use crate::error::CliError;
 
-/// Reads a whole file, naming it in the error.
-pub fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Read { path: path.to_owned(), source })
+/// The largest config file read: a policy of thousands of rules and lists is far smaller.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// The largest database file read: the biggest free ones (GeoLite2 City, ip-location-db's ASN
+/// CSV) are well under a tenth of it.
+pub const MAX_DATABASE_BYTES: u64 = 1 << 30;
+
+/// Reads a whole regular file of at most `limit` bytes, naming it in the error. A FIFO, a
+/// device or a directory is refused at once, without blocking (a FIFO's open would otherwise
+/// wait for a writer, and /dev/zero would be read until memory ran out).
+pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, CliError> {
+    let error = |source| CliError::Read { path: path.to_owned(), source };
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(error)?;
+    let kind = file.metadata().map_err(error)?.file_type();
+    if !kind.is_file() {
+        return Err(CliError::NotAFile { path: path.to_owned(), kind: file_kind(kind) });
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(error)?;
+    if bytes.len() as u64 > limit {
+        return Err(CliError::TooBig { path: path.to_owned(), limit });
+    }
+    Ok(bytes)
+}
+
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    match kind {
+        kind if kind.is_dir() => "a directory",
+        kind if kind.is_fifo() => "a FIFO",
+        kind if kind.is_char_device() => "a character device",
+        kind if kind.is_block_device() => "a block device",
+        kind if kind.is_socket() => "a socket",
+        _ => "not a regular file",
+    }
 }
 
 /// Reads and checks a config file; warnings are logged.
 pub fn load_config(path: &Path) -> Result<Config, CliError> {
-    let bytes = read(path)?;
+    let bytes = read(path, MAX_CONFIG_BYTES)?;
     let text = String::from_utf8_lossy(&bytes);
     let config = Config::parse(&text).map_err(|error| CliError::Config { path: path.to_owned(), error })?;
     for warning in &config.policy.warnings {
@@ -52,7 +85,7 @@ pub fn load_database(paths: &[PathBuf]) -> Result<(CountryTable, Provenance), Cl
     if paths.is_empty() {
         return embedded();
     }
-    let contents = paths.iter().map(|path| read(path)).collect::<Result<Vec<_>, _>>()?;
+    let contents = paths.iter().map(|path| read(path, MAX_DATABASE_BYTES)).collect::<Result<Vec<_>, _>>()?;
     let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
     let inputs: Vec<Input> = names.iter().zip(&contents).map(|(name, bytes)| Input { name, bytes }).collect();
     db::load(&inputs).map_err(CliError::Database)
@@ -73,4 +106,19 @@ pub fn describe(table: &CountryTable, provenance: &Provenance) -> String {
     let (v4, v6) = table.range_counts();
     let date = if provenance.date.is_empty() { String::new() } else { format!(", {}", provenance.date) };
     format!("{}{date}: {v4} IPv4 and {v6} IPv6 ranges", provenance.source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_and_one_at_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.csv");
+        std::fs::write(&path, [b'x'; 11]).unwrap();
+        assert_eq!(read(&path, 11).unwrap().len(), 11);
+        let error = read(&path, 10).unwrap_err();
+        assert!(matches!(error, CliError::TooBig { limit: 10, .. }), "{error}");
+    }
 }

@@ -94,6 +94,37 @@ fn config_check_prints_the_policy_as_understood() {
     assert_eq!(text(&with_flag.stdout), expected, "--config, as the other subcommands take it");
 }
 
+/// The command, killed if it has not ended after 10 s: what a test of a hang must not do itself.
+fn geofence_within_10s(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("10")
+        .arg(env!("CARGO_BIN_EXE_geofence"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn fifos_devices_and_directories_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("geofence.toml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = fifo.to_str().unwrap();
+    let cases = [
+        (vec!["config", "check", "--config", fifo], format!("geofence: {fifo} is a FIFO, not a regular file\n")),
+        (
+            vec!["lookup", "--db", "/dev/zero", "192.0.2.1"],
+            "geofence: /dev/zero is a character device, not a regular file\n".into(),
+        ),
+        (vec!["lookup", "--db", "/tmp", "192.0.2.1"], "geofence: /tmp is a directory, not a regular file\n".into()),
+    ];
+    for (args, message) in cases {
+        let output = geofence_within_10s(&args);
+        assert_eq!((output.status.code(), text(&output.stderr)), (Some(3), message), "{args:?}");
+    }
+}
+
 #[test]
 fn run_help_is_an_admins_reference() {
     let help = text(&geofence(&["run", "--help"]).stdout);
