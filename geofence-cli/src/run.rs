@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -77,12 +77,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let stop = Stop::new();
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
+    let reloads = spawn_reloader(args, fixed, &shared);
     let signal_thread = {
-        let (shared, stop, args) = (Arc::clone(&shared), stop.clone(), args.clone());
+        let (shared, stop) = (Arc::clone(&shared), stop.clone());
         std::thread::spawn(move || {
             for signal in signals.forever() {
                 match signal {
-                    SIGHUP => reload(&args, &fixed, &shared),
+                    // Handed to the reload thread, so that a slow reload never keeps SIGTERM
+                    // waiting; a send fails only once that thread has gone, which it does not.
+                    SIGHUP => drop(reloads.send(())),
                     SIGUSR1 => report(&shared, live_kernel_stats),
                     _ => {
                         log::info!("stopping: finishing the packets in flight");
@@ -123,6 +126,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
 
 fn load(args: &RunArgs) -> Result<(Config, Policy), CliError> {
     files::load_policy(&args.config, &args.databases)
+}
+
+/// The thread that carries out SIGHUP's reloads one after another, as they are asked for. It is
+/// never waited for: stopping while it builds a policy discards the unfinished one.
+fn spawn_reloader(args: &RunArgs, running: Deployment, shared: &Arc<Shared>) -> mpsc::Sender<()> {
+    let (requests, asked) = mpsc::channel::<()>();
+    let (args, shared) = (args.clone(), Arc::clone(shared));
+    std::thread::spawn(move || {
+        for () in asked {
+            reload(&args, &running, &shared);
+        }
+    });
+    requests
 }
 
 /// SIGHUP: a new config and database, swapped in whole; a bad one is refused and the running

@@ -579,3 +579,35 @@ fn the_demo_shows_who_got_through_and_leaves_nothing_behind() {
     let remaining = String::from_utf8_lossy(&left.stdout).lines().filter(|l| l.starts_with("geofence-demo-")).count();
     assert_eq!(remaining, 0, "the demo removed its namespaces");
 }
+
+/// A policy whose list `big` holds `networks` IPv6 /64s, none adjacent to another (so none
+/// merge): slow to build when large.
+fn with_big_list(networks: u32) -> String {
+    let list: Vec<String> =
+        (0..networks).map(|n| format!("\"2001:db8:{:x}:{:x}::/64\"", n >> 15, (n & 0x7fff) * 2)).collect();
+    format!(
+        "default = \"accept\"\n[lists]\nbig = [{}]\n[[rule]]\nname = \"big\"\nsource = [\"big\"]\naction = \"drop\"\n",
+        list.join(", ")
+    )
+}
+
+#[test]
+fn sigterm_is_prompt_while_a_slow_reload_runs() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (_dir, path) = config(&with_big_list(1));
+    let geofence = pair.start_geofence(&path, 0);
+    // A list this long takes seconds to build (longer in a debug build): the reload is still
+    // running when SIGTERM comes.
+    std::fs::write(&path, with_big_list(300_000)).unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    let asked = std::time::Instant::now();
+    let (ok, stdout, stderr) = geofence.stop();
+    let took = asked.elapsed();
+    assert!(ok, "{stderr}");
+    assert!(took < std::time::Duration::from_secs(2), "SIGTERM waited {took:?} for the reload");
+    assert!(!stderr.contains("reloaded"), "the reload was meant to be still running: {stderr}");
+    assert_eq!(Geofence::verdicts(&stdout), 0);
+}
