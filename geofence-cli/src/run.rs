@@ -254,6 +254,12 @@ fn spawn_metrics(shared: &Arc<Shared>, address: SocketAddr) -> Result<(), CliErr
     Ok(())
 }
 
+/// A label value as the Prometheus text format writes it: backslash, double quote and line feed
+/// escaped, so no name can end the label or start a line of its own.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 fn prometheus(shared: &Shared) -> String {
     let Ok(totals) = shared.totals.lock() else { return String::new() };
     let mut out = String::from("# TYPE geofence_packets_total counter\n");
@@ -266,6 +272,7 @@ fn prometheus(shared: &Shared) -> String {
     ));
     out.push_str("# TYPE geofence_country_packets_total counter\n");
     for (country, [accepted, dropped]) in totals.per_country() {
+        let country = label_value(&country);
         out.push_str(&format!(
             "geofence_country_packets_total{{country=\"{country}\",verdict=\"accept\"}} {accepted}\n"
         ));
@@ -273,7 +280,7 @@ fn prometheus(shared: &Shared) -> String {
     }
     out.push_str("# TYPE geofence_rule_packets_total counter\n");
     for (rule, count) in &totals.per_rule {
-        out.push_str(&format!("geofence_rule_packets_total{{rule=\"{}\"}} {count}\n", rule.replace('"', "'")));
+        out.push_str(&format!("geofence_rule_packets_total{{rule=\"{}\"}} {count}\n", label_value(rule)));
     }
     out.push_str("# TYPE geofence_queue_enobufs_total counter\n");
     for (queue, counters) in &shared.queues {
@@ -348,5 +355,18 @@ impl Handler for Worker {
     fn burst_done(&mut self) {
         self.local.flush(&self.shared.totals, &self.names);
         self.debug = log::log_enabled!(log::Level::Debug);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_label() {
+        let injected = "x\"} 1\ngeofence_packets_total{verdict=\"accept\"} 999999";
+        assert_eq!(label_value(injected), r#"x\"} 1\ngeofence_packets_total{verdict=\"accept\"} 999999"#);
+        assert_eq!(label_value(r"back\slash"), r"back\\slash");
+        assert_eq!(label_value("not looked up"), "not looked up");
     }
 }

@@ -293,7 +293,7 @@ struct RawDeployment {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    name: Option<String>,
+    name: Option<Spanned<String>>,
     #[serde(default)]
     source: Vec<Spanned<String>>,
     country: Option<Vec<Spanned<String>>>,
@@ -516,8 +516,24 @@ fn rule(
             },
         )?,
     };
-    let name = raw.name.clone().unwrap_or_else(|| format!("rule {}", index + 1));
+    let name = match &raw.name {
+        Some(name) => printable_name(at, name)?,
+        None => format!("rule {}", index + 1),
+    };
     Ok(Rule::with_conditions(name, verdict, conditions))
+}
+
+/// A name goes into logs and metrics labels: a control character (a line feed, say) could
+/// forge lines in either, so it is refused.
+fn printable_name(at: &Locator, name: &Spanned<String>) -> Result<String, ConfigError> {
+    match name.get_ref().chars().find(|c| c.is_control()) {
+        Some(c) => Err(at.at(
+            name,
+            format!("the name {:?} holds the control character {:?}", name.get_ref(), c),
+            Some("names are written in logs and metrics: use printable characters".into()),
+        )),
+        None => Ok(name.get_ref().clone()),
+    }
 }
 
 fn prefix_list(at: &Locator, networks: &[Spanned<String>]) -> Result<PrefixList, ConfigError> {

@@ -147,6 +147,15 @@ fn syntax_and_schema_errors_give_the_line() {
 }
 
 #[test]
+fn names_with_control_characters_are_refused() {
+    assert_eq!(
+        error("default = \"drop\"\n[[rule]]\nname = \"lan\\ngeofence_packets_total 9\"\naction = \"drop\"\n"),
+        "line 3, column 8: the name \"lan\\ngeofence_packets_total 9\" holds the control character '\\n' \
+         (names are written in logs and metrics: use printable characters)"
+    );
+}
+
+#[test]
 fn impossible_deployment_values_are_refused_at_their_line() {
     assert_eq!(
         error("default = \"drop\"\nqueue_length = 0\n"),
