@@ -53,6 +53,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let deployment = &config.deployment;
     let queue_configs = deployment::queue_configs(deployment);
     let queues = bind_queues(queue_configs)?;
+    // Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
+    let metrics = deployment.metrics.map(bind_metrics).transpose()?;
     privileges::keep_only_net_admin();
     let (first, last) = deployment.queues;
     log::info!(
@@ -73,7 +75,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
     });
     let fixed = deployment.clone();
-    let (summary_seconds, metrics) = (deployment.summary_seconds.max(1), deployment.metrics);
+    let summary_seconds = deployment.summary_seconds.max(1);
     let stop = Stop::new();
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
@@ -96,8 +98,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         })
     };
     spawn_summaries(&shared, &stop, summary_seconds);
-    if let Some(address) = metrics {
-        spawn_metrics(&shared, address)?;
+    if let Some(listener) = metrics {
+        spawn_metrics(&shared, listener);
     }
     let worker_shared = Arc::clone(&shared);
     let reports = run_queues(queues, move |_| Worker::new(Arc::clone(&worker_shared)), &stop)?;
@@ -231,11 +233,16 @@ fn spawn_summaries(shared: &Arc<Shared>, stop: &Stop, seconds: u64) {
     });
 }
 
-/// Serves the counters as Prometheus text to every connection on `address`.
-fn spawn_metrics(shared: &Arc<Shared>, address: SocketAddr) -> Result<(), CliError> {
+/// The metrics socket, bound at start while geofence still holds its capabilities.
+fn bind_metrics(address: SocketAddr) -> Result<TcpListener, CliError> {
     let listener =
         TcpListener::bind(address).map_err(|source| CliError::Metrics { address: address.to_string(), source })?;
     log::info!("metrics on http://{address}/metrics");
+    Ok(listener)
+}
+
+/// Serves the counters as Prometheus text to every connection on `listener`.
+fn spawn_metrics(shared: &Arc<Shared>, listener: TcpListener) {
     let shared = Arc::clone(shared);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -251,7 +258,6 @@ fn spawn_metrics(shared: &Arc<Shared>, address: SocketAddr) -> Result<(), CliErr
             );
         }
     });
-    Ok(())
 }
 
 /// A label value as the Prometheus text format writes it: backslash, double quote and line feed

@@ -511,7 +511,9 @@ fn sigusr1_reports_counters_summaries_name_the_droppers_and_only_cap_net_admin_i
     let pair = NetnsPair::new();
     let (gb, cn) = ("192.0.2.10", "198.51.100.23");
     pair.add_sources(&[gb, cn]);
-    let (_dir, path) = config(&asterisk_with("summary_seconds = 1\nmetrics = \"127.0.0.1:9477\""));
+    // A port below 1024 needs CAP_NET_BIND_SERVICE, which geofence drops once the queue is
+    // bound: the metrics socket must be bound before.
+    let (_dir, path) = config(&asterisk_with("summary_seconds = 1\nmetrics = \"127.0.0.1:999\""));
     pair.iptables(false, &[QUEUE_SIP_V4]);
     let geofence = pair.start_geofence(&path, 0);
     pair.send_sip(&[gb], 2);
@@ -522,7 +524,7 @@ fn sigusr1_reports_counters_summaries_name_the_droppers_and_only_cap_net_admin_i
     assert_eq!(effective.split_whitespace().nth(1), Some("0000000000001000"), "only CAP_NET_ADMIN");
 
     let metrics = NetnsPair::within(&pair.server, || {
-        let mut stream = std::net::TcpStream::connect("127.0.0.1:9477").unwrap();
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:999").unwrap();
         std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
         let mut body = String::new();
         std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
