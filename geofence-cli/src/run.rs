@@ -167,8 +167,20 @@ fn reload(args: &RunArgs, running: &Deployment, shared: &Shared) {
         }
         Err(error) => {
             let causes: String = crate::error::causes(&error).map(|cause| format!(": {cause}")).collect();
-            log::error!("reload refused, the running policy stays: {error}{causes}");
+            log::error!("reload refused, the running policy stays: {error}{causes}{}", reload_hint(&error));
         }
+    }
+}
+
+/// What to do about a file the reload may not read: at start geofence read it with every
+/// capability, on reload it has only CAP_NET_ADMIN left.
+fn reload_hint(error: &CliError) -> &'static str {
+    match error {
+        CliError::Read { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            " (after start geofence keeps only CAP_NET_ADMIN, so it reads files as an ordinary root process: \
+             make root the file's owner, or let others read it)"
+        }
+        _ => "",
     }
 }
 

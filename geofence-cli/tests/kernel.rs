@@ -613,3 +613,24 @@ fn sigterm_is_prompt_while_a_slow_reload_runs() {
     assert!(!stderr.contains("reloaded"), "the reload was meant to be still running: {stderr}");
     assert_eq!(Geofence::verdicts(&stdout), 0);
 }
+
+#[test]
+fn a_reload_that_may_not_read_its_file_says_why() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let pair = NetnsPair::new();
+    let (_dir, path) = config(&asterisk());
+    let geofence = pair.start_geofence(&path, 0);
+    // Read at start with every capability; by the reload only CAP_NET_ADMIN is left, which
+    // does not pass over another owner's file mode.
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("reload refused, the running policy stays: cannot read"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("make root the file's owner, or let others read it"), "{stderr}");
+}
