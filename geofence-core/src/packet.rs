@@ -202,6 +202,19 @@ pub enum PacketError {
     /// The IPv4 header length field is below the 20-byte minimum.
     #[error("IPv4 header length {0} bytes is below the 20-byte minimum")]
     Ipv4HeaderTooShort(usize),
+    /// An authentication header says it is shorter than its fixed fields (next header, length,
+    /// reserved, SPI, sequence number: 12 bytes, RFC 4302 section 2).
+    #[error("authentication header at offset {offset} is {length} bytes, below the 12-byte minimum")]
+    AuthenticationHeaderTooShort {
+        /// Where it starts.
+        offset: usize,
+        /// The length its payload-length field gives, in bytes.
+        length: usize,
+    },
+    /// An IPv6 hop-by-hop options header anywhere but right after the IPv6 header, where RFC
+    /// 8200 (section 4.3) allows it alone; a node must discard such a packet.
+    #[error("IPv6 hop-by-hop options header at offset {0}, not right after the IPv6 header")]
+    MisplacedHopByHop(usize),
     /// The IPv4 total length is smaller than the header it contains.
     #[error("IPv4 total length {total} is smaller than its {header}-byte header")]
     Ipv4TotalLengthTooShort {
@@ -302,8 +315,9 @@ fn walk_extensions(bytes: &[u8], offset: usize, first: u8, ipv6: bool) -> Result
     let mut offset = offset;
     loop {
         let length = match next {
+            HOP_BY_HOP if ipv6 && offset != IPV6_HEADER => return Err(PacketError::MisplacedHopByHop(offset)),
             HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS if ipv6 => (usize::from(ext_byte(bytes, offset, 1)?) + 1) * 8,
-            AUTHENTICATION => (usize::from(ext_byte(bytes, offset, 1)?) + 2) * 4,
+            AUTHENTICATION => authentication_length(bytes, offset)?,
             FRAGMENT if ipv6 => IPV6_FRAGMENT_HEADER,
             _ => {
                 let protocol = Protocol(next);
@@ -317,6 +331,18 @@ fn walk_extensions(bytes: &[u8], offset: usize, first: u8, ipv6: bool) -> Result
         next = header[0];
         offset += length;
     }
+}
+
+/// An authentication header's length: its payload-length field counts 32-bit words minus 2, and
+/// its fixed fields alone take 12 bytes, so a field of 0 (8 bytes) is not an authentication
+/// header; read as one, it would put the next header inside its own sequence number.
+fn authentication_length(bytes: &[u8], offset: usize) -> Result<usize, PacketError> {
+    const MINIMUM: usize = 12;
+    let length = (usize::from(ext_byte(bytes, offset, 1)?) + 2) * 4;
+    if length < MINIMUM {
+        return Err(PacketError::AuthenticationHeaderTooShort { offset, length });
+    }
+    Ok(length)
 }
 
 fn fragment_offset(fragment_header: &[u8]) -> u16 {
