@@ -71,7 +71,7 @@ impl PolicyBuilder {
         PolicyBuilder { lists: Vec::new(), rules: Vec::new(), default, malformed: Verdict::Drop }
     }
 
-    /// Defines a named prefix list that rules can use in `sources`.
+    /// Defines a named prefix list that rules can name as a source (`Rule::with_source_list`).
     pub fn list(mut self, name: impl Into<String>, list: PrefixList) -> PolicyBuilder {
         self.lists.push((name.into(), list));
         self
