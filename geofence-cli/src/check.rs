@@ -38,7 +38,7 @@ struct Tally {
 /// Decides every IP packet of the capture and prints what would have been accepted and dropped:
 /// per verdict, per country, per rule, and the top dropped sources.
 pub fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
-    let (_, policy) = files::load_policy(&args.config, &args.databases)?;
+    let policy = files::load_policy(&args.config, &args.databases)?.policy;
     let names: Vec<String> = policy.rules().map(|rule| rule.name().to_owned()).collect();
     let totals = Mutex::new(Totals::default());
     let mut local = Local::new(names.len());

@@ -61,13 +61,24 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
 /// Reads a config and its databases (`overrides` first, else the config's, else the embedded
 /// one) and builds the policy: all or nothing. The config's policy part has gone into the
 /// policy; its deployment part is returned.
-pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<(Config, Policy), CliError> {
+pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, CliError> {
     let mut config = load_config(config_path)?;
     let (table, provenance) = load_database(&database_paths(overrides, &config, config_path))?;
     log::info!("country database: {}", describe(&table, &provenance));
+    let (v4, v6) = table.range_counts();
     let builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
     let policy = builder.build(Arc::new(table))?;
-    Ok((config, policy))
+    Ok(Loaded { config, policy, ranges: v4 + v6 })
+}
+
+/// A config with its policy built.
+pub struct Loaded {
+    /// The config; its policy builder has gone into `policy`.
+    pub config: Config,
+    /// The policy.
+    pub policy: Policy,
+    /// How many ranges the country database holds, to compare a reload's against.
+    pub ranges: usize,
 }
 
 /// The database files to use: `--db` if given, else the config's `database`, taken relative to

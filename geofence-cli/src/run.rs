@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use geofence_core::config::Deployment;
-use geofence_core::{Config, Policy, Verdict};
+use geofence_core::{Policy, Verdict};
 use geofence_nfq::{
     bind_queues, deployment, kernel_queue_stats, run_queues, Handler, KernelQueueStats, QueueCounters, QueuedPacket,
     Stop,
@@ -49,7 +49,7 @@ struct Shared {
 /// Serves the queues until SIGTERM or SIGINT; then every packet still queued gets the fallback
 /// verdict, the queues are unbound and the counters are printed.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
-    let (config, policy) = load(args)?;
+    let files::Loaded { config, policy, ranges } = load(args)?;
     let deployment = &config.deployment;
     let queue_configs = deployment::queue_configs(deployment);
     let queues = bind_queues(queue_configs)?;
@@ -79,7 +79,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let stop = Stop::new();
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
-    let reloads = spawn_reloader(args, fixed, &shared);
+    let reloads = spawn_reloader(args, fixed, ranges, &shared);
     let signal_thread = {
         let (shared, stop) = (Arc::clone(&shared), stop.clone());
         std::thread::spawn(move || {
@@ -126,18 +126,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load(args: &RunArgs) -> Result<(Config, Policy), CliError> {
+fn load(args: &RunArgs) -> Result<files::Loaded, CliError> {
     files::load_policy(&args.config, &args.databases)
 }
 
 /// The thread that carries out SIGHUP's reloads one after another, as they are asked for. It is
 /// never waited for: stopping while it builds a policy discards the unfinished one.
-fn spawn_reloader(args: &RunArgs, running: Deployment, shared: &Arc<Shared>) -> mpsc::Sender<()> {
+/// `ranges` is the running database's size, which each accepted reload updates.
+fn spawn_reloader(args: &RunArgs, running: Deployment, mut ranges: usize, shared: &Arc<Shared>) -> mpsc::Sender<()> {
     let (requests, asked) = mpsc::channel::<()>();
     let (args, shared) = (args.clone(), Arc::clone(shared));
     std::thread::spawn(move || {
         for () in asked {
-            reload(&args, &running, &shared);
+            reload(&args, &running, &mut ranges, &shared);
         }
     });
     requests
@@ -147,9 +148,19 @@ fn spawn_reloader(args: &RunArgs, running: Deployment, shared: &Arc<Shared>) -> 
 /// policy stays.
 /// The deployment settings stay as they were at start: the kernel holds the queues and rules
 /// made from them.
-fn reload(args: &RunArgs, running: &Deployment, shared: &Shared) {
+fn reload(args: &RunArgs, running: &Deployment, running_ranges: &mut usize, shared: &Shared) {
     match load(args) {
-        Ok((config, policy)) => {
+        Ok(files::Loaded { config, ranges, .. })
+            if shrank_too_far(ranges, *running_ranges) && !config.policy.database_may_shrink =>
+        {
+            log::error!(
+                "reload refused, the running policy stays: the new country database has {ranges} ranges, less than \
+                 half of the running one's {running_ranges}: cut short or the wrong file? (database_may_shrink = true \
+                 accepts it)"
+            );
+        }
+        Ok(files::Loaded { config, policy, ranges }) => {
+            *running_ranges = ranges;
             if config.deployment != *running {
                 log::warn!(
                     "reload: the deployment settings (queue, fail_open, queue_length, hashlimit, flow_mark, metrics, \
@@ -170,6 +181,11 @@ fn reload(args: &RunArgs, running: &Deployment, shared: &Shared) {
             log::error!("reload refused, the running policy stays: {error}{causes}{}", reload_hint(&error));
         }
     }
+}
+
+/// Whether a database of `ranges` ranges has less than half of the running one's `running`.
+fn shrank_too_far(ranges: usize, running: usize) -> bool {
+    ranges.saturating_mul(2) < running
 }
 
 /// What to do about a file the reload may not read: at start geofence read it with every

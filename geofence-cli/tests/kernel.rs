@@ -634,3 +634,28 @@ fn a_reload_that_may_not_read_its_file_says_why() {
     assert!(stderr.contains("Permission denied"), "{stderr}");
     assert!(stderr.contains("make root the file's owner, or let others read it"), "{stderr}");
 }
+
+#[test]
+fn a_reload_whose_database_shrank_by_more_than_half_is_refused_unless_allowed() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (database, path) = (dir.path().join("countries.csv"), dir.path().join("geofence.toml"));
+    std::fs::copy(support_fixture(), &database).unwrap();
+    std::fs::write(&path, format!("database = \"countries.csv\"\n{}", asterisk())).unwrap();
+    let geofence = pair.start_geofence(&path, 0);
+    // The fixture's 8 ranges become 1: a cut or wrong download, as far as geofence can tell.
+    std::fs::write(&database, "192.0.2.0,192.0.2.255,GB\n").unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    std::fs::write(&path, format!("database = \"countries.csv\"\ndatabase_may_shrink = true\n{}", asterisk())).unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("reload refused, the running policy stays: the new country database has 1 ranges, less than half of the running one's 8"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("reloaded").count(), 1, "the allowed shrink is applied: {stderr}");
+}

@@ -133,6 +133,9 @@ impl Default for Deployment {
 pub struct PolicyConfig {
     /// The country database file to load, as written in the config; `None`: the caller's default.
     pub database: Option<String>,
+    /// Whether a reload may bring a database with less than half the ranges of the running one
+    /// (off: such a database is more likely cut short or the wrong file than right).
+    pub database_may_shrink: bool,
     /// The rules, lists and verdicts.
     pub builder: PolicyBuilder,
     /// Things that are legal but almost certainly not what was meant.
@@ -243,7 +246,7 @@ fn hint(help: &Option<String>) -> String {
 }
 
 /// The keys of the policy part, as [`RawPolicy`] reads them.
-const POLICY_KEYS: &[&str] = &["database", "default", "malformed", "lists", "rule"];
+const POLICY_KEYS: &[&str] = &["database", "database_may_shrink", "default", "malformed", "lists", "rule"];
 /// The keys of the deployment part, as [`RawDeployment`] reads them.
 const DEPLOYMENT_KEYS: &[&str] = &[
     "queue",
@@ -261,6 +264,8 @@ const DEPLOYMENT_KEYS: &[&str] = &[
 #[derive(Deserialize)]
 struct RawPolicy {
     database: Option<String>,
+    #[serde(default)]
+    database_may_shrink: bool,
     default: Spanned<String>,
     malformed: Option<Spanned<String>>,
     #[serde(default)]
@@ -445,7 +450,7 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
         .into_iter()
         .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
         .collect();
-    Ok(PolicyConfig { database: raw.database, builder: policy, warnings })
+    Ok(PolicyConfig { database: raw.database, database_may_shrink: raw.database_may_shrink, builder: policy, warnings })
 }
 
 /// Turns byte offsets into the line and column a person finds in an editor.
