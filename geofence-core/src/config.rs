@@ -425,7 +425,7 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
         policy = policy.on_malformed(verdict(at, malformed)?);
     }
     for (name, networks) in &raw.lists {
-        if prefix::built_in(name).is_some() {
+        if prefix::is_built_in(name) {
             return Err(at.error(
                 networks.span().start,
                 format!("list `{name}` has the name of a built-in list"),

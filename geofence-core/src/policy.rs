@@ -131,7 +131,7 @@ impl PolicyBuilder {
     pub fn build(self, db: Arc<dyn CountryDb>) -> Result<Policy, PolicyError> {
         let mut lists: Vec<(String, PrefixList)> = Vec::new();
         for (name, list) in self.lists {
-            if lists.iter().any(|(n, _)| *n == name) || prefix::built_in(&name).is_some() {
+            if lists.iter().any(|(n, _)| *n == name) || prefix::is_built_in(&name) {
                 return Err(PolicyError::DuplicateList(name));
             }
             lists.push((name, list));

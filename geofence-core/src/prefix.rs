@@ -200,6 +200,11 @@ pub(crate) fn built_in_names() -> impl Iterator<Item = &'static str> {
     built_ins().map(|(name, _)| name)
 }
 
+/// Whether `name` is a built-in list's, without building the list.
+pub(crate) fn is_built_in(name: &str) -> bool {
+    built_in_names().any(|built_in| built_in == name)
+}
+
 /// The built-in list called `name`, if there is one.
 pub fn built_in(name: &str) -> Option<PrefixList> {
     BUILT_IN

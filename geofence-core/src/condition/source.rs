@@ -44,7 +44,7 @@ impl SourceCondition {
 
 fn check_list_name<V>(at: &Locator, name: &Spanned<String>, defined: &BTreeMap<String, V>) -> Result<(), ConfigError> {
     let wanted = name.get_ref().as_str();
-    if defined.contains_key(wanted) || prefix::built_in(wanted).is_some() {
+    if defined.contains_key(wanted) || prefix::is_built_in(wanted) {
         return Ok(());
     }
     let built_in: Vec<&str> = prefix::built_in_names().collect();
