@@ -25,7 +25,7 @@
 //! the encoding is canonical (merged entries, shortest numbers): bytes that load re-encode to
 //! themselves.
 
-use super::table::{Ipv4Builder, Ipv6Builder, RangeTable, MAX_IPV4_ENTRIES, MAX_VALUES, NONE};
+use super::table::{Ipv4Builder, Ipv6Builder, RangeTable, Slot, MAX_IPV4_ENTRIES, MAX_VALUES, NONE};
 use crate::CountryCode;
 
 /// The first 8 bytes of every compiled file.
@@ -94,7 +94,7 @@ pub fn encode(table: &RangeTable<CountryCode>, provenance: &Provenance) -> Vec<u
     file
 }
 
-fn put_entries(out: &mut Vec<u8>, entries: &[(u128, u16)]) {
+fn put_entries(out: &mut Vec<u8>, entries: &[(u128, Slot)]) {
     out.extend((entries.len() as u32).to_le_bytes());
     let mut previous = 0u128;
     for (index, &(start, slot)) in entries.iter().enumerate() {
@@ -284,7 +284,7 @@ impl Reader<'_> {
         count: usize,
         values: usize,
         max: S,
-        mut push: impl FnMut(S, u16),
+        mut push: impl FnMut(S, Slot),
     ) -> Result<(), CompiledError> {
         if count == 0 {
             return Err(self.problem("a table has no entries"));
@@ -306,7 +306,7 @@ impl Reader<'_> {
             }
             let slot = match self.leb128()? {
                 0 => NONE,
-                n if n <= values as u128 => (n - 1) as u16,
+                n if n <= values as u128 => (n - 1) as Slot,
                 _ => return Err(CompiledError::At { offset: at, problem: "entry names a value that does not exist" }),
             };
             if previous == Some(slot) {

@@ -14,11 +14,10 @@
 //! Both families are built as their entries come, one /16 or /48 at a time, so that loading a
 //! compiled file never holds a second copy of its entries.
 //!
-//! It is generic over the value, so the loaders and the file format could serve other range
-//! data; but slots are 16 bits, so a table holds at most 65,534 distinct values: enough for
-//! countries or list tags, not for AS numbers (about 91,000 in the ip-location-db data), which
-//! need wider slots, and with them a new leaf layout (a leaf of 8 keys and 8 u16 slots is one
-//! cache line; 8 u32 slots would make it two). Building resolves overlaps:
+//! It is generic over the value, so the loaders and the file format serve any range data.
+//! Slots are 32 bits (AS numbers alone have about 91,000 distinct values in the ip-location-db
+//! data), and both layouts keep a slot beside its key, so the cache line that decides a lookup
+//! answers it. Building resolves overlaps:
 //! inputs are layered in order, a later layer wins wherever it has data, and within one layer
 //! the more specific (smaller) range wins. Adjacent ranges with the same value are merged.
 
@@ -26,10 +25,14 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The slot of an address no range covers.
-pub(crate) const NONE: u16 = u16::MAX;
+/// Where an entry's value lies in [`RangeTable::values`]: 32 bits, for tables with more
+/// distinct values than 16 bits can number (AS numbers).
+pub(crate) type Slot = u32;
+/// The slot of an address no range covers. Slots stay below bit 31, which an IPv4 index
+/// entry uses to say it holds a slot itself.
+pub(crate) const NONE: Slot = DIRECT - 1;
 /// The slot of an IPv6 /48 that holds a finer range boundary: look in the fine table.
-const REFINE: u16 = u16::MAX - 1;
+const REFINE: Slot = NONE - 1;
 /// Value slots stay below the two markers.
 pub(crate) const MAX_VALUES: usize = REFINE as usize;
 /// log2 of the number of buckets of a family's direct index.
@@ -66,14 +69,14 @@ impl Key for u128 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Family<K> {
     pub(crate) starts: Vec<K>,
-    pub(crate) slots: Vec<u16>,
+    pub(crate) slots: Vec<Slot>,
     /// `index[b]` is the first entry whose start lies in bucket `b` (the top 16 bits) or later.
     index: Vec<u32>,
 }
 
 impl<K: Key> Family<K> {
     /// Builds the index over entries that are sorted, start at 0, and have valid slots.
-    pub(crate) fn new(starts: Vec<K>, slots: Vec<u16>) -> Family<K> {
+    pub(crate) fn new(starts: Vec<K>, slots: Vec<Slot>) -> Family<K> {
         let shift = K::BITS - INDEX_BITS;
         let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
         let mut entry = 0;
@@ -94,7 +97,7 @@ impl<K: Key> Family<K> {
     /// The slot of `key`: the bucket of its top 16 bits, then a binary search within it. No
     /// allocation, no lock.
     #[inline]
-    fn slot(&self, key: K) -> u16 {
+    fn slot(&self, key: K) -> Slot {
         let bucket = (key.to_u128() >> (K::BITS - INDEX_BITS)) as usize;
         let (Some(&low), Some(&high)) = (self.index.get(bucket), self.index.get(bucket + 1)) else {
             return NONE;
@@ -107,18 +110,20 @@ impl<K: Key> Family<K> {
     }
 
     fn bytes(&self) -> usize {
-        self.starts.len() * std::mem::size_of::<K>() + self.slots.len() * 2 + self.index.len() * 4
+        self.starts.len() * std::mem::size_of::<K>()
+            + self.slots.len() * std::mem::size_of::<Slot>()
+            + self.index.len() * 4
     }
 
     /// The entries as (start, slot).
-    fn entries(&self) -> impl Iterator<Item = (u128, u16)> + '_ {
+    fn entries(&self) -> impl Iterator<Item = (u128, Slot)> + '_ {
         self.starts.iter().map(|start| start.to_u128()).zip(self.slots.iter().copied())
     }
 }
 
 /// The ranges that have a value, as (first, last, slot), from entries of a family whose last
 /// address is `max`.
-fn ranges_of(entries: Vec<(u128, u16)>, max: u128) -> impl Iterator<Item = (u128, u128, u16)> {
+fn ranges_of(entries: Vec<(u128, Slot)>, max: u128) -> impl Iterator<Item = (u128, u128, Slot)> {
     let ends: Vec<u128> = entries.iter().skip(1).map(|(start, _)| start - 1).chain([max]).collect();
     entries
         .into_iter()
@@ -129,13 +134,20 @@ fn ranges_of(entries: Vec<(u128, u16)>, max: u128) -> impl Iterator<Item = (u128
 
 /// IPv4: a direct index on the top 16 bits. Four /16s in five of real data lie within one
 /// range, and their index entry holds the slot itself, so a lookup reads one word. Each other
-/// /16 points at a run of words `low16 << 16 | slot`: first a head word holding how many entries
-/// follow and the slot in force at the /16's start, then the entries that start inside it.
+/// /16 points at a run of words `low16 << 16 | code`: first a head word holding how many
+/// entries follow and the code of the slot in force at the /16's start, then the entries that
+/// start inside it. A word holds its start and its answer, so the line that decides a lookup
+/// answers it. The code is the slot itself when it fits 16 bits (every slot of a country
+/// table); else it says to read the slot from `wide`, which only tables with that many values
+/// have (64-bit words would cost IPv4 lookups 40 %: the baseline x86-64 vector unit has no
+/// 64-bit comparison).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Ipv4Family {
     index: Vec<u32>,
     /// The runs, then `WINDOW` words of padding, so a window read from any entry stays inside.
     words: Vec<u32>,
+    /// The slot of each word, when some slot does not fit its code; else empty.
+    wide: Vec<Slot>,
     /// How many ranges have a value.
     ranges: usize,
 }
@@ -148,18 +160,33 @@ const DIRECT: u32 = 1 << 31;
 pub(crate) const MAX_IPV4_ENTRIES: usize = (DIRECT as usize) - (1 << INDEX_BITS) - 2 * WINDOW;
 /// Entries compared at once (a window of 64 bytes), after halving a long run down to it.
 const WINDOW: usize = 16;
+/// The code of a word whose slot is [`NONE`].
+const CODE_NONE: u32 = 0xFFFF;
+/// The code of a word whose slot is in [`Ipv4Family::wide`].
+const CODE_WIDE: u32 = 0xFFFE;
+
+/// The 16-bit code of `slot` in a word.
+fn code(slot: Slot) -> u32 {
+    match slot {
+        NONE => CODE_NONE,
+        narrow if narrow < CODE_WIDE => narrow,
+        _ => CODE_WIDE,
+    }
+}
 
 /// Builds an [`Ipv4Family`] from its entries as they come (sorted, the first at 0), one /16
 /// at a time, so that no copy of the whole list is ever held.
 pub(crate) struct Ipv4Builder {
     index: Vec<u32>,
     words: Vec<u32>,
+    /// The slot of each word, once some slot has needed it.
+    wide: Vec<Slot>,
     /// The /16 whose entries are being gathered.
     bucket: u32,
-    /// Its entries after the one at its start, as words.
-    run: Vec<u32>,
+    /// Its entries after the one at its start: their low 16 bits and slots.
+    run: Vec<(u32, Slot)>,
     /// The slot in force where the bucket begins.
-    in_force: u16,
+    in_force: Slot,
     ranges: usize,
 }
 
@@ -171,6 +198,7 @@ impl Ipv4Builder {
             // At most a head word a /16 and a word an entry: reserved at once, so the vector
             // never moves while it grows (pages never written are never touched).
             words: Vec::with_capacity((1 << INDEX_BITS) + entries + WINDOW),
+            wide: Vec::new(),
             bucket: 0,
             run: Vec::new(),
             in_force: NONE,
@@ -179,7 +207,7 @@ impl Ipv4Builder {
     }
 
     /// The next entry: its start is above every start before it.
-    pub(crate) fn push(&mut self, start: u32, slot: u16) {
+    pub(crate) fn push(&mut self, start: u32, slot: Slot) {
         while self.bucket < start >> 16 {
             self.close_bucket();
         }
@@ -187,23 +215,37 @@ impl Ipv4Builder {
         if start & 0xFFFF == 0 {
             self.in_force = slot;
         } else {
-            self.run.push((start & 0xFFFF) << 16 | u32::from(slot));
+            self.run.push((start & 0xFFFF, slot));
         }
     }
 
     /// Writes the gathered /16 to the index: its slot when one holds throughout, else its run.
     fn close_bucket(&mut self) {
         match self.run.last() {
-            None => self.index.push(DIRECT | u32::from(self.in_force)),
-            Some(&last) => {
+            None => self.index.push(DIRECT | self.in_force),
+            Some(&(_, last)) => {
                 self.index.push(self.words.len() as u32);
-                self.words.push((self.run.len() as u32) << 16 | u32::from(self.in_force));
-                self.words.extend_from_slice(&self.run);
-                self.in_force = last as u16;
-                self.run.clear();
+                self.push_word(self.run.len() as u32, self.in_force);
+                for (low, slot) in std::mem::take(&mut self.run) {
+                    self.push_word(low, slot);
+                }
+                self.in_force = last;
             }
         }
         self.bucket += 1;
+    }
+
+    /// Appends the word `high << 16 | code(slot)`, and the slot to `wide` once it is needed:
+    /// the first slot that does not fit its code starts it with the slots of the words before.
+    fn push_word(&mut self, high: u32, slot: Slot) {
+        let code = code(slot);
+        if code == CODE_WIDE && self.wide.is_empty() {
+            self.wide = self.words.iter().map(|word| narrow_slot(word & 0xFFFF)).collect();
+        }
+        self.words.push(high << 16 | code);
+        if !self.wide.is_empty() {
+            self.wide.push(slot);
+        }
     }
 
     pub(crate) fn finish(mut self) -> Ipv4Family {
@@ -211,14 +253,23 @@ impl Ipv4Builder {
             self.close_bucket();
         }
         self.words.extend([u32::MAX; WINDOW]);
-        Ipv4Family { index: self.index, words: self.words, ranges: self.ranges }
+        Ipv4Family { index: self.index, words: self.words, wide: self.wide, ranges: self.ranges }
+    }
+}
+
+/// The slot of a code that is not [`CODE_WIDE`].
+fn narrow_slot(code: u32) -> Slot {
+    if code == CODE_NONE {
+        NONE
+    } else {
+        code
     }
 }
 
 impl Ipv4Family {
     /// Builds the index over entries that are sorted, start at 0, and have valid slots; at
     /// most [`MAX_IPV4_ENTRIES`] of them, so that every offset stays below `DIRECT`.
-    pub(crate) fn new(starts: &[u32], slots: &[u16]) -> Ipv4Family {
+    pub(crate) fn new(starts: &[u32], slots: &[Slot]) -> Ipv4Family {
         let mut builder = Ipv4Builder::with_capacity(starts.len());
         starts.iter().zip(slots).for_each(|(start, slot)| builder.push(*start, *slot));
         builder.finish()
@@ -231,10 +282,10 @@ impl Ipv4Family {
     /// The slot of `address`. A long run is halved (without branching on the data) down to one
     /// window, whose entries are then compared at once.
     #[inline(always)]
-    fn slot(&self, address: u32) -> u16 {
+    fn slot(&self, address: u32) -> Slot {
         let Some(&entry) = self.index.get((address >> 16) as usize) else { return NONE };
         if entry & DIRECT != 0 {
-            return entry as u16;
+            return entry & !DIRECT;
         }
         let head = entry as usize;
         let Some(&head_word) = self.words.get(head) else { return NONE };
@@ -252,30 +303,40 @@ impl Ipv4Family {
         let len = len as u32;
         let below: u32 = window.iter().zip(0..).map(|(word, i)| u32::from(*word <= target) & u32::from(i < len)).sum();
         // `base - 1` is the head or an entry known to be at or below the address.
-        self.words.get(base + below as usize - 1).map_or(NONE, |word| *word as u16)
+        self.slot_of_word(base + below as usize - 1)
+    }
+
+    /// The slot of the word at `position`.
+    #[inline(always)]
+    fn slot_of_word(&self, position: usize) -> Slot {
+        match self.words.get(position).map(|word| word & 0xFFFF) {
+            Some(CODE_WIDE) => self.wide.get(position).copied().unwrap_or(NONE),
+            Some(code) => narrow_slot(code),
+            None => NONE,
+        }
     }
 
     /// The entries as (start, slot), merged as they were built.
-    pub(crate) fn entries(&self) -> Vec<(u128, u16)> {
+    pub(crate) fn entries(&self) -> Vec<(u128, Slot)> {
         let mut entries: Entries<u128> = Entries::default();
         for (bucket, &entry) in self.index.iter().enumerate() {
             let start = (bucket as u128) << 16;
             if entry & DIRECT != 0 {
-                entries.push_merged(start, entry as u16);
+                entries.push_merged(start, entry & !DIRECT);
                 continue;
             }
-            let head = self.words[entry as usize];
-            entries.push_merged(start, head as u16);
-            let run = &self.words[entry as usize + 1..][..(head >> 16) as usize];
-            for word in run {
-                entries.push_merged(start | u128::from(word >> 16), *word as u16);
+            let head = entry as usize;
+            entries.push_merged(start, self.slot_of_word(head));
+            let count = (self.words[head] >> 16) as usize;
+            for position in head + 1..=head + count {
+                entries.push_merged(start | u128::from(self.words[position] >> 16), self.slot_of_word(position));
             }
         }
         entries.starts.into_iter().zip(entries.slots).collect()
     }
 
     fn bytes(&self) -> usize {
-        (self.index.len() + self.words.len()) * 4
+        (self.index.len() + self.words.len() + self.wide.len()) * 4
     }
 }
 
@@ -298,9 +359,9 @@ pub(crate) struct Ipv6Builder {
     main: ForestBuilder,
     fine: Entries<u128>,
     /// The entries of the /48 being gathered.
-    block: Vec<(u128, u16)>,
+    block: Vec<(u128, Slot)>,
     /// The slot of the last entry before that /48.
-    before: u16,
+    before: Slot,
     ranges: usize,
 }
 
@@ -321,7 +382,7 @@ impl Ipv6Builder {
     }
 
     /// The next entry: its start is above every start before it.
-    pub(crate) fn push(&mut self, start: u128, slot: u16) {
+    pub(crate) fn push(&mut self, start: u128, slot: Slot) {
         if self.block.first().is_some_and(|(first, _)| first >> FINE_SHIFT != start >> FINE_SHIFT) {
             self.close_block();
         }
@@ -371,7 +432,7 @@ impl Ipv6Builder {
 
 impl Ipv6Family {
     /// Splits full 128-bit entries (sorted, starting at 0) into the main and fine tables.
-    pub(crate) fn new(starts: Vec<u128>, slots: Vec<u16>) -> Ipv6Family {
+    pub(crate) fn new(starts: Vec<u128>, slots: Vec<Slot>) -> Ipv6Family {
         let mut builder = Ipv6Builder::with_capacity(starts.len());
         starts.iter().zip(&slots).for_each(|(start, slot)| builder.push(*start, *slot));
         builder.finish()
@@ -384,7 +445,7 @@ impl Ipv6Family {
     }
 
     #[inline]
-    fn slot(&self, address: u128) -> u16 {
+    fn slot(&self, address: u128) -> Slot {
         match self.main.slot((address >> FINE_SHIFT) as u64) {
             REFINE => self.fine.slot(address),
             slot => slot,
@@ -392,8 +453,8 @@ impl Ipv6Family {
     }
 
     /// The full 128-bit entries, as they were before the split.
-    pub(crate) fn entries(&self) -> Vec<(u128, u16)> {
-        let main: Vec<(u128, u16)> = self.main.entries().map(|(key, slot)| (key << FINE_SHIFT, slot)).collect();
+    pub(crate) fn entries(&self) -> Vec<(u128, Slot)> {
+        let main: Vec<(u128, Slot)> = self.main.entries().map(|(key, slot)| (key << FINE_SHIFT, slot)).collect();
         let mut full: Entries<u128> = Entries::default();
         for (index, &(start, slot)) in main.iter().enumerate() {
             if slot != REFINE {
@@ -442,24 +503,26 @@ impl Block {
 /// Entries per leaf.
 const LEAF: usize = 8;
 
-/// Up to eight entries of a tree's bottom level: their keys, their slots and how many there
-/// are, in one cache line, so the line that decides a lookup also answers it. The keys are
-/// compared as 32-bit numbers, which the vector unit does at once.
+/// Up to eight entries of a tree's bottom level, their keys and their slots, in one cache line,
+/// so the line that decides a lookup also answers it. The keys are compared as 32-bit numbers,
+/// which the vector unit does at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 struct Leaf {
     keys: [u32; LEAF],
-    slots: [u16; LEAF],
-    len: u32,
+    slots: [Slot; LEAF],
 }
 
-// A leaf is exactly one cache line: wider slots or more entries would make it two.
+// A leaf is exactly one cache line: more entries would make it two.
 const _: () = assert!(std::mem::size_of::<Leaf>() == 64 && std::mem::align_of::<Leaf>() == 64);
 
 impl Leaf {
-    /// A leaf of up to 8 sorted entries; the rest are `u32::MAX` and unknown, never counted.
-    fn packed(keys: &[u32], slots: &[u16]) -> Leaf {
-        let mut leaf = Leaf { keys: [u32::MAX; LEAF], slots: [NONE; LEAF], len: keys.len().min(LEAF) as u32 };
+    /// A leaf of 1 to 8 sorted entries. The rest are padding: key `u32::MAX` with the last
+    /// entry's slot, so counting them (only a key of all ones does) gives the same answer, and
+    /// a leaf needs no length.
+    fn packed(keys: &[u32], slots: &[Slot]) -> Leaf {
+        let last = slots.get(keys.len().min(LEAF).wrapping_sub(1)).copied().unwrap_or(NONE);
+        let mut leaf = Leaf { keys: [u32::MAX; LEAF], slots: [last; LEAF] };
         for (index, (key, slot)) in keys.iter().zip(slots).take(LEAF).enumerate() {
             (leaf.keys[index], leaf.slots[index]) = (*key, *slot);
         }
@@ -468,14 +531,15 @@ impl Leaf {
 
     /// The slot of the last entry whose key is not above `key`.
     #[inline]
-    fn slot(&self, key: u32) -> u16 {
-        let len = self.len;
-        let count: u32 = self.keys.iter().zip(0..).map(|(k, i)| u32::from(*k <= key) & u32::from(i < len)).sum();
+    fn slot(&self, key: u32) -> Slot {
+        let count: u32 = self.keys.iter().map(|k| u32::from(*k <= key)).sum();
         count.checked_sub(1).and_then(|entry| self.slots.get(entry as usize)).map_or(NONE, |slot| *slot)
     }
 
-    fn entries(&self) -> impl Iterator<Item = (u32, u16)> + '_ {
-        self.keys.iter().copied().zip(self.slots.iter().copied()).take(self.len as usize)
+    /// The entries, padding included: a padding entry repeats the slot before it, so merging
+    /// drops it.
+    fn entries(&self) -> impl Iterator<Item = (u32, Slot)> + '_ {
+        self.keys.iter().copied().zip(self.slots.iter().copied())
     }
 }
 
@@ -521,9 +585,9 @@ struct ForestBuilder {
     bucket: u64,
     /// Its entries so far: the low 32 bits of their keys, and their slots.
     keys: Vec<u32>,
-    slots: Vec<u16>,
+    slots: Vec<Slot>,
     /// The slot of the last entry before that /16, if there is one.
-    before: Option<u16>,
+    before: Option<Slot>,
 }
 
 impl ForestBuilder {
@@ -544,7 +608,7 @@ impl ForestBuilder {
 
     /// Appends an entry (a key below 2^48, not below the last) unless it repeats the previous
     /// slot; an entry at the same key replaces the previous one.
-    fn push_merged(&mut self, key: u64, slot: u16) {
+    fn push_merged(&mut self, key: u64, slot: Slot) {
         while self.bucket < key >> 32 {
             self.close_bucket();
         }
@@ -595,14 +659,14 @@ impl ForestBuilder {
 
 impl Forest {
     /// Whether tree `root` is a lone entry at 0 with `slot`, as an empty /16 after it would be.
-    fn is_lone_entry(&self, root: u32, slot: u16) -> bool {
+    fn is_lone_entry(&self, root: u32, slot: Slot) -> bool {
         let Some(shape) = self.shapes.get(root as usize) else { return false };
         let lone = Leaf::packed(&[0], &[slot]);
         shape.leaves == 1 && self.leaves.get(shape.first_leaf as usize) == Some(&lone)
     }
 
     /// Adds the tree of one /16: leaves of 8 entries, then levels of their first keys.
-    fn plant(&mut self, keys: &[u32], slots: &[u16]) -> Shape {
+    fn plant(&mut self, keys: &[u32], slots: &[Slot]) -> Shape {
         let first_leaf = self.leaves.len() as u32;
         self.leaves.extend(keys.chunks(LEAF).zip(slots.chunks(LEAF)).map(|(keys, slots)| Leaf::packed(keys, slots)));
         let leaves = self.leaves.len() as u32 - first_leaf;
@@ -626,7 +690,7 @@ impl Forest {
 
     /// The slot of a 48-bit key: the /16's tree, one block a level, one leaf.
     #[inline]
-    fn slot(&self, key: u64) -> u16 {
+    fn slot(&self, key: u64) -> Slot {
         let Some(shape) = self.roots.get((key >> 32) as usize).and_then(|root| self.shapes.get(*root as usize)) else {
             return NONE;
         };
@@ -641,7 +705,7 @@ impl Forest {
     }
 
     /// The entries as (48-bit key, slot), merged.
-    fn entries(&self) -> impl Iterator<Item = (u128, u16)> + '_ {
+    fn entries(&self) -> impl Iterator<Item = (u128, Slot)> + '_ {
         let mut merged: Entries<u128> = Entries::default();
         for (bucket, root) in self.roots.iter().enumerate() {
             let shape = &self.shapes[*root as usize];
@@ -664,7 +728,7 @@ impl Forest {
 /// Entries being assembled: starts and their slots, in two vectors.
 struct Entries<K> {
     starts: Vec<K>,
-    slots: Vec<u16>,
+    slots: Vec<Slot>,
 }
 
 impl<K> Default for Entries<K> {
@@ -682,7 +746,7 @@ impl<K> Entries<K> {
 impl<K: PartialEq> Entries<K> {
     /// Appends an entry unless it repeats the previous slot; an entry at the same start
     /// replaces the previous one.
-    fn push_merged(&mut self, start: K, slot: u16) {
+    fn push_merged(&mut self, start: K, slot: Slot) {
         if self.starts.last() == Some(&start) {
             self.starts.pop();
             self.slots.pop();
@@ -754,7 +818,7 @@ impl<V: TableValue> RangeTable<V> {
     /// of values when the address has none.
     #[inline(always)]
     pub(crate) fn key_v4(&self, address: Ipv4Addr) -> usize {
-        usize::from(self.v4.slot(u32::from(address))).min(self.values.len())
+        (self.v4.slot(u32::from(address)) as usize).min(self.values.len())
     }
 
     /// The key of an IPv6 address's value (see [`RangeTable::key_v4`]).
@@ -762,13 +826,13 @@ impl<V: TableValue> RangeTable<V> {
     pub(crate) fn key_v6(&self, address: Ipv6Addr) -> usize {
         match address.to_ipv4_mapped() {
             Some(v4) => self.key_v4(v4),
-            None => usize::from(self.v6.slot(u128::from(address))).min(self.values.len()),
+            None => (self.v6.slot(u128::from(address)) as usize).min(self.values.len()),
         }
     }
 
     #[inline]
-    fn value(&self, slot: u16) -> Option<V> {
-        self.values.get(usize::from(slot)).copied()
+    fn value(&self, slot: Slot) -> Option<V> {
+        self.values.get(slot as usize).copied()
     }
 
     /// How many IPv4 and IPv6 ranges have a value (after merging).
@@ -794,7 +858,7 @@ impl<V: TableValue> RangeTable<V> {
         });
         let v6 = ranges_of(self.v6.entries(), u128::MAX)
             .map(|(first, last, slot)| (IpAddr::V6(Ipv6Addr::from(first)), IpAddr::V6(Ipv6Addr::from(last)), slot));
-        v4.chain(v6).filter_map(|(first, last, slot)| Some((first, last, *self.values.get(usize::from(slot))?)))
+        v4.chain(v6).filter_map(|(first, last, slot)| Some((first, last, *self.values.get(slot as usize)?)))
     }
 }
 
@@ -818,7 +882,7 @@ pub enum RangeError {
 #[derive(Debug)]
 pub struct TableBuilder<V> {
     values: Vec<V>,
-    slots_by_value: std::collections::HashMap<V, u16>,
+    slots_by_value: std::collections::HashMap<V, Slot>,
     v4: Vec<Pending>,
     v6: Vec<Pending>,
 }
@@ -828,7 +892,7 @@ struct Pending {
     layer: u32,
     first: u128,
     last: u128,
-    slot: u16,
+    slot: Slot,
 }
 
 impl<V: TableValue> Default for TableBuilder<V> {
@@ -878,13 +942,13 @@ impl<V: TableValue> TableBuilder<V> {
         table.ranges().try_for_each(|(first, last, value)| self.insert(layer, first, last, value))
     }
 
-    fn slot(&mut self, value: V) -> Result<u16, RangeError> {
+    fn slot(&mut self, value: V) -> Result<Slot, RangeError> {
         if let Some(slot) = self.slots_by_value.get(&value) {
             return Ok(*slot);
         }
-        let slot = u16::try_from(self.values.len())
+        let slot = Slot::try_from(self.values.len())
             .ok()
-            .filter(|s| usize::from(*s) < MAX_VALUES)
+            .filter(|s| (*s as usize) < MAX_VALUES)
             .ok_or(RangeError::TooManyValues)?;
         self.values.push(value);
         self.slots_by_value.insert(value, slot);
@@ -912,16 +976,16 @@ fn unmap(address: IpAddr) -> IpAddr {
 
 /// Lays ranges onto the address line in priority order (earlier layers first, and within a
 /// layer wider ranges first), each overwriting what it covers; then lists the boundaries.
-fn paint(mut ranges: Vec<Pending>, max: u128) -> (Vec<u128>, Vec<u16>) {
+fn paint(mut ranges: Vec<Pending>, max: u128) -> (Vec<u128>, Vec<Slot>) {
     ranges.sort_by(|a, b| a.layer.cmp(&b.layer).then((b.last - b.first).cmp(&(a.last - a.first))));
     // start → (last, slot), disjoint.
-    let mut painted: BTreeMap<u128, (u128, u16)> = BTreeMap::new();
+    let mut painted: BTreeMap<u128, (u128, Slot)> = BTreeMap::new();
     for range in ranges {
         overwrite(&mut painted, range.first, range.last, range.slot);
     }
     let mut starts = vec![0u128];
     let mut slots = vec![NONE];
-    let mut push = |start: u128, slot: u16| {
+    let mut push = |start: u128, slot: Slot| {
         if slots.last() == Some(&slot) {
             return;
         }
@@ -944,7 +1008,7 @@ fn paint(mut ranges: Vec<Pending>, max: u128) -> (Vec<u128>, Vec<u16>) {
     (starts, slots)
 }
 
-fn overwrite(painted: &mut BTreeMap<u128, (u128, u16)>, first: u128, last: u128, slot: u16) {
+fn overwrite(painted: &mut BTreeMap<u128, (u128, Slot)>, first: u128, last: u128, slot: Slot) {
     // A range starting before `first` that reaches into it is cut; its tail past `last` kept.
     if let Some((&start, &(end, old))) = painted.range(..first).next_back() {
         if end >= first {
@@ -1119,6 +1183,35 @@ mod tests {
             table.v6.entries().iter().map(|(_, v)| *v).collect(),
         );
         assert_eq!(rebuilt, table.v6);
+    }
+
+    /// As many distinct values as an ASN table has (about 91,000 in real data), more than 16
+    /// bits can number, in both families: every one answered, and given back by `ranges`.
+    #[test]
+    fn a_table_holds_more_distinct_values_than_sixteen_bits_can_number() {
+        const VALUES: u32 = 100_000;
+        let mut builder = TableBuilder::new();
+        let v4_first = |n: u32| (11 << 24) + (n << 8);
+        let v6_first = |n: u32| (0x2001_0db8u128 << 96) + (u128::from(n) << 80);
+        let (v4, v6) = (|n| IpAddr::V4(Ipv4Addr::from(v4_first(n))), |n| IpAddr::V6(Ipv6Addr::from(v6_first(n))));
+        let v4_last = |n| IpAddr::V4(Ipv4Addr::from(v4_first(n) + 255));
+        let v6_last = |n| IpAddr::V6(Ipv6Addr::from(v6_first(n + 1) - 1));
+        for n in 0..VALUES {
+            builder.insert(0, v4(n), v4_last(n), n).unwrap();
+            builder.insert(0, v6(n), v6_last(n), n).unwrap();
+        }
+        // A whole /16 with a late value: answered by its index entry alone.
+        builder.insert(0, ip("100.64.0.0"), ip("100.64.255.255"), VALUES).unwrap();
+        let table = builder.build();
+        assert_eq!(table.get(ip("100.64.1.2")), Some(VALUES));
+        assert_eq!(table.values().len(), VALUES as usize + 1);
+        for n in 0..VALUES {
+            assert_eq!((table.get(v4(n)), table.get(v4_last(n))), (Some(n), Some(n)), "{}", v4(n));
+            assert_eq!((table.get(v6(n)), table.get(v6_last(n))), (Some(n), Some(n)), "{}", v6(n));
+        }
+        assert_eq!(table.get(v4(VALUES)), None);
+        assert_eq!(table.ranges().count(), 2 * VALUES as usize + 1);
+        assert!(table.ranges().all(|(first, _, value)| first == v4(value) || first == v6(value) || value == VALUES));
     }
 
     /// The /16 (10.0.0.0/16) the IPv4 property test crowds ranges into.
