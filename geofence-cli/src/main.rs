@@ -36,7 +36,7 @@ Needs:
 Signals:
   SIGHUP   reload the config and databases; a bad one is refused and the running policy
            stays (the log says which). Deployment settings (queue, fail_open, queue_length,
-           hashlimit, flow_mark, metrics, summary_seconds) apply only on restart.
+           copy_range, hashlimit, flow_mark, metrics, summary_seconds) apply only on restart.
   SIGUSR1  log every counter: verdicts, countries, rules, the kernel's queue drops.
   SIGTERM, SIGINT
            finish the packets in flight, unbind the queues, print `verdicts=N`, exit 0.

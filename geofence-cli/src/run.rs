@@ -163,8 +163,8 @@ fn reload(args: &RunArgs, running: &Deployment, running_ranges: &mut usize, shar
             *running_ranges = ranges;
             if config.deployment != *running {
                 log::warn!(
-                    "reload: the deployment settings (queue, fail_open, queue_length, hashlimit, flow_mark, metrics, \
-                     summary_seconds) take effect only on restart"
+                    "reload: the deployment settings (queue, fail_open, queue_length, copy_range, hashlimit, flow_mark, \
+                     metrics, summary_seconds) take effect only on restart"
                 );
             }
             log::info!(

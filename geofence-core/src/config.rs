@@ -3,7 +3,7 @@
 //! A file holds both parts side by side at its top level; each has one owner. The policy part
 //! (`default`, `malformed`, `database`, `[lists]`, `[[rule]]`) is what is decided, and an
 //! embedder can read it from a table of its own file ([`PolicyTable`]). The deployment part
-//! (queues, fail-open, queue length, hashlimit, flow mark, metrics, summaries) is how packets
+//! (queues, fail-open, queue length, copy range, hashlimit, flow mark, metrics, summaries) is how packets
 //! reach the policy; geofence-nfq derives the queue settings and firewall rules from it.
 //!
 //! Every error names the line and column of the offending value and, where the fix is obvious,
@@ -15,6 +15,7 @@
 //! database = "countries.csv" # the country database file (read by the caller)
 //! fail_open = false         # true: let packets through when geofence cannot keep up or is stopped
 //! queue_length = 8192       # packets that may wait in the kernel for a verdict
+//! copy_range = 256          # bytes of each packet the kernel hands over (64 to 65535)
 //! hashlimit_rate = 2        # new flows a second one source may start before the rules drop
 //! hashlimit_burst = 5       #   them ahead of the queue (geofence rules)
 //! flow_mark = 0x40000000    # mark bit set on accepted packets; the rules let the rest of the
@@ -93,6 +94,9 @@ pub struct Deployment {
     /// How many packets may wait in the kernel for a verdict (at least 1); `None`: the queue's
     /// default.
     pub queue_length: Option<u32>,
+    /// How many bytes of each packet the kernel copies to geofence (64 to 65,535); `None`: the
+    /// queue's default. A packet whose headers do not fit is decided as malformed.
+    pub copy_range: Option<u16>,
     /// New flows a second one source may start before the firewall rules drop them.
     pub hashlimit_rate: u32,
     /// The burst those rules allow above the rate.
@@ -110,6 +114,8 @@ impl Deployment {
     /// The most queues one geofence binds: each gets a worker thread, a netlink socket and its
     /// receive buffer, and more workers than CPUs gain nothing.
     pub const MAX_QUEUES: usize = 64;
+    /// The smallest copy range: an IPv6 header, a few extension headers and the ports.
+    pub const MIN_COPY_RANGE: u16 = 64;
 }
 
 impl Default for Deployment {
@@ -118,6 +124,7 @@ impl Default for Deployment {
             queues: (0, 0),
             fail_open: false,
             queue_length: None,
+            copy_range: None,
             hashlimit_rate: default_hashlimit_rate(),
             hashlimit_burst: default_hashlimit_burst(),
             flow_mark: default_flow_mark(),
@@ -252,6 +259,7 @@ const DEPLOYMENT_KEYS: &[&str] = &[
     "queue",
     "fail_open",
     "queue_length",
+    "copy_range",
     "hashlimit_rate",
     "hashlimit_burst",
     "flow_mark",
@@ -284,6 +292,7 @@ struct RawDeployment {
     #[serde(default)]
     fail_open: bool,
     queue_length: Option<Spanned<u32>>,
+    copy_range: Option<Spanned<u16>>,
     #[serde(default = "default_hashlimit_rate")]
     hashlimit_rate: u32,
     #[serde(default = "default_hashlimit_burst")]
@@ -384,6 +393,7 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
         },
         fail_open: raw.fail_open,
         queue_length: raw.queue_length.as_ref().map(|length| queue_length(at, length)).transpose()?,
+        copy_range: raw.copy_range.as_ref().map(|range| copy_range(at, range)).transpose()?,
         hashlimit_rate: raw.hashlimit_rate,
         hashlimit_burst: raw.hashlimit_burst,
         flow_mark: raw.flow_mark,
@@ -404,6 +414,21 @@ fn queue_length(at: &Locator, length: &Spanned<u32>) -> Result<u32, ConfigError>
             Some("leave it out for the default of 8192".into()),
         )),
         length => Ok(length),
+    }
+}
+
+/// Fewer bytes than the headers take would make every packet malformed.
+fn copy_range(at: &Locator, range: &Spanned<u16>) -> Result<u16, ConfigError> {
+    match *range.get_ref() {
+        short if short < Deployment::MIN_COPY_RANGE => Err(at.at(
+            range,
+            format!(
+                "copy_range {short} is shorter than a packet's headers: every packet would be decided \
+                 as malformed"
+            ),
+            Some(format!("use at least {}, or leave it out for the default of 256", Deployment::MIN_COPY_RANGE)),
+        )),
+        range => Ok(range),
     }
 }
 

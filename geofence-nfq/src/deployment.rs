@@ -21,6 +21,9 @@ pub fn queue_configs(deployment: &Deployment) -> Vec<QueueConfig> {
             if let Some(length) = deployment.queue_length {
                 queue.max_len = length;
             }
+            if let Some(range) = deployment.copy_range {
+                queue.copy_range = range;
+            }
             queue
         })
         .collect()
@@ -62,13 +65,14 @@ mod tests {
 
     #[test]
     fn queues_and_rules_agree_on_fail_open_and_the_range() {
-        let config =
-            geofence_core::Config::parse("queue = \"2-3\"\nfail_open = true\nqueue_length = 64\ndefault = \"drop\"\n")
-                .unwrap();
+        let config = geofence_core::Config::parse(
+            "queue = \"2-3\"\nfail_open = true\nqueue_length = 64\ncopy_range = 1500\ndefault = \"drop\"\n",
+        )
+        .unwrap();
         let queues = queue_configs(&config.deployment);
         assert_eq!(
-            queues.iter().map(|q| (q.queue, q.fail_open, q.max_len)).collect::<Vec<_>>(),
-            [(2, true, 64), (3, true, 64)]
+            queues.iter().map(|q| (q.queue, q.fail_open, q.max_len, q.copy_range)).collect::<Vec<_>>(),
+            [(2, true, 64, 1500), (3, true, 64, 1500)]
         );
         assert!(queues.iter().all(|q| q.fallback == Verdict::Accept));
         let options = rule_options(&config.deployment);

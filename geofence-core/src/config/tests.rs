@@ -175,9 +175,16 @@ fn impossible_deployment_values_are_refused_at_their_line() {
         "line 2, column 11: `not-an-address` is not an address and port to serve metrics on (write an IP \
          address and a port, such as \"127.0.0.1:9477\" or \"[::1]:9477\")"
     );
-    let config = Config::parse("default = \"drop\"\nmetrics = \"[::1]:9477\"\nqueue_length = 1\n").unwrap();
+    assert_eq!(
+        error("default = \"drop\"\ncopy_range = 28\n"),
+        "line 2, column 14: copy_range 28 is shorter than a packet's headers: every packet would be decided \
+         as malformed (use at least 64, or leave it out for the default of 256)"
+    );
+    assert!(error("default = \"drop\"\ncopy_range = 65536\n").starts_with("line 2, column 14: "));
+    let config =
+        Config::parse("default = \"drop\"\nmetrics = \"[::1]:9477\"\nqueue_length = 1\ncopy_range = 64\n").unwrap();
     assert_eq!(config.deployment.metrics, Some("[::1]:9477".parse().unwrap()));
-    assert_eq!(config.deployment.queue_length, Some(1));
+    assert_eq!((config.deployment.queue_length, config.deployment.copy_range), (Some(1), Some(64)));
 }
 
 #[test]

@@ -181,10 +181,13 @@ pub(crate) struct Ipv4Builder {
     words: Vec<u32>,
     /// The slot of each word, once some slot has needed it.
     wide: Vec<Slot>,
+    /// Whether some slot has not fitted its code, so `wide` is kept.
+    keeps_wide: bool,
     /// The /16 whose entries are being gathered.
     bucket: u32,
-    /// Its entries after the one at its start: their low 16 bits and slots.
-    run: Vec<(u32, Slot)>,
+    /// Its entries after the one at its start, as words, and their slots.
+    run: Vec<u32>,
+    run_slots: Vec<Slot>,
     /// The slot in force where the bucket begins.
     in_force: Slot,
     ranges: usize,
@@ -199,8 +202,10 @@ impl Ipv4Builder {
             // never moves while it grows (pages never written are never touched).
             words: Vec::with_capacity((1 << INDEX_BITS) + entries + WINDOW),
             wide: Vec::new(),
+            keeps_wide: false,
             bucket: 0,
             run: Vec::new(),
+            run_slots: Vec::new(),
             in_force: NONE,
             ranges: 0,
         }
@@ -215,37 +220,42 @@ impl Ipv4Builder {
         if start & 0xFFFF == 0 {
             self.in_force = slot;
         } else {
-            self.run.push((start & 0xFFFF, slot));
+            let code = self.code(slot);
+            self.run.push((start & 0xFFFF) << 16 | code);
+            self.run_slots.push(slot);
         }
+    }
+
+    /// The code of `slot`; the first slot that does not fit one starts `wide`, with the slots
+    /// of the words before it.
+    fn code(&mut self, slot: Slot) -> u32 {
+        let code = code(slot);
+        if code == CODE_WIDE && !self.keeps_wide {
+            self.keeps_wide = true;
+            self.wide = self.words.iter().map(|word| narrow_slot(word & 0xFFFF)).collect();
+        }
+        code
     }
 
     /// Writes the gathered /16 to the index: its slot when one holds throughout, else its run.
     fn close_bucket(&mut self) {
-        match self.run.last() {
+        match self.run_slots.last() {
             None => self.index.push(DIRECT | self.in_force),
-            Some(&(_, last)) => {
+            Some(&last) => {
                 self.index.push(self.words.len() as u32);
-                self.push_word(self.run.len() as u32, self.in_force);
-                for (low, slot) in std::mem::take(&mut self.run) {
-                    self.push_word(low, slot);
+                let head = (self.run.len() as u32) << 16 | self.code(self.in_force);
+                self.words.push(head);
+                self.words.extend_from_slice(&self.run);
+                if self.keeps_wide {
+                    self.wide.push(self.in_force);
+                    self.wide.extend_from_slice(&self.run_slots);
                 }
                 self.in_force = last;
+                self.run.clear();
+                self.run_slots.clear();
             }
         }
         self.bucket += 1;
-    }
-
-    /// Appends the word `high << 16 | code(slot)`, and the slot to `wide` once it is needed:
-    /// the first slot that does not fit its code starts it with the slots of the words before.
-    fn push_word(&mut self, high: u32, slot: Slot) {
-        let code = code(slot);
-        if code == CODE_WIDE && self.wide.is_empty() {
-            self.wide = self.words.iter().map(|word| narrow_slot(word & 0xFFFF)).collect();
-        }
-        self.words.push(high << 16 | code);
-        if !self.wide.is_empty() {
-            self.wide.push(slot);
-        }
     }
 
     pub(crate) fn finish(mut self) -> Ipv4Family {
