@@ -659,3 +659,70 @@ fn a_reload_whose_database_shrank_by_more_than_half_is_refused_unless_allowed() 
     );
     assert_eq!(stderr.matches("reloaded").count(), 1, "the allowed shrink is applied: {stderr}");
 }
+
+/// The internet checksum of `bytes`.
+fn checksum(bytes: &[u8]) -> u16 {
+    let sum: u32 =
+        bytes.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))).sum();
+    let folded = (sum & 0xFFFF) + (sum >> 16);
+    !((folded & 0xFFFF) + (folded >> 16)) as u16
+}
+
+/// Packets conntrack calls INVALID, from 192.0.2.10 and 2001:db8:1::10: an ICMP and an ICMPv6
+/// echo reply no request asked for, and a UDP datagram to port 5062 whose length field claims
+/// more than it carries.
+fn invalid_packets() -> Vec<Vec<u8>> {
+    let mut echo_reply = vec![0u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'g', b'e', b'o', b'f'];
+    let sum = checksum(&echo_reply);
+    echo_reply[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut v4_echo = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 10, 192, 0, 2, 1];
+    v4_echo.extend(&echo_reply);
+    let mut v4_udp = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 192, 0, 2, 1];
+    v4_udp.extend([0x13, 0xc4, 0x13, 0xc6, 0, 200, 0, 0, b'g', b'e', b'o', b'f']);
+    let (source, server): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        ("2001:db8:1::10".parse().unwrap(), SERVER_V6.parse().unwrap());
+    let mut icmpv6 = vec![129u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'g', b'e', b'o', b'f'];
+    let mut pseudo = [source.octets(), server.octets()].concat();
+    pseudo.extend((icmpv6.len() as u32).to_be_bytes());
+    pseudo.extend([0, 0, 0, 58]);
+    pseudo.extend(&icmpv6);
+    let sum = checksum(&pseudo);
+    icmpv6[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut v6_echo = vec![0x60, 0, 0, 0, 0, icmpv6.len() as u8, 58, 64];
+    v6_echo.extend(source.octets());
+    v6_echo.extend(server.octets());
+    v6_echo.extend(icmpv6);
+    [v4_echo, v4_udp, v6_echo].into_iter().flat_map(|packet| vec![packet; 3]).collect()
+}
+
+#[test]
+fn invalid_packets_get_the_malformed_verdict_in_the_kernel_and_never_reach_the_queue() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let accepting = "default = \"drop\"\n[lists]\nclients = [\"192.0.2.10\", \"2001:db8:1::10\"]\n\
+                     [[rule]]\nname = \"clients\"\nsource = [\"clients\"]\naction = \"accept\"\n";
+    for (malformed, passed) in [("drop", 0), ("accept", 3)] {
+        let pair = NetnsPair::new();
+        let gb = "192.0.2.10";
+        pair.add_sources(&[gb, "2001:db8:1::10"]);
+        let (_dir, path) = config(&format!("malformed = \"{malformed}\"\n{accepting}"));
+        pair.install_rules(&path);
+        pair.iptables(false, &["-t security -A INPUT -p icmp --icmp-type echo-reply -m comment --comment v4-echo"]);
+        pair.iptables(false, &["-t security -A INPUT -p udp --dport 5062 -m comment --comment v4-udp"]);
+        pair.iptables(
+            true,
+            &["-t security -A INPUT -p ipv6-icmp --icmpv6-type echo-reply -m comment --comment v6-echo"],
+        );
+        let server = pair.udp_server();
+        let geofence = pair.start_geofence(&path, 0);
+        pair.send_raw(invalid_packets());
+        pair.send_flow(gb, 3);
+        let counts = ["v4-echo", "v4-udp"].map(|needle| pair.counter(false, "security", needle));
+        assert_eq!((counts, pair.counter(true, "security", "v6-echo")), ([passed; 2], passed), "malformed {malformed}");
+        assert_eq!(server.count(gb), 3, "the valid flow passes");
+        let (ok, stdout, stderr) = geofence.stop();
+        assert!(ok, "{stderr}");
+        assert_eq!(Geofence::verdicts(&stdout), 1, "only the valid flow's first packet is queued");
+    }
+}

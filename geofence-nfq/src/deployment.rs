@@ -29,9 +29,11 @@ pub fn queue_configs(deployment: &Deployment) -> Vec<QueueConfig> {
         .collect()
 }
 
-/// The options of the firewall rules that feed a deployment's queues.
-pub fn rule_options(deployment: &Deployment) -> RuleOptions {
+/// The options of the firewall rules that feed a deployment's queues, for a policy whose
+/// verdict on packets it cannot parse is `malformed` (which INVALID packets get too).
+pub fn rule_options(deployment: &Deployment, malformed: Verdict) -> RuleOptions {
     RuleOptions {
+        drop_invalid: malformed == Verdict::Drop,
         queues: deployment.queues,
         bypass: deployment.fail_open,
         hashlimit_rate: deployment.hashlimit_rate,
@@ -75,7 +77,7 @@ mod tests {
             [(2, true, 64, 1500), (3, true, 64, 1500)]
         );
         assert!(queues.iter().all(|q| q.fallback == Verdict::Accept));
-        let options = rule_options(&config.deployment);
+        let options = rule_options(&config.deployment, Verdict::Drop);
         assert_eq!((options.queues, options.bypass, options.flow_mark), ((2, 3), true, 0x4000_0000));
     }
 

@@ -3,6 +3,13 @@
 //! flow's first packet is accepted (its verdict carries the flow mark, which the rules save to
 //! the connection) the rest of the flow never leaves the kernel.
 //!
+//! Packets conntrack calls INVALID (an ICMP error or echo reply for no flow, a UDP length that
+//! disagrees with the packet, a TCP segment outside every window) belong to no flow, so they are
+//! neither NEW nor part of one the queue accepted: they would pass INPUT unexamined. They get the
+//! policy's `malformed` verdict in the kernel instead: dropped ahead of the queue when it is
+//! `drop` (the default), left to pass when it is `accept`. ICMP errors about a flow that exists
+//! are RELATED, not INVALID, and pass as before.
+//!
 //! Pure text generation for iptables/ip6tables command lines and for an nft ruleset.
 
 use std::fmt::Write;
@@ -33,12 +40,16 @@ pub struct RuleOptions {
     pub hashlimit_burst: u32,
     /// The mark bit accepted verdicts carry; 0 turns flow bypass off.
     pub flow_mark: u32,
+    /// Whether packets of the selected traffic that conntrack calls INVALID are dropped ahead
+    /// of the queue (the policy's `malformed` verdict is drop) rather than let through.
+    pub drop_invalid: bool,
 }
 
 /// What a config's rules send to the queue, and how: the inputs of [`iptables`] and [`nft`].
 pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     let policy = &config.policy.builder;
-    (selectors(policy.rules(), policy.default_verdict()), crate::deployment::rule_options(&config.deployment))
+    let options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
+    (selectors(policy.rules(), policy.default_verdict()), options)
 }
 
 /// The traffic a policy must see: what its rules name, or everything when a rule names no
@@ -82,6 +93,9 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
         let (tool, suffix) = if family == Family::V4 { ("iptables", "4") } else { ("ip6tables", "6") };
         for selector in selectors {
             let Some(matched) = iptables_match(*selector, family) else { continue };
+            if options.drop_invalid {
+                let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m conntrack --ctstate INVALID -j DROP");
+            }
             let mark = options.flow_mark;
             if mark != 0 {
                 let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m connmark --mark {mark:#x}/{mark:#x} -j ACCEPT");
@@ -159,6 +173,9 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     let queue = if options.bypass { format!("{queue} bypass") } else { queue };
     for selector in selectors {
         let matched = nft_match(*selector);
+        if options.drop_invalid {
+            let _ = writeln!(out, "        {matched}ct state invalid drop");
+        }
         let mark = options.flow_mark;
         if mark != 0 {
             let _ = writeln!(out, "        {matched}ct mark & {mark:#x} == {mark:#x} accept");
@@ -213,10 +230,12 @@ mod tests {
         assert_eq!(selectors, [Selector::Ports(Protocol::UDP, PortRange::single(5060))]);
         assert_eq!(
             iptables(&selectors, &options),
-            "iptables -w -A INPUT -p udp --dport 5060 -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n\
+            "iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate INVALID -j DROP\n\
+             iptables -w -A INPUT -p udp --dport 5060 -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n\
              iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 2/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name geofence4 -j DROP\n\
              iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n\
              iptables -w -t security -A INPUT -m mark --mark 0x40000000/0x40000000 -j CONNMARK --save-mark --nfmask 0x40000000 --ctmask 0x40000000\n\
+             ip6tables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate INVALID -j DROP\n\
              ip6tables -w -A INPUT -p udp --dport 5060 -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n\
              ip6tables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 2/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name geofence6 -j DROP\n\
              ip6tables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n\
@@ -231,6 +250,7 @@ mod tests {
         options.bypass = true;
         options.hashlimit_rate = 0;
         options.flow_mark = 0;
+        options.drop_invalid = false;
         assert_eq!(
             iptables(&selectors, &options),
             "iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-balance 2:5 --queue-bypass\n\
@@ -261,7 +281,14 @@ mod tests {
         assert_eq!(selectors(&[sip, Rule::new("any", Verdict::Accept)], Verdict::Accept), [Selector::All]);
         let icmp = iptables(
             &[Selector::Protocol(Protocol::ICMP)],
-            &RuleOptions { queues: (0, 0), bypass: false, hashlimit_rate: 0, hashlimit_burst: 0, flow_mark: 0 },
+            &RuleOptions {
+                queues: (0, 0),
+                bypass: false,
+                hashlimit_rate: 0,
+                hashlimit_burst: 0,
+                flow_mark: 0,
+                drop_invalid: false,
+            },
         );
         assert_eq!(icmp, "iptables -w -A INPUT -p icmp -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n");
     }
@@ -272,12 +299,26 @@ mod tests {
         assert_eq!(
             nft(&selectors, &options),
             "table inet geofence {\n    chain input {\n        type filter hook input priority filter; policy accept;\n        \
+             udp dport 5060 ct state invalid drop\n        \
              udp dport 5060 ct mark & 0x40000000 == 0x40000000 accept\n        \
              udp dport 5060 ct state new meter geofence4 { ip saddr limit rate over 2/second burst 5 packets } drop\n        \
              udp dport 5060 ct state new meter geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n        \
              udp dport 5060 ct state new queue num 0\n    }\n    chain save-flow-mark {\n        \
              type filter hook input priority 100; policy accept;\n        \
              meta mark & 0x40000000 == 0x40000000 ct mark set ct mark | 0x40000000\n    }\n}\n"
+        );
+    }
+
+    #[test]
+    fn invalid_packets_get_the_malformed_verdict_in_the_kernel() {
+        let accepting = Config::parse("default = \"drop\"\nmalformed = \"accept\"\n").unwrap();
+        let (selectors, options) = for_config(&accepting);
+        assert!(!options.drop_invalid);
+        assert!(!iptables(&selectors, &options).contains("INVALID") && !nft(&selectors, &options).contains("invalid"));
+        let dropping = Config::parse("default = \"drop\"\n").unwrap();
+        let (selectors, options) = for_config(&dropping);
+        assert!(
+            iptables(&selectors, &options).starts_with("iptables -w -A INPUT -m conntrack --ctstate INVALID -j DROP\n")
         );
     }
 }
