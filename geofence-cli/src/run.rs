@@ -51,6 +51,7 @@ struct Shared {
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let files::Loaded { config, policy, ranges } = load(args)?;
     let deployment = &config.deployment;
+    let (fail_open, flow_mark) = (deployment.fail_open, deployment.flow_mark);
     let queue_configs = deployment::queue_configs(deployment);
     let queues = bind_queues(queue_configs)?;
     // Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
@@ -121,9 +122,30 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
             None => log::warn!("cannot read the kernel's counters for a queue"),
         }
     }
+    if fail_open {
+        log::warn!("{}", unexamined_note(flow_mark));
+    }
     let verdicts: u64 = reports.iter().map(|r| r.counters.packets.load(Ordering::Relaxed)).sum();
     crate::output(&format!("verdicts={verdicts}\n"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an exit report under fail-open must add: the queue's kernel counters never count the
+/// packets fail-open let pass, so "lost no packets" would hide them.
+fn unexamined_note(flow_mark: u32) -> String {
+    let counted = if flow_mark == 0 {
+        "with flow_mark = 0 no rule can tell them from decided ones".to_owned()
+    } else {
+        format!(
+            "the rules `geofence rules` prints count them: `iptables -t security -vnL INPUT` and `ip6tables -t \
+             security -vnL INPUT`, comment {}",
+            geofence_nfq::rules::UNEXAMINED_COMMENT
+        )
+    };
+    format!(
+        "fail_open: packets that found a queue full passed unexamined, and the kernel's queue counters above do \
+         not count them; {counted}"
+    )
 }
 
 fn load(args: &RunArgs) -> Result<files::Loaded, CliError> {

@@ -130,13 +130,13 @@ fn queue_bypass_decides_what_happens_while_geofence_is_stopped() {
     }
 }
 
-/// Floods `count` SIP datagrams from one allowed source into a queue of 8 packets.
-fn flood_small_queue(fail_open: bool, count: usize) -> (u64, u64, u64, (u64, u64, u64, u64)) {
+/// Floods `count` SIP datagrams from one allowed source into a fail-closed queue of 8 packets.
+fn flood_small_queue(count: usize) -> (u64, u64, u64, (u64, u64, u64, u64)) {
     let pair = NetnsPair::new();
     let gb = "192.0.2.10";
     pair.add_sources(&[gb]);
     pair.iptables(false, &[QUEUE_SIP_V4, COUNT_SIP]);
-    let (_dir, path) = config(&format!("fail_open = {fail_open}\nqueue_length = 8\n{}", asterisk()));
+    let (_dir, path) = config(&format!("queue_length = 8\n{}", asterisk()));
     let geofence = pair.start_geofence(&path, 0);
     pair.send_sip(&[gb], count);
     let kernel = pair.queue_stats(0).expect("queue bound");
@@ -146,16 +146,48 @@ fn flood_small_queue(fail_open: bool, count: usize) -> (u64, u64, u64, (u64, u64
     (queued, pair.counter(false, "security", "dpt:5060"), Geofence::verdicts(&stdout), kernel)
 }
 
+/// `count` SIP OPTIONS from `source` to the server, each from its own source port: a new flow
+/// each, so the printed rules queue every one.
+fn sip_flows_v4(source: std::net::Ipv4Addr, count: usize) -> Vec<Vec<u8>> {
+    let packet = geofence_core::sample::sip_options(source.into(), SERVER_V4.parse().unwrap());
+    (0..count)
+        .map(|n| {
+            let mut flow = packet.clone();
+            flow[20..22].copy_from_slice(&(1024 + (n % 60_000) as u16).to_be_bytes());
+            // An IPv4 UDP checksum of 0 means none, so the changed port needs no new sum.
+            flow[26..28].copy_from_slice(&[0, 0]);
+            flow
+        })
+        .collect()
+}
+
 #[test]
-fn fail_open_passes_a_flood_a_small_queue_cannot_hold() {
+fn fail_open_passes_a_flood_a_small_queue_cannot_hold_and_the_rules_count_it() {
     if !kernel_tests_possible() {
         return;
     }
     let sent = 20_000;
-    let (queued, passed, verdicts, _) = flood_small_queue(true, sent);
+    let pair = NetnsPair::new();
+    let gb = "192.0.2.10";
+    pair.add_sources(&[gb]);
+    let (_dir, path) = config(&format!("fail_open = true\nqueue_length = 8\nhashlimit_rate = 0\n{}", asterisk()));
+    pair.install_rules(&path);
+    pair.iptables(false, &["-t security -A INPUT -p udp --dport 5060 -m comment --comment passed"]);
+    let geofence = pair.start_geofence(&path, 0);
+    pair.send_raw(sip_flows_v4(gb.parse().unwrap(), sent));
+    let (_, queue_dropped, user_dropped, id_sequence) = pair.queue_stats(0).expect("queue bound");
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    let verdicts = Geofence::verdicts(&stdout);
+    let (queued, passed) = (pair.counter(false, "filter", "NFQUEUE"), pair.counter(false, "security", "passed"));
+    let unexamined = pair.counter(false, "security", "geofence-unexamined");
     assert_eq!(queued, sent as u64);
     assert!(verdicts < queued, "the queue overflowed: {verdicts} verdicts for {queued} packets");
     assert_eq!(passed, queued, "fail-open let every packet through, decided or not");
+    // The queue's own counters say nothing of what fail-open let pass; the printed rule does.
+    assert_eq!((queue_dropped, user_dropped, id_sequence), (0, 0, verdicts));
+    assert_eq!(unexamined, queued - verdicts, "every packet geofence did not decide is counted");
+    assert!(stderr.contains("geofence-unexamined"), "the exit report says where to look: {stderr}");
 }
 
 #[test]
@@ -164,7 +196,7 @@ fn without_fail_open_a_flood_is_dropped_and_counted() {
         return;
     }
     let sent = 20_000;
-    let (queued, passed, verdicts, (waiting, queue_dropped, user_dropped, _)) = flood_small_queue(false, sent);
+    let (queued, passed, verdicts, (waiting, queue_dropped, user_dropped, _)) = flood_small_queue(sent);
     assert_eq!(queued, sent as u64);
     assert_eq!(waiting, 0);
     assert!(queue_dropped > 0, "the queue overflowed");

@@ -10,11 +10,20 @@
 //! `drop` (the default), left to pass when it is `accept`. ICMP errors about a flow that exists
 //! are RELATED, not INVALID, and pass as before.
 //!
+//! With fail-open, the kernel accepts a packet that finds the queue full (or no reader) without
+//! counting it anywhere in `/proc/net/netfilter/nfnetlink_queue`. The rules count those: a new
+//! packet of the selected traffic that reaches the security table with neither geofence's mark
+//! nor its connection's was not decided by geofence, and a rule commented
+//! [`UNEXAMINED_COMMENT`] counts it.
+//!
 //! Pure text generation for iptables/ip6tables command lines and for an nft ruleset.
 
 use std::fmt::Write;
 
 use geofence_core::{Config, PortRange, Protocol, Rule, Verdict};
+
+/// The comment of the rules that count what fail-open let pass unexamined.
+pub const UNEXAMINED_COMMENT: &str = "geofence-unexamined";
 
 /// What the rules send to the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +129,13 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
                 out,
                 "{tool} -w -t security -A INPUT -m mark --mark {mark:#x}/{mark:#x} -j CONNMARK --save-mark --nfmask {mark:#x} --ctmask {mark:#x}"
             );
+            for matched in selectors.iter().filter(|_| options.bypass).filter_map(|s| iptables_match(*s, family)) {
+                let _ = writeln!(
+                    out,
+                    "{tool} -w -t security -A INPUT{matched} -m conntrack --ctstate NEW -m connmark ! --mark {mark:#x}/{mark:#x} \
+                     -m mark ! --mark {mark:#x}/{mark:#x} -m comment --comment {UNEXAMINED_COMMENT}"
+                );
+            }
         }
     }
     out
@@ -194,11 +210,16 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     out.push_str("    }\n");
     if options.flow_mark != 0 {
         let mark = options.flow_mark;
-        let _ = write!(
-            out,
-            "    chain save-flow-mark {{\n        type filter hook input priority 100; policy accept;\n        \
-             meta mark & {mark:#x} == {mark:#x} ct mark set ct mark | {mark:#x}\n    }}\n"
-        );
+        let _ =
+            writeln!(out, "    chain save-flow-mark {{\n        type filter hook input priority 100; policy accept;");
+        for matched in selectors.iter().filter(|_| options.bypass).map(|s| nft_match(*s)) {
+            let _ = writeln!(
+                out,
+                "        {matched}ct state new ct mark & {mark:#x} != {mark:#x} meta mark & {mark:#x} != {mark:#x} \
+                 counter comment \"{UNEXAMINED_COMMENT}\""
+            );
+        }
+        let _ = write!(out, "        meta mark & {mark:#x} == {mark:#x} ct mark set ct mark | {mark:#x}\n    }}\n");
     }
     out.push_str("}\n");
     out
@@ -307,6 +328,23 @@ mod tests {
              type filter hook input priority 100; policy accept;\n        \
              meta mark & 0x40000000 == 0x40000000 ct mark set ct mark | 0x40000000\n    }\n}\n"
         );
+    }
+
+    #[test]
+    fn with_fail_open_the_rules_count_what_passed_unexamined() {
+        let (selectors, mut options) = asterisk();
+        assert!(!iptables(&selectors, &options).contains(UNEXAMINED_COMMENT));
+        options.bypass = true;
+        let lines = iptables(&selectors, &options);
+        assert!(lines.contains(
+            "iptables -w -t security -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -m connmark ! --mark \
+             0x40000000/0x40000000 -m mark ! --mark 0x40000000/0x40000000 -m comment --comment geofence-unexamined\n"
+        ));
+        assert_eq!(lines.matches(UNEXAMINED_COMMENT).count(), 2, "one a family");
+        assert!(nft(&selectors, &options).contains(
+            "        udp dport 5060 ct state new ct mark & 0x40000000 != 0x40000000 meta mark & 0x40000000 != 0x40000000 \
+             counter comment \"geofence-unexamined\"\n        meta mark & 0x40000000 == 0x40000000 ct mark set"
+        ));
     }
 
     #[test]

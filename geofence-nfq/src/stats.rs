@@ -10,9 +10,11 @@ pub struct KernelQueueStats {
     pub queue: u16,
     /// Packets waiting for a verdict now.
     pub waiting: u64,
-    /// Packets dropped (or, fail-open, accepted unseen) because the queue was full.
+    /// Packets dropped because the queue was full. With fail-open the kernel accepts them
+    /// instead and counts them nowhere here (see [`crate::rules::UNEXAMINED_COMMENT`]).
     pub queue_dropped: u64,
-    /// Packets dropped because their message could not be delivered to the reader (ENOBUFS).
+    /// Packets dropped because their message could not be delivered to the reader (ENOBUFS);
+    /// with fail-open, accepted uncounted likewise.
     pub user_dropped: u64,
     /// The id of the last packet queued: how many packets the queue has taken in all.
     pub id_sequence: u64,
