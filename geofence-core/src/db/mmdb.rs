@@ -12,8 +12,11 @@ use super::text::{country, Emit};
 use super::DbError;
 use crate::CountryCode;
 
-/// No real database has this many networks; a damaged tree that loops is stopped here.
-const MAX_NETWORKS: usize = 50_000_000;
+/// Networks a walk may meet for each node the file's tree can hold. A tree of n nodes has at
+/// most n + 1 leaves; the IPv4 part of an IPv6 tree is walked twice (as IPv4, then skipped in
+/// the IPv6 walk), and the slack covers aliases. A damaged tree whose nodes share children
+/// yields twice as many networks a level, so it is stopped here, after work its size bounds.
+const NETWORKS_PER_NODE: usize = 4;
 
 /// The country fields of every schema geofence reads: GeoIP2 `country.iso_code` (falling back
 /// to `registered_country.iso_code`), and the flat `country_code` of DB-IP and ip-location-db.
@@ -54,14 +57,19 @@ fn walk(bytes: &[u8], emit: &mut Emit) -> Result<(), DbError> {
     // DB-IP files have no description) and would refuse them. Damage is caught where it is met:
     // in the metadata, the tree walk (bounded) and the records decoded.
     let reader = maxminddb::Reader::from_source(bytes).map_err(mmdb_error)?;
+    let most = most_networks(&reader.metadata(), bytes.len());
     let mut known: HashMap<usize, Option<CountryCode>> = HashMap::new();
     let mut seen = 0usize;
     let mut visit = |cidr: &str, skip_ipv4_subtree: bool| -> Result<(), DbError> {
         let networks = reader.within(cidr.parse().map_err(mmdb_error)?, Default::default()).map_err(mmdb_error)?;
         for item in networks {
             seen += 1;
-            if seen > MAX_NETWORKS {
-                return Err(DbError::Mmdb(format!("more than {MAX_NETWORKS} networks: the tree is damaged")));
+            if seen > most {
+                return Err(DbError::Mmdb(format!(
+                    "the search tree yields more than {most} networks, more than its {} nodes can hold: it is \
+                     damaged (nodes share their children)",
+                    reader.metadata().node_count
+                )));
             }
             let lookup = item.map_err(mmdb_error)?;
             let network = lookup.network().map_err(mmdb_error)?;
@@ -95,6 +103,14 @@ fn walk(bytes: &[u8], emit: &mut Emit) -> Result<(), DbError> {
         visit("::/0", true)?;
     }
     Ok(())
+}
+
+/// The most networks a walk of the tree may yield: bounded by its node count, which is bounded
+/// by the bytes the tree can take (a node is two records of `record_size` bits).
+fn most_networks(metadata: &maxminddb::Metadata, file_bytes: usize) -> usize {
+    let node_bytes = (usize::from(metadata.record_size) / 4).max(1);
+    let nodes = (metadata.node_count as usize).min(file_bytes / node_bytes);
+    NETWORKS_PER_NODE.saturating_mul(nodes.saturating_add(1))
 }
 
 /// `::/96`, where IPv6 trees keep their IPv4 data: already read as IPv4.

@@ -284,3 +284,52 @@ fn an_mmdb_without_a_description_loads() {
     let table = one("dbip.mmdb", &writer.to_bytes().unwrap());
     assert_eq!(table.lookup(ip("192.0.2.9")), cc("GB"));
 }
+
+/// An IPv4 mmdb of `levels` nodes in which both records of each node point at the next one,
+/// and the last node's at a record of GB: a few hundred bytes whose tree yields 2^levels
+/// networks to a walk.
+fn fanning_out_mmdb(levels: u32) -> Vec<u8> {
+    let record = |value: u32| value.to_be_bytes()[1..].to_vec();
+    let data = levels + 16;
+    let mut file: Vec<u8> = (1..=levels)
+        .flat_map(|next| {
+            let value = if next == levels { data } else { next };
+            [record(value), record(value)].concat()
+        })
+        .collect();
+    file.extend([0; 16]);
+    file.extend([0xE1, 0x4C]);
+    file.extend(b"country_code");
+    file.extend([0x42, b'G', b'B']);
+    file.extend(b"\xAB\xCD\xEFMaxMind.com");
+    let key = |name: &str| [vec![0x40 | name.len() as u8], name.as_bytes().to_vec()].concat();
+    let entries: [(&str, Vec<u8>); 9] = [
+        ("node_count", vec![0xC1, levels as u8]),
+        ("record_size", vec![0xA1, 24]),
+        ("ip_version", vec![0xA1, 4]),
+        ("database_type", [vec![0x44], b"test".to_vec()].concat()),
+        ("languages", vec![0x00, 0x04]),
+        ("binary_format_major_version", vec![0xA1, 2]),
+        ("binary_format_minor_version", vec![0xA0]),
+        ("build_epoch", vec![0x00, 0x02]),
+        ("description", vec![0xE0]),
+    ];
+    file.push(0xE0 | entries.len() as u8);
+    for (name, value) in entries {
+        file.extend(key(name));
+        file.extend(value);
+    }
+    file
+}
+
+#[test]
+fn an_mmdb_whose_tree_fans_out_is_refused_after_work_its_size_bounds() {
+    // A proper tree reads: 4 levels make 16 networks that cover everything.
+    let table = one("small.mmdb", &fanning_out_mmdb(4));
+    assert_eq!(table.lookup(ip("203.0.113.9")), cc("GB"));
+    // 28 levels would make 268 million networks from under 400 bytes.
+    let bytes = fanning_out_mmdb(28);
+    assert!(bytes.len() < 400, "{} bytes", bytes.len());
+    let error = load(&[Input { name: "fan.mmdb", bytes: &bytes }]).unwrap_err().to_string();
+    assert!(error.contains("yields more than 116 networks, more than its 28 nodes can hold"), "{error}");
+}
