@@ -57,7 +57,7 @@ fn walk(bytes: &[u8], emit: &mut Emit) -> Result<(), DbError> {
     // DB-IP files have no description) and would refuse them. Damage is caught where it is met:
     // in the metadata, the tree walk (bounded) and the records decoded.
     let reader = maxminddb::Reader::from_source(bytes).map_err(mmdb_error)?;
-    let most = most_networks(&reader.metadata(), bytes.len());
+    let most = most_networks(reader.metadata(), bytes.len());
     let mut known: HashMap<usize, Option<CountryCode>> = HashMap::new();
     let mut seen = 0usize;
     let mut visit = |cidr: &str, skip_ipv4_subtree: bool| -> Result<(), DbError> {
