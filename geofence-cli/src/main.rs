@@ -9,6 +9,7 @@ mod demo;
 mod error;
 mod files;
 mod lookup;
+mod metrics;
 mod privileges;
 mod rules;
 mod run;

@@ -1,7 +1,6 @@
 //! `geofence run`: bind the config's queues, decide every packet, reload on SIGHUP, report on
 //! SIGUSR1, stop cleanly on SIGTERM or SIGINT.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,7 +99,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     };
     spawn_summaries(&shared, &stop, summary_seconds);
     if let Some(listener) = metrics {
-        spawn_metrics(&shared, listener);
+        let address = listener.local_addr().map_or_else(|_| "the metrics address".into(), |a| a.to_string());
+        let shared = Arc::clone(&shared);
+        crate::metrics::spawn(listener, move || prometheus(&shared))
+            .map_err(|source| CliError::Metrics { address, source })?;
     }
     let worker_shared = Arc::clone(&shared);
     let reports = run_queues(queues, move |_| Worker::new(Arc::clone(&worker_shared)), &stop)?;
@@ -289,25 +291,6 @@ fn bind_metrics(address: SocketAddr) -> Result<TcpListener, CliError> {
         TcpListener::bind(address).map_err(|source| CliError::Metrics { address: address.to_string(), source })?;
     log::info!("metrics on http://{address}/metrics");
     Ok(listener)
-}
-
-/// Serves the counters as Prometheus text to every connection on `listener`.
-fn spawn_metrics(shared: &Arc<Shared>, listener: TcpListener) {
-    let shared = Arc::clone(shared);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
-            let body = prometheus(&shared);
-            let _ = write!(
-                stream,
-                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
 }
 
 /// A label value as the Prometheus text format writes it: backslash, double quote and line feed

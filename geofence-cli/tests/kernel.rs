@@ -758,3 +758,62 @@ fn invalid_packets_get_the_malformed_verdict_in_the_kernel_and_never_reach_the_q
         assert_eq!(Geofence::verdicts(&stdout), 1, "only the valid flow's first packet is queued");
     }
 }
+
+/// A GET of /metrics on `address` from the server namespace: the status line and the body,
+/// or why none came within 10 s.
+fn get_metrics(pair: &NetnsPair, address: &'static str) -> Result<String, String> {
+    NetnsPair::within(&pair.server, move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: geofence\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+        Ok(response)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn metrics_answer_while_many_idle_and_garbage_connections_are_open() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let gb = "192.0.2.10";
+    pair.add_sources(&[gb]);
+    let (_dir, path) = config(&asterisk_with("metrics = \"127.0.0.1:9477\""));
+    pair.iptables(false, &[QUEUE_SIP_V4]);
+    let geofence = pair.start_geofence(&path, 0);
+    // 900 clients that connect and say nothing, more than the server serves at once, and
+    // clients that send garbage; they stay open while the scrape comes.
+    let idle = NetnsPair::within(&pair.server, || {
+        use std::io::Write;
+        let mut streams: Vec<std::net::TcpStream> =
+            (0..900).filter_map(|_| std::net::TcpStream::connect("127.0.0.1:9477").ok()).collect();
+        for stream in streams.iter_mut().take(20) {
+            let _ = stream.write_all(b"\x16\x03\x01 not http at all\r\n\r\n");
+        }
+        streams
+    })
+    .join()
+    .unwrap();
+    assert!(idle.len() > 256, "only {} clients connected", idle.len());
+    pair.send_sip(&[gb], 2);
+    // The scraper retries as Prometheus does; it must get through while the idle clients are
+    // still connected (the old endpoint served one connection at a time: 27 s for 2,000).
+    let scrape = (0..20).find_map(|_| {
+        get_metrics(&pair, "127.0.0.1:9477").ok().filter(|r| r.starts_with("HTTP/1.1 200")).or_else(|| {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            None
+        })
+    });
+    let scrape = scrape.expect("no scrape answered within 20 tries");
+    assert!(scrape.contains("geofence_packets_total{verdict=\"accept\"} 2"), "{scrape}");
+    drop(idle);
+    assert!(get_metrics(&pair, "127.0.0.1:9477").unwrap().starts_with("HTTP/1.1 200"));
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(Geofence::verdicts(&stdout), 2);
+}
