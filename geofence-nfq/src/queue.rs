@@ -39,6 +39,10 @@ pub trait Handler {
     /// Called after each burst of packets has been decided: a place to publish counters or pick
     /// up a new policy without touching shared state per packet.
     fn burst_done(&mut self) {}
+
+    /// Called when no packet came for a while (about a tenth of a second): a place to let go
+    /// of what an idle queue need not hold, such as a policy a reload has replaced.
+    fn idle(&mut self) {}
 }
 
 /// A handler made of a closure, by [`from_fn`].
@@ -216,6 +220,10 @@ impl Queue {
         while !stop.is_stopped() {
             let received = match self.socket.receive(&mut batch, true) {
                 Ok(received) => received,
+                Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => {
+                    handler.idle();
+                    continue;
+                }
                 Err(error) => {
                     self.survive(error)?;
                     continue;

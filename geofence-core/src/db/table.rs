@@ -47,20 +47,39 @@ impl<T: Copy + Eq + Hash + Send + Sync + 'static> TableValue for T {}
 /// An address as the integer it is, so both families share one implementation.
 pub(crate) trait Key: Copy + Ord + Default + std::fmt::Debug {
     const BITS: u32;
+    const MAX: Self;
     fn to_u128(self) -> u128;
+    /// The next address; only asked of one below `MAX`.
+    fn next(self) -> Self;
+    /// The address before; only asked of one above 0.
+    fn previous(self) -> Self;
 }
 
 impl Key for u32 {
     const BITS: u32 = 32;
+    const MAX: u32 = u32::MAX;
     fn to_u128(self) -> u128 {
         u128::from(self)
+    }
+    fn next(self) -> u32 {
+        self + 1
+    }
+    fn previous(self) -> u32 {
+        self - 1
     }
 }
 
 impl Key for u128 {
     const BITS: u32 = 128;
+    const MAX: u128 = u128::MAX;
     fn to_u128(self) -> u128 {
         self
+    }
+    fn next(self) -> u128 {
+        self + 1
+    }
+    fn previous(self) -> u128 {
+        self - 1
     }
 }
 
@@ -893,16 +912,23 @@ pub enum RangeError {
 pub struct TableBuilder<V> {
     values: Vec<V>,
     slots_by_value: std::collections::HashMap<V, Slot>,
-    v4: Vec<Pending>,
-    v6: Vec<Pending>,
+    v4: Vec<Pending<u32>>,
+    v6: Vec<Pending<u128>>,
 }
 
+/// A range as inserted, in its family's own width: 16 bytes for IPv4.
 #[derive(Clone, Copy, Debug)]
-struct Pending {
+struct Pending<K> {
     layer: u32,
-    first: u128,
-    last: u128,
     slot: Slot,
+    first: K,
+    last: K,
+}
+
+impl<K: Key> Pending<K> {
+    fn width(&self) -> u128 {
+        self.last.to_u128() - self.first.to_u128()
+    }
 }
 
 impl<V: TableValue> Default for TableBuilder<V> {
@@ -920,17 +946,17 @@ impl<V: TableValue> TableBuilder<V> {
     /// Adds `start..=end` with `value` from input number `layer` (later layers win).
     /// IPv4-mapped IPv6 ranges are stored as the IPv4 ranges they describe.
     pub fn insert(&mut self, layer: u32, start: IpAddr, end: IpAddr, value: V) -> Result<(), RangeError> {
-        let invalid = || RangeError::Invalid { start, end };
-        let slot = self.slot(value)?;
-        let (family, first, last) = match (unmap(start), unmap(end)) {
-            (IpAddr::V4(s), IpAddr::V4(e)) => (&mut self.v4, u128::from(u32::from(s)), u128::from(u32::from(e))),
-            (IpAddr::V6(s), IpAddr::V6(e)) => (&mut self.v6, u128::from(s), u128::from(e)),
-            _ => return Err(invalid()),
-        };
-        if first > last {
-            return Err(invalid());
+        let invalid = RangeError::Invalid { start, end };
+        let (start, end) = (unmap(start), unmap(end));
+        if !matches!((start, end), (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_))) || start > end {
+            return Err(invalid);
         }
-        family.push(Pending { layer, first, last, slot });
+        let slot = self.slot(value)?;
+        match (start, end) {
+            (IpAddr::V4(s), IpAddr::V4(e)) => self.v4.push(Pending { layer, slot, first: s.into(), last: e.into() }),
+            (IpAddr::V6(s), IpAddr::V6(e)) => self.v6.push(Pending { layer, slot, first: s.into(), last: e.into() }),
+            _ => return Err(invalid),
+        }
         Ok(())
     }
 
@@ -967,13 +993,11 @@ impl<V: TableValue> TableBuilder<V> {
 
     /// Resolves overlaps, merges neighbours and builds the table.
     pub fn build(self) -> RangeTable<V> {
-        let (v4_starts, v4_slots) = paint(self.v4, u128::from(u32::MAX));
-        let (v6_starts, v6_slots) = paint(self.v6, u128::MAX);
-        RangeTable {
-            values: self.values,
-            v4: Ipv4Family::new(&v4_starts.into_iter().map(|s| s as u32).collect::<Vec<_>>(), &v4_slots),
-            v6: Ipv6Family::new(v6_starts, v6_slots),
-        }
+        let (v4_starts, v4_slots) = resolve(self.v4);
+        let v4 = Ipv4Family::new(&v4_starts, &v4_slots);
+        drop((v4_starts, v4_slots));
+        let (v6_starts, v6_slots) = resolve(self.v6);
+        RangeTable { values: self.values, v4, v6: Ipv6Family::new(v6_starts, v6_slots) }
     }
 }
 
@@ -984,18 +1008,33 @@ fn unmap(address: IpAddr) -> IpAddr {
     }
 }
 
+/// The entries of a family's ranges: sorted starts from 0 and their slots, neighbours merged.
+/// Ranges that do not overlap (one database, as most are) are listed as they are; overlapping
+/// ones are painted in priority order first.
+fn resolve<K: Key>(mut ranges: Vec<Pending<K>>) -> (Vec<K>, Vec<Slot>) {
+    ranges.sort_unstable_by_key(|range| range.first);
+    if ranges.windows(2).all(|pair| pair[0].last < pair[1].first) {
+        return boundaries(ranges.into_iter().map(|range| (range.first, range.last, range.slot)));
+    }
+    boundaries(paint(ranges))
+}
+
 /// Lays ranges onto the address line in priority order (earlier layers first, and within a
-/// layer wider ranges first), each overwriting what it covers; then lists the boundaries.
-fn paint(mut ranges: Vec<Pending>, max: u128) -> (Vec<u128>, Vec<Slot>) {
-    ranges.sort_by(|a, b| a.layer.cmp(&b.layer).then((b.last - b.first).cmp(&(a.last - a.first))));
-    // start → (last, slot), disjoint.
-    let mut painted: BTreeMap<u128, (u128, Slot)> = BTreeMap::new();
+/// layer wider ranges first), each overwriting what it covers: start → (last, slot), disjoint.
+fn paint<K: Key>(mut ranges: Vec<Pending<K>>) -> impl Iterator<Item = (K, K, Slot)> {
+    ranges.sort_by(|a, b| a.layer.cmp(&b.layer).then(b.width().cmp(&a.width())));
+    let mut painted: BTreeMap<K, (K, Slot)> = BTreeMap::new();
     for range in ranges {
         overwrite(&mut painted, range.first, range.last, range.slot);
     }
-    let mut starts = vec![0u128];
+    painted.into_iter().map(|(start, (last, slot))| (start, last, slot))
+}
+
+/// The entries of disjoint ranges given in address order.
+fn boundaries<K: Key>(ranges: impl Iterator<Item = (K, K, Slot)>) -> (Vec<K>, Vec<Slot>) {
+    let mut starts = vec![K::default()];
     let mut slots = vec![NONE];
-    let mut push = |start: u128, slot: Slot| {
+    let mut push = |start: K, slot: Slot| {
         if slots.last() == Some(&slot) {
             return;
         }
@@ -1009,30 +1048,30 @@ fn paint(mut ranges: Vec<Pending>, max: u128) -> (Vec<u128>, Vec<Slot>) {
         starts.push(start);
         slots.push(slot);
     };
-    for (start, (last, slot)) in painted {
+    for (start, last, slot) in ranges {
         push(start, slot);
-        if last < max {
-            push(last + 1, NONE);
+        if last < K::MAX {
+            push(last.next(), NONE);
         }
     }
     (starts, slots)
 }
 
-fn overwrite(painted: &mut BTreeMap<u128, (u128, Slot)>, first: u128, last: u128, slot: Slot) {
+fn overwrite<K: Key>(painted: &mut BTreeMap<K, (K, Slot)>, first: K, last: K, slot: Slot) {
     // A range starting before `first` that reaches into it is cut; its tail past `last` kept.
     if let Some((&start, &(end, old))) = painted.range(..first).next_back() {
         if end >= first {
-            painted.insert(start, (first - 1, old));
+            painted.insert(start, (first.previous(), old));
             if end > last {
-                painted.insert(last + 1, (end, old));
+                painted.insert(last.next(), (end, old));
             }
         }
     }
-    let covered: Vec<u128> = painted.range(first..=last).map(|(start, _)| *start).collect();
+    let covered: Vec<K> = painted.range(first..=last).map(|(start, _)| *start).collect();
     for start in covered {
         if let Some((end, old)) = painted.remove(&start) {
             if end > last {
-                painted.insert(last + 1, (end, old));
+                painted.insert(last.next(), (end, old));
             }
         }
     }
