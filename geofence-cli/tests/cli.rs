@@ -146,7 +146,8 @@ fn run_help_is_an_admins_reference() {
 #[test]
 fn rules_print_for_both_backends() {
     let iptables = text(&geofence(&["rules", "--config", &repo("examples/asterisk.toml")]).stdout);
-    assert_eq!(iptables.lines().count(), 8);
+    assert_eq!(iptables.lines().count(), 10);
+    assert!(iptables.starts_with("iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate INVALID -j DROP\n"));
     assert!(iptables
         .contains("iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n"));
     let nft = text(&geofence(&["rules", "--config", &repo("examples/asterisk.toml"), "--backend", "nft"]).stdout);
