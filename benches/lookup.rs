@@ -217,5 +217,59 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups);
+/// A million networks, as a feed brings them: IPv4 /32s or IPv6 /64s, in random order or in
+/// address order.
+fn million(v6: bool, sequential: bool) -> Vec<IpNetwork> {
+    let mut rng = Lcg(7);
+    (0..1_000_000u64)
+        .map(|n| {
+            let x = if sequential { n * 3 } else { rng.next() };
+            if v6 {
+                let address = (0x2001_0db8u128 << 96) | (u128::from(x & 0xFFFF_FFFF) << 64);
+                IpNetwork::new(Ipv6Addr::from(address), 64).expect("a /64")
+            } else {
+                IpNetwork::from(Ipv4Addr::from(0x0100_0000 + (x % 0xDF00_0000) as u32))
+            }
+        })
+        .collect()
+}
+
+/// Building a list of a million networks, and membership in it beside rfc1918's.
+fn lists(c: &mut Criterion) {
+    let mut group = c.benchmark_group("list");
+    group.sample_size(10);
+    for (name, v6, sequential) in [
+        ("build_1m_v4_random", false, false),
+        ("build_1m_v4_sequential", false, true),
+        ("build_1m_v6_random", true, false),
+        ("build_1m_v6_sequential", true, true),
+    ] {
+        let networks = million(v6, sequential);
+        // Dropping the list is left out: the daemon frees a replaced policy off the packet path.
+        group.bench_function(name, |b| {
+            b.iter_with_large_drop(|| networks.iter().copied().collect::<geofence::PrefixList>())
+        });
+    }
+    let big: geofence::PrefixList = million(false, false).into_iter().collect();
+    let lan = geofence::prefix::built_in("rfc1918").expect("built in");
+    let mut rng = Lcg(9);
+    let probes: Vec<IpAddr> =
+        (0..ADDRESSES).map(|_| IpAddr::V4(Ipv4Addr::from(0x0100_0000 + (rng.next() % 0xDF00_0000) as u32))).collect();
+    let mut i = 0;
+    group.bench_function("contains_1m", |b| {
+        b.iter(|| {
+            i = (i + 1) & (ADDRESSES - 1);
+            black_box(big.contains(*black_box(&probes[i])))
+        })
+    });
+    group.bench_function("contains_rfc1918", |b| {
+        b.iter(|| {
+            i = (i + 1) & (ADDRESSES - 1);
+            black_box(lan.contains(*black_box(&probes[i])))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups, lists);
 criterion_main!(benches);

@@ -197,14 +197,30 @@ fn reload(args: &RunArgs, running: &Deployment, running_ranges: &mut usize, shar
                 policy.rules().len(),
                 policy.default_verdict()
             );
-            shared.policy.store(Arc::new(policy));
+            let old = shared.policy.swap(Arc::new(policy));
             shared.generation.fetch_add(1, Ordering::Release);
+            dispose_here(old, DISPOSE_WAIT);
         }
         Err(error) => {
             let causes: String = crate::error::causes(&error).map(|cause| format!(": {cause}")).collect();
             log::error!("reload refused, the running policy stays: {error}{causes}{}", reload_hint(&error));
         }
     }
+}
+
+/// How long a reload waits for the workers to let go of the policy it replaced: they do at
+/// their next packet, or within a receive timeout when idle.
+const DISPOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Drops `old` on this thread once every other holder has let go (or after `wait`): freeing a
+/// large policy takes time (a million IPv6 networks in a list: 1.5 s), which a queue worker,
+/// the last to hold it, would otherwise spend with packets waiting.
+fn dispose_here<T>(old: Arc<T>, wait: Duration) {
+    let deadline = std::time::Instant::now() + wait;
+    while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(old);
 }
 
 /// Whether a database of `ranges` ranges has less than half of the running one's `running`.
@@ -408,6 +424,28 @@ impl Handler for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_policy_is_freed_by_the_thread_that_replaced_it() {
+        struct Recorder(Arc<Mutex<Option<std::thread::ThreadId>>>);
+        impl Drop for Recorder {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = Some(std::thread::current().id());
+            }
+        }
+        let dropped_on = Arc::new(Mutex::new(None));
+        let old = Arc::new(Recorder(Arc::clone(&dropped_on)));
+        let worker = {
+            let held = Arc::clone(&old);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                drop(held);
+            })
+        };
+        dispose_here(old, Duration::from_secs(5));
+        worker.join().unwrap();
+        assert_eq!(*dropped_on.lock().unwrap(), Some(std::thread::current().id()));
+    }
 
     #[test]
     fn an_idle_worker_lets_go_of_a_replaced_policy() {
