@@ -12,7 +12,7 @@
 //! - **header** conditions (`protocol`, `ports`) read the parsed header only: one mask load each;
 //! - the **source** condition (`source` lists) is settled by the source's first byte for most
 //!   addresses and searches the lists only for the rest;
-//! - **lookup** conditions (`country`, and next the AS number or the SIP request) need work per
+//! - **lookup** conditions (`country`, `asn`, and next the SIP request) need work per
 //!   packet. They implement [`LookupCondition`]: the packet's answer is found at most once, only
 //!   when a rule that asks it is still a candidate for the first match, and a mask of the rules
 //!   that admit each possible answer is built with the policy.
@@ -24,9 +24,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::asn::Asn;
 use crate::country::CountryCode;
 use crate::packet::{PacketMeta, Protocol};
 
+pub(crate) mod asn;
 pub(crate) mod country;
 pub(crate) mod port;
 pub(crate) mod protocol;
@@ -41,6 +43,8 @@ pub trait Facts {
     fn in_list(&self, name: &str) -> bool;
     /// The source's country; `None` when the database does not know it.
     fn country(&self) -> Option<CountryCode>;
+    /// The source's autonomous system; `None` when the ASN database does not know it.
+    fn asn(&self) -> Option<Asn>;
 }
 
 impl dyn Facts + '_ {
@@ -91,14 +95,16 @@ pub(crate) trait LookupCondition: Condition {
 pub(crate) enum Lookup {
     /// The source's country, in the policy's country database.
     Country,
+    /// The source's autonomous system, in the policy's ASN database.
+    Asn,
 }
 
 impl Lookup {
     /// How many kinds of lookup there are.
-    pub(crate) const COUNT: usize = 1;
+    pub(crate) const COUNT: usize = 2;
 
     /// Every kind, in order.
-    pub(crate) const ALL: [Lookup; Lookup::COUNT] = [Lookup::Country];
+    pub(crate) const ALL: [Lookup; Lookup::COUNT] = [Lookup::Country, Lookup::Asn];
 
     /// Its position in per-packet caches and per-chunk masks.
     pub(crate) const fn index(self) -> usize {
@@ -113,20 +119,21 @@ pub(crate) struct Conditions {
     pub(crate) port: port::PortCondition,
     pub(crate) source: source::SourceCondition,
     pub(crate) country: country::CountryCondition,
+    pub(crate) asn: asn::AsnCondition,
 }
 
 impl Conditions {
     /// Each condition as the trait sees it, in the order `config check` shows them.
-    pub(crate) fn each(&self) -> [&dyn Condition; 4] {
-        let Conditions { protocol, port, source, country } = self;
-        [protocol, port, source, country]
+    pub(crate) fn each(&self) -> [&dyn Condition; 5] {
+        let Conditions { protocol, port, source, country, asn } = self;
+        [protocol, port, source, country, asn]
     }
 
     /// Whether a packet passes them all, by the plain facts.
     pub(crate) fn hold(&self, facts: &dyn Facts) -> bool {
         // Destructured so that a new kind does not compile until it has a meaning here.
-        let Conditions { protocol, port, source, country } = self;
-        protocol.holds(facts) && port.holds(facts) && source.holds(facts) && country.holds(facts)
+        let Conditions { protocol, port, source, country, asn } = self;
+        protocol.holds(facts) && port.holds(facts) && source.holds(facts) && country.holds(facts) && asn.holds(facts)
     }
 }
 

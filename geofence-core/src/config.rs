@@ -61,6 +61,7 @@ use ip_network::{IpNetwork, IpNetworkError};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::condition::asn::{self, AsnCondition};
 use crate::condition::country::{self, CountryCondition};
 use crate::condition::port::{self, PortCondition};
 use crate::condition::protocol::{self, ProtocolCondition};
@@ -143,6 +144,9 @@ pub struct PolicyConfig {
     /// Whether a reload may bring a database with less than half the ranges of the running one
     /// (off: such a database is more likely cut short or the wrong file than right).
     pub database_may_shrink: bool,
+    /// The ASN database file to load (read by the caller and given with
+    /// [`PolicyBuilder::asn_database`]), as written in the config; needed by `asn` rules.
+    pub asn_database: Option<String>,
     /// The rules, lists and verdicts.
     pub builder: PolicyBuilder,
     /// Things that are legal but almost certainly not what was meant.
@@ -153,6 +157,11 @@ impl PolicyConfig {
     /// Builds the policy, which looks countries up in `db`.
     pub fn build(self, db: Arc<dyn CountryDb>) -> Result<Policy, PolicyError> {
         self.builder.build(db)
+    }
+
+    /// Builds the policy, which looks countries up in `db` and autonomous systems in `asn`.
+    pub fn build_with_asn(self, db: Arc<dyn CountryDb>, asn: Arc<crate::AsnTable>) -> Result<Policy, PolicyError> {
+        self.builder.asn_database(asn).build(db)
     }
 }
 
@@ -253,7 +262,8 @@ fn hint(help: &Option<String>) -> String {
 }
 
 /// The keys of the policy part, as [`RawPolicy`] reads them.
-const POLICY_KEYS: &[&str] = &["database", "database_may_shrink", "default", "malformed", "lists", "rule"];
+const POLICY_KEYS: &[&str] =
+    &["database", "database_may_shrink", "asn_database", "asn_groups", "default", "malformed", "lists", "rule"];
 /// The keys of the deployment part, as [`RawDeployment`] reads them.
 const DEPLOYMENT_KEYS: &[&str] = &[
     "queue",
@@ -274,6 +284,9 @@ struct RawPolicy {
     database: Option<String>,
     #[serde(default)]
     database_may_shrink: bool,
+    asn_database: Option<String>,
+    #[serde(default)]
+    asn_groups: asn::Groups,
     default: Spanned<String>,
     malformed: Option<Spanned<String>>,
     #[serde(default)]
@@ -314,6 +327,8 @@ struct RawRule {
     continent: Option<Vec<Spanned<String>>>,
     not_country: Option<Vec<Spanned<String>>>,
     not_continent: Option<Vec<Spanned<String>>>,
+    asn: Option<Vec<Spanned<asn::Raw>>>,
+    not_asn: Option<Vec<Spanned<asn::Raw>>>,
     protocol: Option<Spanned<protocol::Raw>>,
     #[serde(default)]
     ports: Vec<Spanned<port::Raw>>,
@@ -462,7 +477,7 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
     let mut names: Vec<String> = Vec::new();
     let mut lines = Vec::new();
     for (index, raw_rule) in raw.rules.iter().enumerate() {
-        let rule = rule(at, index, raw_rule.get_ref(), &raw.lists)?;
+        let rule = rule(at, index, raw_rule.get_ref(), &raw.lists, &raw.asn_groups)?;
         if names.iter().any(|name| name == rule.name()) {
             return Err(at.error(raw_rule.span().start, format!("rule name `{}` is used twice", rule.name()), None));
         }
@@ -475,7 +490,13 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
         .into_iter()
         .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
         .collect();
-    Ok(PolicyConfig { database: raw.database, database_may_shrink: raw.database_may_shrink, builder: policy, warnings })
+    Ok(PolicyConfig {
+        database: raw.database,
+        database_may_shrink: raw.database_may_shrink,
+        asn_database: raw.asn_database,
+        builder: policy,
+        warnings,
+    })
 }
 
 /// Turns byte offsets into the line and column a person finds in an editor.
@@ -520,6 +541,7 @@ fn rule(
     index: usize,
     raw: &RawRule,
     lists: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    asn_groups: &asn::Groups,
 ) -> Result<Rule, ConfigError> {
     let mut verdict = verdict(at, &raw.action)?;
     if let Some(mark) = &raw.mark {
@@ -545,6 +567,7 @@ fn rule(
                 not_continent: raw.not_continent.as_deref(),
             },
         )?,
+        asn: AsnCondition::from_config(at, raw.asn.as_deref(), raw.not_asn.as_deref(), asn_groups)?,
     };
     let name = match &raw.name {
         Some(name) => printable_name(at, name)?,

@@ -45,6 +45,7 @@
 //! [`CountryDb`] and [`PrefixList`]s) → [`Verdict`].
 #![forbid(unsafe_code)]
 
+pub mod asn;
 mod condition;
 pub mod config;
 pub mod country;
@@ -55,6 +56,7 @@ pub mod prefix;
 mod rule;
 pub mod sample;
 
+pub use asn::{Asn, AsnTable};
 pub use condition::port::PortRange;
 pub use condition::Facts;
 pub use config::{Config, ConfigError, ConfigWarning};

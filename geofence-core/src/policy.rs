@@ -1,8 +1,8 @@
 //! The decision: ordered rules, first match wins, else the default verdict.
 //!
 //! [`Policy::decide`] is the per-packet call: it parses the bytes, tests the rules and returns a
-//! [`Verdict`], without allocating or locking. Each lookup a condition needs (the country today)
-//! happens at most once a packet, and only when a rule that asks it could decide the packet.
+//! [`Verdict`], without allocating or locking. Each lookup a condition needs (the country, the
+//! AS) happens at most once a packet, and only when a rule that asks it could decide the packet.
 //! What each condition means is defined once, by [`Rule::matches`]; the masks here are a faster
 //! way to the same answer, which the property tests in `policy/tests.rs` check.
 
@@ -11,10 +11,11 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::asn::{Asn, AsnTable};
 use crate::condition::port::{PortClasses, PortMask};
 use crate::condition::protocol::ProtocolMask;
 use crate::condition::source::{SourceIndex, SourceMask};
-use crate::condition::{Lookup, LookupMask};
+use crate::condition::{Condition, Lookup, LookupMask};
 use crate::country::{self, CountryCode};
 use crate::db::{CountryDb, CountryTable};
 use crate::packet::{self, PacketError, PacketMeta, Protocol, Transport};
@@ -36,6 +37,9 @@ pub enum PolicyError {
     /// Two lists share a name, or a list takes a built-in name.
     #[error("list `{0}` is defined twice")]
     DuplicateList(String),
+    /// A rule asks the source's AS, and the policy has no ASN database.
+    #[error("rule `{0}` asks the source's AS, but no ASN database is given (`asn_database` in the config)")]
+    NoAsnDatabase(String),
 }
 
 /// A rule that can never match, and why: for `config check` and start-up warnings.
@@ -63,12 +67,20 @@ pub struct PolicyBuilder {
     rules: Vec<Rule>,
     default: Verdict,
     malformed: Verdict,
+    asn: Option<Arc<AsnTable>>,
 }
 
 impl PolicyBuilder {
     /// An empty policy whose packets all get `default`; packets that cannot be parsed are dropped.
     pub fn new(default: Verdict) -> PolicyBuilder {
-        PolicyBuilder { lists: Vec::new(), rules: Vec::new(), default, malformed: Verdict::Drop }
+        PolicyBuilder { lists: Vec::new(), rules: Vec::new(), default, malformed: Verdict::Drop, asn: None }
+    }
+
+    /// The ASN database that `asn` conditions look sources up in; without one, a policy with
+    /// such a rule is refused.
+    pub fn asn_database(mut self, asn: Arc<AsnTable>) -> PolicyBuilder {
+        self.asn = Some(asn);
+        self
     }
 
     /// Defines a named prefix list that rules can name as a source (`Rule::with_source_list`).
@@ -141,8 +153,14 @@ impl PolicyBuilder {
             .iter()
             .map(|rule| rule.conditions.source.resolve(&mut lists, rule.name()))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.asn.is_none() {
+            if let Some(rule) = self.rules.iter().find(|rule| !rule.conditions.asn.is_any()) {
+                return Err(PolicyError::NoAsnDatabase(rule.name().to_owned()));
+            }
+        }
+        let asn = self.asn.unwrap_or_default();
         let db = Database::new(db);
-        let answers = Answers { country: db.answers() };
+        let answers = Answers { country: db.answers(), asn: asn.answers() };
         let port_classes = PortClasses::new(self.rules.iter().map(|rule| &rule.conditions.port));
         let chunks = self
             .rules
@@ -159,6 +177,7 @@ impl PolicyBuilder {
             default: self.default,
             malformed: self.malformed,
             db,
+            asn,
         })
     }
 }
@@ -191,6 +210,7 @@ impl Chunk {
             Lookup::Country => {
                 LookupMask::new(bits().map(|(rule, bit)| (&rule.conditions.country, bit)), &answers.country)
             }
+            Lookup::Asn => LookupMask::new(bits().map(|(rule, bit)| (&rule.conditions.asn, bit)), &answers.asn),
         });
         Chunk {
             protocols: ProtocolMask::new(bits().map(|(rule, bit)| (&rule.conditions.protocol, bit))),
@@ -250,6 +270,7 @@ type Keys = [Option<usize>; Lookup::COUNT];
 /// Every answer each lookup can give, by key, for building the masks.
 struct Answers {
     country: Vec<Option<CountryCode>>,
+    asn: Vec<Option<Asn>>,
 }
 
 /// What a packet brings to each chunk: its header, its port's class, and how to settle its
@@ -273,6 +294,8 @@ pub struct Policy {
     default: Verdict,
     malformed: Verdict,
     db: Database,
+    /// The ASN database (empty when no rule asks the AS).
+    asn: Arc<AsnTable>,
 }
 
 /// The database as the packet path calls it: a [`CountryTable`] directly, so that its lookup is
@@ -374,6 +397,8 @@ pub struct Decision<'a> {
     /// The source's country, if the decision looked it up ([`Policy::country_of`] finds it
     /// when it did not).
     pub country: Looked<CountryCode>,
+    /// The source's autonomous system, if the decision looked it up ([`Policy::asn_of`]).
+    pub asn: Looked<Asn>,
 }
 
 impl Policy {
@@ -425,6 +450,7 @@ impl Policy {
                 packet: Err(error),
                 source: None,
                 country: Looked::Skipped,
+                asn: Looked::Skipped,
             },
         }
     }
@@ -438,6 +464,10 @@ impl Policy {
             Some(key) => Looked::Found(self.db.answer(key)),
             None => Looked::Skipped,
         };
+        let asn = match keys[Lookup::Asn.index()] {
+            Some(key) => Looked::Found(self.asn.answer(key)),
+            None => Looked::Skipped,
+        };
         Decision {
             verdict: rule.map_or(self.default, Rule::verdict),
             rule: rule.map(Rule::name),
@@ -445,6 +475,7 @@ impl Policy {
             packet: Ok(*meta),
             source: Some(meta.source),
             country,
+            asn,
         }
     }
 
@@ -452,6 +483,17 @@ impl Policy {
     /// up as the IPv4 address it maps); `None` when the database does not know it.
     pub fn country_of(&self, source: IpAddr) -> Option<CountryCode> {
         self.db.answer(self.country_key(source.to_canonical()))
+    }
+
+    /// The autonomous system of `source` in the policy's ASN database; `None` when it does not
+    /// know it (or the policy has none).
+    pub fn asn_of(&self, source: IpAddr) -> Option<Asn> {
+        self.asn.lookup(source)
+    }
+
+    /// The ASN database the policy looks sources up in (empty when it was given none).
+    pub fn asn_database(&self) -> &AsnTable {
+        &self.asn
     }
 
     /// The verdict for packets no rule matches.
@@ -498,6 +540,7 @@ impl Policy {
                     #[inline(always)]
                     |lookup| match lookup {
                         Lookup::Country => self.db.key_v6(source),
+                        Lookup::Asn => self.asn.key_v6(source),
                     },
                 ),
             },
@@ -514,6 +557,7 @@ impl Policy {
             #[inline(always)]
             |lookup| match lookup {
                 Lookup::Country => self.db.key_v4(source),
+                Lookup::Asn => self.asn.key_v4(source),
             },
         )
     }

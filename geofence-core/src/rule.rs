@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::asn::AsnSet;
 use crate::condition::{Conditions, Facts};
 use crate::country::CountrySet;
 use crate::packet::Protocol;
@@ -108,6 +109,19 @@ impl Rule {
         self
     }
 
+    /// Admits only sources whose autonomous system (or "unknown") is in `set`; the policy
+    /// needs an ASN database ([`crate::PolicyBuilder::asn_database`]).
+    pub fn with_asns(mut self, set: AsnSet) -> Rule {
+        self.conditions.asn.inside = Some(set);
+        self
+    }
+
+    /// Admits only sources whose autonomous system (or "unknown") is not in `set`.
+    pub fn with_not_asns(mut self, set: AsnSet) -> Rule {
+        self.conditions.asn.outside = Some(set);
+        self
+    }
+
     /// The transport protocols admitted; empty: any.
     pub fn protocols(&self) -> &[Protocol] {
         &self.conditions.protocol.protocols
@@ -131,6 +145,16 @@ impl Rule {
     /// The countries excluded, when the rule excludes some.
     pub fn not_countries(&self) -> Option<&CountrySet> {
         self.conditions.country.outside.as_ref()
+    }
+
+    /// The autonomous systems admitted, when the rule restricts them.
+    pub fn asns(&self) -> Option<&AsnSet> {
+        self.conditions.asn.inside.as_ref()
+    }
+
+    /// The autonomous systems excluded, when the rule excludes some.
+    pub fn not_asns(&self) -> Option<&AsnSet> {
+        self.conditions.asn.outside.as_ref()
     }
 
     /// The conditions as `config check` shows them: "protocol udp and port 5060 and source in

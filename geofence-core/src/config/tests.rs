@@ -143,7 +143,7 @@ fn syntax_and_schema_errors_give_the_line() {
         "line 2, column 13: unknown setting `fail_opem` (did you mean `fail_open`?)"
     );
     assert!(error("default = \"drop\"\ncolour = 1\n").starts_with(
-        "line 2, column 10: unknown setting `colour` (expected one of database, database_may_shrink, default,"
+        "line 2, column 10: unknown setting `colour` (expected one of database, database_may_shrink, asn_database, asn_groups, default,"
     ));
 }
 
@@ -205,7 +205,7 @@ fn the_policy_part_reads_from_a_table_of_another_file() {
     let outer: Outer = toml::from_str(stray).unwrap();
     assert_eq!(
         outer.firewall.check(stray).unwrap_err().to_string(),
-        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, default, malformed, lists, rule)"
+        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, asn_database, asn_groups, default, malformed, lists, rule)"
     );
     let bad_list = "name = \"pbx\"\n[firewall]\ndefault = \"drop\"\n[[firewall.rule]]\nsource = [\"trunk\"]\naction = \"accept\"\n";
     let outer: Outer = toml::from_str(bad_list).unwrap();
@@ -263,4 +263,47 @@ fn rules_that_can_never_match_are_warned_about_with_their_line() {
         config.policy.warnings[0].to_string(),
         "line 5: rule `late` can never match: it follows rule `all`, which matches every packet"
     );
+}
+
+#[test]
+fn asn_rules_read_numbers_names_and_groups_and_need_a_database() {
+    let text = "default = \"accept\"\nasn_database = \"asn.csv\"\n\
+                [asn_groups]\nhosting = [64500, \"AS64501\"]\n\
+                [[rule]]\nname = \"hosting\"\nasn = [\"hosting\", 64502]\nnot_asn = [\"unknown\"]\naction = \"drop\"\n";
+    let config = Config::parse(text).unwrap();
+    assert_eq!(config.policy.asn_database.as_deref(), Some("asn.csv"));
+    let rule = &config.policy.builder.rules()[0];
+    assert_eq!(rule.conditions().to_string(), "AS in {AS64500 AS64501 AS64502} and AS not in {unknown}");
+    let db = Arc::new(parse_range_csv("192.0.2.0,192.0.2.255,GB\n").unwrap());
+    let refused = Config::parse(text).unwrap().policy.build(db.clone()).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "rule `hosting` asks the source's AS, but no ASN database is given (`asn_database` in the config)"
+    );
+    let asn = Arc::new(crate::AsnTable::from_csv("192.0.2.0,192.0.2.127,64501,Example\n").unwrap());
+    let policy = config.policy.build_with_asn(db, asn).unwrap();
+    assert_eq!(policy.decide_flow("192.0.2.9".parse().unwrap(), Protocol::UDP, Some(5060)), Verdict::Drop);
+    assert_eq!(policy.decide_flow("192.0.2.200".parse().unwrap(), Protocol::UDP, Some(5060)), Verdict::Accept);
+    assert_eq!(
+        policy.explain(&crate::sample::sip_options("192.0.2.9".parse().unwrap(), "192.0.2.1".parse().unwrap())).asn,
+        crate::Looked::Found(Some(crate::Asn(64501)))
+    );
+}
+
+#[test]
+fn bad_asn_entries_are_refused_at_their_place() {
+    let rule = |asn: &str| error(&format!("default = \"accept\"\n[[rule]]\nasn = [{asn}]\naction = \"drop\"\n"));
+    assert_eq!(rule("0"), "line 3, column 8: AS0 is reserved (RFC 7607): it names no network");
+    assert_eq!(rule("-5"), "line 3, column 8: -5 is not an AS number (1 to 4294967295)");
+    assert_eq!(
+        rule("\"hostng\""),
+        "line 3, column 8: `hostng` is not an AS number: expected a number such as 14061 or AS14061 (no `[asn_groups]` table defines `hostng`)"
+    );
+    let grouped =
+        error("default = \"accept\"\n[asn_groups]\nhosting = [1]\n[[rule]]\nasn = [\"hostng\"]\naction = \"drop\"\n");
+    assert!(grouped.ends_with("(the groups are hosting)"), "{grouped}");
+    let in_group = error(
+        "default = \"accept\"\n[asn_groups]\nhosting = [\"AS-1\"]\n[[rule]]\nasn = [\"hosting\"]\naction = \"drop\"\n",
+    );
+    assert!(in_group.starts_with("line 3, column 12: `AS-1` is not an AS number"), "{in_group}");
 }

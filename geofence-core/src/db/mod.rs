@@ -6,12 +6,14 @@
 //! compiled file), detecting the format from the content, and layers several inputs into one
 //! [`CountryTable`]. Loaders take bytes the caller has read; nothing here touches a file.
 
+mod asn;
 mod compiled;
 mod geolite2;
 mod mmdb;
 mod table;
 mod text;
 
+pub use self::asn::{detect_asn, load_asn, load_asn_layers, AsnFormat};
 pub use self::compiled::{decode as decode_compiled, encode as encode_compiled, CompiledError, Provenance, MAGIC};
 pub use self::table::{RangeError, RangeTable, TableBuilder, TableValue};
 

@@ -32,7 +32,7 @@ fn unquote(field: &str) -> &str {
 
 /// An address written out, or as a decimal integer: up to 2³²−1 an IPv4 address, above that an
 /// IPv6 one (IPv4-mapped IPv6 integers then stand for IPv4, as IP2Location writes them).
-fn address(field: &str) -> Result<IpAddr, String> {
+pub(crate) fn address(field: &str) -> Result<IpAddr, String> {
     if let Ok(address) = field.parse::<IpAddr>() {
         return Ok(address);
     }
@@ -49,7 +49,7 @@ fn at_line(line: usize) -> impl Fn(String) -> DbError {
 
 /// The number of the last line when the text does not end with a line break: the line a
 /// download cut short would be.
-fn unterminated_last_line(text: &str) -> Option<usize> {
+pub(crate) fn unterminated_last_line(text: &str) -> Option<usize> {
     (!text.is_empty() && !text.ends_with('\n')).then(|| text.lines().count())
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::asn::AsnSet;
 use crate::condition::Facts;
 use crate::country::CountrySet;
 use crate::db::parse_range_csv;
@@ -6,6 +7,10 @@ use crate::sample;
 use crate::PortRange;
 
 const DB: &str = "192.0.2.0,192.0.2.127,GB\n198.51.100.0,198.51.100.255,CN\n2001:db8:1::,2001:db8:1::ffff,NZ\n";
+/// Autonomous systems over some of the same sources, cutting across the countries.
+const ASN_DB: &str = "192.0.2.0,192.0.2.63,64500,Example A\n192.0.2.64,192.0.2.255,64501,Example B\n\
+                      198.51.100.0,198.51.100.255,64500,Example A\n10.0.0.0,10.255.255.255,64502,Example C\n\
+                      2001:db8:1::,2001:db8:1::ff,64501,Example B\n";
 const SERVER: &str = "192.0.2.200";
 
 fn addr(text: &str) -> IpAddr {
@@ -253,6 +258,7 @@ struct PlainFacts<'a> {
     meta: PacketMeta,
     lists: &'a [(&'a str, PrefixList)],
     table: &'a CountryTable,
+    asn: &'a AsnTable,
 }
 
 impl Facts for PlainFacts<'_> {
@@ -268,18 +274,34 @@ impl Facts for PlainFacts<'_> {
     fn country(&self) -> Option<CountryCode> {
         self.table.lookup(self.meta.source)
     }
+
+    fn asn(&self) -> Option<Asn> {
+        self.asn.lookup(self.meta.source)
+    }
 }
 
-/// Whether a decision needs the country: some rule that asks it comes before the first rule that
-/// matches without asking it, and meets its other conditions.
-fn needs_country(rules: &[Rule], facts: &dyn Facts) -> bool {
-    let without_country = |rule: &Rule| {
-        let mut rule = rule.clone();
-        rule.conditions.country = Default::default();
-        rule
-    };
-    let candidates = rules.iter().filter(|rule| without_country(rule).matches(facts));
-    candidates.take_while(|rule| rule.countries().is_some() || rule.not_countries().is_some()).next().is_some()
+/// Which lookups a lazy decision makes, by [`Lookup::index`]: the earliest rule that meets its
+/// other conditions and the lookups made so far either asks none that is still to be made (it
+/// matches: done) or gets the first of those made, and the search starts again.
+fn looked_up(rules: &[Rule], facts: &dyn Facts) -> [bool; Lookup::COUNT] {
+    let mut made = [false; Lookup::COUNT];
+    loop {
+        let waiting = rules.iter().find_map(|rule| {
+            let asks = [!rule.conditions.country.is_any(), !rule.conditions.asn.is_any()];
+            let mut unsettled = rule.clone();
+            if !made[Lookup::Country.index()] {
+                unsettled.conditions.country = Default::default();
+            }
+            if !made[Lookup::Asn.index()] {
+                unsettled.conditions.asn = Default::default();
+            }
+            unsettled.matches(facts).then(|| Lookup::ALL.into_iter().find(|l| asks[l.index()] && !made[l.index()]))
+        });
+        match waiting {
+            Some(Some(lookup)) => made[lookup.index()] = true,
+            _ => return made,
+        }
+    }
 }
 
 mod agreement {
@@ -316,12 +338,20 @@ mod agreement {
         proptest::option::of(subset(&CODES).prop_map(|codes| countries(&codes)))
     }
 
+    /// AS sets over the fixture's numbers, one that no source has, and unknown (0).
+    fn asn_set() -> impl Strategy<Value = Option<AsnSet>> {
+        proptest::option::of(subset(&[64500u32, 64501, 64502, 65000, 0]).prop_map(|numbers| {
+            AsnSet::new(numbers.iter().filter(|n| **n != 0).map(|n| Asn(*n)), numbers.contains(&0))
+        }))
+    }
+
     fn rule() -> impl Strategy<Value = Rule> {
         let ports = proptest::collection::vec((0..PORTS.len(), 0..PORTS.len()), 0..3);
         let verdict =
             prop_oneof![Just(Verdict::Accept), Just(Verdict::Drop), (0u32..4).prop_map(Verdict::AcceptWithMark)];
-        (subset(&[Protocol::UDP, Protocol::TCP]), ports, subset(&LISTS), country_set(), country_set(), verdict)
-            .prop_map(|(protocols, ports, sources, countries, not_countries, verdict)| {
+        let lookups = (country_set(), country_set(), asn_set(), asn_set());
+        (subset(&[Protocol::UDP, Protocol::TCP]), ports, subset(&LISTS), lookups, verdict).prop_map(
+            |(protocols, ports, sources, (countries, not_countries, asns, not_asns), verdict)| {
                 let mut rule = Rule::new("r", verdict);
                 for protocol in protocols {
                     rule = rule.with_protocol(protocol);
@@ -338,8 +368,15 @@ mod agreement {
                 if let Some(set) = not_countries {
                     rule = rule.with_not_countries(set);
                 }
+                if let Some(set) = asns {
+                    rule = rule.with_asns(set);
+                }
+                if let Some(set) = not_asns {
+                    rule = rule.with_not_asns(set);
+                }
                 rule
-            })
+            },
+        )
     }
 
     /// A TCP, UDP or ICMP packet (0, 1, 2) from one of the sources to one of the ports.
@@ -371,17 +408,19 @@ mod agreement {
                 ["172.20.0.0/14", "203.0.113.128/25", "2001:db8:8000::/33", "10.1.0.0/16"].iter().map(|n| n.parse().unwrap()).collect()
             };
             let table = parse_range_csv(DB).unwrap();
+            let asn = Arc::new(AsnTable::from_csv(ASN_DB).unwrap());
             let lists: Vec<(&str, PrefixList)> =
                 vec![("rfc1918", prefix::built_in("rfc1918").unwrap()), ("documentation", prefix::built_in("documentation").unwrap()), ("mine", mine())];
             let build = |db: Arc<dyn CountryDb>| {
-                rules.iter().cloned().fold(PolicyBuilder::new(Verdict::Accept).list("mine", mine()), PolicyBuilder::rule).build(db).unwrap()
+                let builder = PolicyBuilder::new(Verdict::Accept).list("mine", mine()).asn_database(Arc::clone(&asn));
+                rules.iter().cloned().fold(builder, PolicyBuilder::rule).build(db).unwrap()
             };
             let direct = build(Arc::new(table.clone()));
             let through_trait = build(Arc::new(Wrapped(table.clone())));
             for (kind, source, port) in probes {
                 let bytes = packet(kind, SOURCES[source], PORTS[port]);
                 let meta = packet::parse(&bytes).unwrap();
-                let facts = PlainFacts { meta, lists: &lists, table: &table };
+                let facts = PlainFacts { meta, lists: &lists, table: &table, asn: &asn };
                 let expected = rules.iter().position(|rule| rule.matches(&facts));
                 let verdict = expected.map_or(Verdict::Accept, |index| rules[index].verdict());
                 for policy in [&direct, &through_trait] {
@@ -389,8 +428,10 @@ mod agreement {
                     let explained = policy.explain(&bytes);
                     prop_assert_eq!(explained.rule_index, expected);
                     // Looked up exactly when a rule asking it could have decided the packet.
-                    let wanted = if needs_country(&rules, &facts) { Looked::Found(facts.country()) } else { Looked::Skipped };
-                    prop_assert_eq!(explained.country, wanted);
+                    let made = looked_up(&rules, &facts);
+                    let country = if made[Lookup::Country.index()] { Looked::Found(facts.country()) } else { Looked::Skipped };
+                    let asn = if made[Lookup::Asn.index()] { Looked::Found(facts.asn()) } else { Looked::Skipped };
+                    prop_assert_eq!((explained.country, explained.asn), (country, asn));
                     prop_assert_eq!(policy.decide_meta(&meta), verdict);
                     prop_assert_eq!(policy.decide_flow(meta.source, meta.protocol, meta.destination_port()), verdict);
                 }
