@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use geofence_core::db::{self, CountryTable, Input, Provenance};
 use std::sync::Arc;
 
-use geofence_core::{Config, Policy, PolicyBuilder, Verdict};
+use geofence_core::{AsnTable, Config, Policy, PolicyBuilder, Verdict};
 
 use crate::error::CliError;
 
@@ -66,9 +66,28 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
     let (table, provenance) = load_database(&database_paths(overrides, &config, config_path))?;
     log::info!("country database: {}", describe(&table, &provenance));
     let (v4, v6) = table.range_counts();
-    let builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
+    let mut builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
+    if let Some(named) = &config.policy.asn_database {
+        let path = config_path.parent().unwrap_or(Path::new(".")).join(named);
+        builder = builder.asn_database(Arc::new(load_asn_database(&[path])?));
+    }
     let policy = builder.build(Arc::new(table))?;
     Ok(Loaded { config, policy, ranges: v4 + v6 })
+}
+
+/// Loads and layers ASN databases (the ip-location-db or DB-IP CSV, iptoasn's TSV).
+pub fn load_asn_database(paths: &[PathBuf]) -> Result<AsnTable, CliError> {
+    let contents = paths.iter().map(|path| read(path, MAX_DATABASE_BYTES)).collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+    let inputs: Vec<Input> = names.iter().zip(&contents).map(|(name, bytes)| Input { name, bytes }).collect();
+    let table = db::load_asn_layers(&inputs).map_err(CliError::Database)?;
+    let (v4, v6) = table.range_counts();
+    log::info!(
+        "ASN database: {}: {v4} IPv4 and {v6} IPv6 ranges, {} autonomous systems",
+        names.join(", "),
+        table.asns().len()
+    );
+    Ok(table)
 }
 
 /// A config with its policy built.

@@ -1,4 +1,5 @@
-//! `geofence lookup`: the country of each address, for people and pipelines.
+//! `geofence lookup`: the country (and, given ASN data, the autonomous system) of each
+//! address, for people and pipelines.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::net::IpAddr;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use geofence_core::db::CountryTable;
-use geofence_core::CountryDb;
+use geofence_core::{AsnTable, CountryDb};
 
 use crate::error::CliError;
 use crate::files;
@@ -18,20 +19,29 @@ pub struct LookupArgs {
     /// embedded DB-IP database.
     #[arg(long = "db")]
     databases: Vec<PathBuf>,
+    /// ASN databases (the ip-location-db or DB-IP ASN CSV, iptoasn's TSV; repeat it to layer
+    /// several): each line then also gives the AS number and its organisation.
+    #[arg(long = "asn-db", value_name = "FILE")]
+    asn_databases: Vec<PathBuf>,
     /// Addresses to look up; without any, one a line from standard input.
     addresses: Vec<String>,
 }
 
-/// Prints `IP CC` a line (`IP -` when unknown). A bad address is reported on standard error
-/// with its line number; the rest are still answered, and the exit status is then 1.
+/// Prints `IP CC` a line (`IP -` when unknown), with `--asn-db` also `AS13335 Cloudflare, Inc.`
+/// (`-` when unknown). A bad address is reported on standard error with its line number; the
+/// rest are still answered, and the exit status is then 1.
 pub fn lookup(args: &LookupArgs) -> Result<ExitCode, CliError> {
     let (table, _) = files::load_database(&args.databases)?;
+    let asn = (!args.asn_databases.is_empty()).then(|| files::load_asn_database(&args.asn_databases)).transpose()?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut bad = 0usize;
     let mut answer = |number: usize, text: &str, out: &mut BufWriter<_>| -> Result<(), CliError> {
         let text = text.trim();
         match text.parse::<IpAddr>() {
-            Ok(address) => writeln!(out, "{text} {}", country(&table, address)).map_err(CliError::Output),
+            Ok(address) => {
+                let network = asn.as_ref().map(|asn| format!(" {}", network(asn, address))).unwrap_or_default();
+                writeln!(out, "{text} {}{network}", country(&table, address)).map_err(CliError::Output)
+            }
             Err(_) => {
                 bad += 1;
                 eprintln!("geofence: line {number}: `{text}` is not an IP address");
@@ -57,4 +67,15 @@ pub fn lookup(args: &LookupArgs) -> Result<ExitCode, CliError> {
 
 fn country(table: &CountryTable, address: IpAddr) -> String {
     table.lookup(address).map_or("-".to_owned(), |code| code.to_string())
+}
+
+/// `AS13335 Cloudflare, Inc.`, `AS64500` when the data names no organisation, `-` when no AS.
+fn network(table: &AsnTable, address: IpAddr) -> String {
+    match table.lookup(address) {
+        Some(asn) => match table.organisation(asn) {
+            Some(name) => format!("{asn} {name}"),
+            None => asn.to_string(),
+        },
+        None => "-".to_owned(),
+    }
 }

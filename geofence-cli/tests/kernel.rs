@@ -817,3 +817,42 @@ fn metrics_answer_while_many_idle_and_garbage_connections_are_open() {
     assert!(ok, "{stderr}");
     assert_eq!(Geofence::verdicts(&stdout), 2);
 }
+
+#[test]
+fn a_rule_on_one_autonomous_system_drops_it_while_the_same_country_passes() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    // All four are in GB (tests/fixtures/countries.csv); the first of each family is in
+    // AS64500, the hosting network (tests/fixtures/asn.csv).
+    let hosting = ["192.0.2.10", "2001:db8:1::10"];
+    let customers = ["192.0.2.70", "2001:db8:1:1::10"];
+    pair.add_sources(&hosting);
+    pair.add_sources(&customers);
+    pair.iptables(false, &[QUEUE_SIP_V4]);
+    pair.iptables(true, &[QUEUE_SIP_V6]);
+    let asn =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/asn.csv").canonicalize().unwrap();
+    let (_dir, path) = config(&format!(
+        "asn_database = {:?}\ndefault = \"drop\"\n[asn_groups]\nhosting = [\"AS64500\"]\n\
+         [[rule]]\nname = \"hosting\"\nports = [5060]\nasn = [\"hosting\"]\naction = \"drop\"\n\
+         [[rule]]\nname = \"gb\"\nports = [5060]\ncountry = [\"GB\"]\naction = \"accept\"\n",
+        asn.display().to_string()
+    ));
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    pair.send_sip(&hosting, 3);
+    pair.send_sip(&customers, 3);
+    for source in hosting {
+        assert_eq!(server.count(source), 0, "{source} is in the dropped AS");
+    }
+    for source in customers {
+        assert_eq!(server.count(source), 3, "{source} is in GB, in another AS");
+    }
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(Geofence::verdicts(&stdout), 12, "{stderr}");
+    assert!(stderr.contains("ASN database: ") && stderr.contains("3 autonomous systems"), "{stderr}");
+    assert!(stderr.contains("per rule: gb 6, hosting 6"), "{stderr}");
+}
