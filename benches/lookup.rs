@@ -210,6 +210,38 @@ fn lookups(c: &mut Criterion) {
             black_box(policy.decide(black_box(&headers[i * HEADERS..(i + 1) * HEADERS])))
         })
     });
+    // The same countries behind a rule that drops a hundred autonomous systems: every packet
+    // needs both lookups. The ASN table is the country table's ranges, each given one of
+    // 91,000 AS numbers (as many as the ip-location-db data has).
+    let asn_csv: String = table
+        .ranges()
+        .enumerate()
+        .map(|(n, (first, last, _))| format!("{first},{last},{},Org {n}\n", 1 + n % 91_000))
+        .collect();
+    let asn = Arc::new(geofence::AsnTable::from_csv(&asn_csv).expect("ASN table"));
+    let hosting: Vec<String> = (1..=100).map(|n| (n * 37).to_string()).collect();
+    let hosting_rule = format!(
+        "[[rule]]\nname = \"hosting\"\nprotocol = \"udp\"\nports = [5060]\nasn = [{}]\naction = \"drop\"\n\n[[rule]]",
+        hosting.join(", ")
+    );
+    let text = include_str!("../examples/asterisk.toml").replacen("[[rule]]", &hosting_rule, 1);
+    let with_asn = Config::parse(&text)
+        .expect("config")
+        .policy
+        .build_with_asn(Arc::new(table.clone()), Arc::clone(&asn))
+        .expect("policy");
+    group.bench_function("bare_asn_lookup", |b| {
+        b.iter(|| {
+            i = (i + 1) & (ADDRESSES - 1);
+            black_box(asn.lookup(*black_box(&v4[i])))
+        })
+    });
+    group.bench_function("country_and_asn_policy", |b| {
+        b.iter(|| {
+            i = (i + 1) & (ADDRESSES - 1);
+            black_box(with_asn.decide(black_box(&headers[i * HEADERS..(i + 1) * HEADERS])))
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("load");

@@ -171,8 +171,26 @@ pub(crate) struct LookupMask {
     /// The rules whose condition of this kind is unset.
     pub(crate) any: u64,
     /// By answer key: the rules that admit that answer (including those in `any`).
-    pub(crate) by_key: Box<[u64]>,
+    by_key: ByKey,
 }
+
+/// The rules admitting each answer. A few hundred answers (countries) are a dense table; an
+/// answer space of tens of thousands (AS numbers) would make that table hundreds of kilobytes,
+/// a cache miss a packet, while rules name only a few of its answers: then it is the rules of
+/// the answers no rule names, and a short sorted list of the others.
+enum ByKey {
+    Dense(Box<[u64]>),
+    Sparse { len: usize, others: u64, keys: Box<[u32]>, rules: Box<[u64]> },
+}
+
+impl Default for ByKey {
+    fn default() -> ByKey {
+        ByKey::Dense(Box::default())
+    }
+}
+
+/// From how many answers the table may be sparse.
+const SPARSE_FROM: usize = 4096;
 
 impl LookupMask {
     /// The mask of `conditions` (each with its rule's bit), where `answers` are the possible
@@ -181,25 +199,90 @@ impl LookupMask {
         conditions: impl Iterator<Item = (&'a C, u64)>,
         answers: &[C::Answer],
     ) -> LookupMask {
-        let mut mask = LookupMask { any: 0, by_key: vec![0; answers.len()].into_boxed_slice() };
+        let mut any = 0;
+        let mut by_key = vec![0; answers.len()];
         for (condition, bit) in conditions {
             if condition.is_any() {
-                mask.any |= bit;
-                mask.by_key.iter_mut().for_each(|rules| *rules |= bit);
+                any |= bit;
+                by_key.iter_mut().for_each(|rules| *rules |= bit);
                 continue;
             }
-            for (rules, answer) in mask.by_key.iter_mut().zip(answers) {
+            for (rules, answer) in by_key.iter_mut().zip(answers) {
                 if condition.admits(*answer) {
                     *rules |= bit;
                 }
             }
         }
-        mask
+        LookupMask { any, by_key: ByKey::of(by_key) }
     }
 
     /// The rules that admit the answer of `key` (none for a key out of range).
     #[inline(always)]
     pub(crate) fn admitted(&self, key: usize) -> u64 {
-        self.by_key.get(key).copied().unwrap_or(0)
+        match &self.by_key {
+            ByKey::Dense(rules) => rules.get(key).copied().unwrap_or(0),
+            ByKey::Sparse { len, .. } if key >= *len => 0,
+            ByKey::Sparse { others, keys, rules, .. } => match keys.binary_search(&(key as u32)) {
+                Ok(index) => rules.get(index).copied().unwrap_or(0),
+                Err(_) => *others,
+            },
+        }
+    }
+}
+
+impl ByKey {
+    /// `dense` as it is, or sparse when it is large and most answers share one set of rules.
+    fn of(dense: Vec<u64>) -> ByKey {
+        if dense.len() < SPARSE_FROM || u32::try_from(dense.len()).is_err() {
+            return ByKey::Dense(dense.into_boxed_slice());
+        }
+        // The answers no rule names share one set of rules, and they are nearly all of them:
+        // the most common set.
+        let mut counts: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        dense.iter().for_each(|rules| *counts.entry(*rules).or_default() += 1);
+        let others = counts.into_iter().max_by_key(|(_, count)| *count).map_or(0, |(rules, _)| rules);
+        let exceptions: Vec<(u32, u64)> = dense
+            .iter()
+            .enumerate()
+            .filter(|(_, rules)| **rules != others)
+            .map(|(key, rules)| (key as u32, *rules))
+            .collect();
+        if exceptions.len() > dense.len() / 8 {
+            return ByKey::Dense(dense.into_boxed_slice());
+        }
+        let (keys, rules) = exceptions.into_iter().unzip::<_, _, Vec<u32>, Vec<u64>>();
+        ByKey::Sparse { len: dense.len(), others, keys: keys.into_boxed_slice(), rules: rules.into_boxed_slice() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asn::{AsnCondition, AsnSet};
+    use super::*;
+
+    /// Over ten thousand answers the table is sparse, and answers as the dense one would.
+    #[test]
+    fn a_sparse_mask_admits_what_a_dense_one_does() {
+        let answers: Vec<Option<Asn>> = (1..=10_000).map(|n| Some(Asn(n))).chain([None]).collect();
+        let set = |numbers: &[u32], unknown: bool| AsnSet::new(numbers.iter().map(|n| Asn(*n)), unknown);
+        let conditions = [
+            AsnCondition { inside: Some(set(&[7, 70, 700], false)), outside: None },
+            AsnCondition { inside: None, outside: Some(set(&[70, 9_999], true)) },
+            AsnCondition::default(),
+            AsnCondition { inside: Some(set(&[700, 701], true)), outside: Some(set(&[701], false)) },
+        ];
+        let mask = LookupMask::new(conditions.iter().zip([1, 2, 4, 8]), &answers);
+        assert!(matches!(mask.by_key, ByKey::Sparse { .. }));
+        for (key, answer) in answers.iter().enumerate() {
+            let expected: u64 = conditions
+                .iter()
+                .zip([1, 2, 4, 8])
+                .filter(|(condition, _)| condition.is_any() || condition.admits(*answer))
+                .map(|(_, bit)| bit)
+                .sum();
+            assert_eq!(mask.admitted(key), expected, "key {key}");
+        }
+        assert_eq!(mask.admitted(answers.len()), 0, "a key past the answers admits nothing");
+        assert_eq!(mask.any, 4);
     }
 }

@@ -236,6 +236,14 @@ impl Chunk {
         // Per lookup, the rules it does not hold up: those that do not ask it, and all of them
         // once its answer is applied.
         let mut not_held = self.lookups.each_ref().map(|mask| mask.any);
+        // Answers an earlier chunk looked up cost nothing: applied first, so that no rule they
+        // rule out makes another lookup.
+        for lookup in Lookup::ALL {
+            if let Some(key) = keys[lookup.index()] {
+                candidates &= self.lookups[lookup.index()].admitted(key);
+                not_held[lookup.index()] = !0;
+            }
+        }
         // One round a lookup at most: a bounded loop the compiler unrolls.
         for _ in Lookup::ALL {
             let settled = not_held.iter().fold(!0, |rules, not_held| rules & not_held);
