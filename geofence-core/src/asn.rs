@@ -116,6 +116,11 @@ impl AsnTable {
         self.table.range_counts()
     }
 
+    /// Every range that has an AS, IPv4 first, in address order.
+    pub fn ranges(&self) -> impl Iterator<Item = (IpAddr, IpAddr, Asn)> + '_ {
+        self.table.ranges()
+    }
+
     /// The distinct AS numbers the table answers with.
     pub fn asns(&self) -> &[Asn] {
         self.table.values()

@@ -47,16 +47,19 @@ fn range(n: u32) -> (IpAddr, IpAddr) {
     (IpAddr::V4(Ipv4Addr::from(first)), IpAddr::V4(Ipv4Addr::from(first + 255)))
 }
 
+/// A builder holding a million disjoint ranges of seven values.
+fn a_million_ranges() -> TableBuilder<u8> {
+    let mut builder = TableBuilder::new();
+    for n in 0..RANGES {
+        let (first, last) = range(n);
+        builder.insert(0, first, last, (n % 7) as u8).unwrap();
+    }
+    builder
+}
+
 #[test]
 fn a_single_database_is_built_in_little_more_than_its_entries() {
-    let (table, peak) = peak_of(|| {
-        let mut builder = TableBuilder::new();
-        for n in 0..RANGES {
-            let (first, last) = range(n);
-            builder.insert(0, first, last, (n % 7) as u8).unwrap();
-        }
-        builder.build()
-    });
+    let (table, peak) = peak_of(|| a_million_ranges().build());
     assert_eq!(table.range_counts(), (RANGES as usize, 0));
     let per_range = peak / RANGES as usize;
     // A pending range takes 16 bytes (twice that while its vector grows), its two entries 16,
@@ -68,11 +71,7 @@ fn a_single_database_is_built_in_little_more_than_its_entries() {
 #[test]
 fn an_overlay_over_a_database_is_painted_within_bounds() {
     let (table, peak) = peak_of(|| {
-        let mut builder = TableBuilder::new();
-        for n in 0..RANGES {
-            let (first, last) = range(n);
-            builder.insert(0, first, last, (n % 7) as u8).unwrap();
-        }
+        let mut builder = a_million_ranges();
         let (first, _) = range(10);
         let (_, last) = range(20);
         builder.insert(1, first, last, 9).unwrap();

@@ -82,3 +82,17 @@ fn compiled_inputs_that_load_re_encode_to_themselves() {
     }
     assert!(loaded >= 2, "the compiled seeds load");
 }
+
+#[test]
+fn asn_inputs_give_a_table_that_answers_or_an_error() {
+    let mut loaded = 0;
+    for (path, bytes) in inputs("asn") {
+        if let Ok(table) = geofence_core::db::load_asn(&bytes) {
+            for (first, last, asn) in table.ranges().take(64) {
+                assert_eq!((table.lookup(first), table.lookup(last)), (Some(asn), Some(asn)), "{}", path.display());
+            }
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 3, "the seeds load");
+}
