@@ -3,6 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use geofence_core::db::CountryTable;
+
 use crate::error::CliError;
 use crate::files;
 
@@ -52,6 +56,18 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     for warning in &config.policy.warnings {
         text.push_str(&format!("warning: {warning}\n"));
     }
+    if let Some(named) = config.policy.asn_database.clone() {
+        text.push_str(&organisation_patterns(config, &path.parent().unwrap_or(Path::new(".")).join(named))?);
+    }
     crate::output(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the rules' `as_organisation` patterns resolve to in the config's ASN database, a line
+/// each, and a warning for a pattern that names no system.
+fn organisation_patterns(config: geofence_core::Config, asn_path: &Path) -> Result<String, CliError> {
+    let asn = Arc::new(files::load_asn_database(&[asn_path.to_owned()])?);
+    let policy = config.policy.build_with_asn(Arc::new(CountryTable::empty()), asn)?;
+    let lines = files::organisation_lines(&policy).into_iter();
+    Ok(lines.map(|(named_none, line)| format!("{}{line}\n", if named_none { "warning: " } else { "" })).collect())
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use geofence_core::db::{self, CountryTable, Input, Provenance};
 use std::sync::Arc;
 
+use geofence_core::asn::Resolved;
 use geofence_core::{AsnTable, Config, Policy, PolicyBuilder, Verdict};
 
 use crate::error::CliError;
@@ -72,7 +73,46 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
         builder = builder.asn_database(Arc::new(load_asn_database(&[path])?));
     }
     let policy = builder.build(Arc::new(table))?;
+    log_organisation_patterns(&policy);
     Ok(Loaded { config, policy, ranges: v4 + v6 })
+}
+
+/// What each `as_organisation` pattern resolved to; a pattern that named no system is a
+/// warning, since its rule then asks only the numbers it lists.
+pub fn log_organisation_patterns(policy: &Policy) {
+    for (named_none, line) in organisation_lines(policy) {
+        if named_none {
+            log::warn!("{line}");
+        } else {
+            log::info!("{line}");
+        }
+    }
+}
+
+/// A line for each `as_organisation` pattern, and whether it named no system.
+pub fn organisation_lines(policy: &Policy) -> Vec<(bool, String)> {
+    let line = |resolved: &Resolved| {
+        let (rule, pattern) = (&resolved.rule, &resolved.pattern);
+        match resolved.asns.as_slice() {
+            [] => (
+                true,
+                format!("rule `{rule}`: as_organisation {pattern:?} names no autonomous system in the ASN database"),
+            ),
+            asns => {
+                let listed: Vec<String> = asns.iter().map(ToString::to_string).collect();
+                let systems = if asns.len() == 1 { "system" } else { "systems" };
+                (
+                    false,
+                    format!(
+                        "rule `{rule}`: as_organisation {pattern:?}: {} {systems}: {}",
+                        asns.len(),
+                        listed.join(" ")
+                    ),
+                )
+            }
+        }
+    };
+    policy.organisation_patterns().iter().map(line).collect()
 }
 
 /// Loads and layers ASN databases (the ip-location-db or DB-IP CSV, iptoasn's TSV).

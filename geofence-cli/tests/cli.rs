@@ -325,3 +325,42 @@ fn check_refuses_what_is_not_a_capture() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn config_check_says_what_organisation_patterns_resolve_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geofence.toml");
+    let config = format!(
+        "default = \"accept\"\nasn_database = {:?}\n[[rule]]\nname = \"hosting\"\nports = [5060]\n\
+         as_organisation = [\"example hosting\", \"Nowhere Ltd\"]\naction = \"drop\"\n",
+        repo("tests/fixtures/asn.csv")
+    );
+    std::fs::write(&path, config).unwrap();
+    let output = geofence(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("rule `hosting`: as_organisation \"example hosting\": 1 system: AS64500\n"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: rule `hosting`: as_organisation \"Nowhere Ltd\" names no autonomous system in the ASN database\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn lookup_with_asn_data_prints_the_system_and_its_organisation() {
+    let output = geofence(&[
+        "lookup",
+        "--asn-db",
+        &repo("tests/fixtures/asn.csv"),
+        "192.0.2.9",
+        "2001:db8:1:1::5",
+        "203.0.113.1",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "192.0.2.9 - AS64500 Example Hosting, Inc.\n2001:db8:1:1::5 - AS64501 Example Broadband\n203.0.113.1 - -\n"
+    );
+}

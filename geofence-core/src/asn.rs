@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-pub use crate::condition::asn::AsnSet;
+pub use crate::condition::asn::{AsnSet, Resolved};
 use crate::db::{DbError, RangeTable};
 
 /// An autonomous system number. 0 is reserved (RFC 7607): databases use it for "not routed",

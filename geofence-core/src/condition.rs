@@ -266,10 +266,14 @@ mod tests {
         let answers: Vec<Option<Asn>> = (1..=10_000).map(|n| Some(Asn(n))).chain([None]).collect();
         let set = |numbers: &[u32], unknown: bool| AsnSet::new(numbers.iter().map(|n| Asn(*n)), unknown);
         let conditions = [
-            AsnCondition { inside: Some(set(&[7, 70, 700], false)), outside: None },
-            AsnCondition { inside: None, outside: Some(set(&[70, 9_999], true)) },
+            AsnCondition { inside: Some(set(&[7, 70, 700], false)), ..Default::default() },
+            AsnCondition { outside: Some(set(&[70, 9_999], true)), ..Default::default() },
             AsnCondition::default(),
-            AsnCondition { inside: Some(set(&[700, 701], true)), outside: Some(set(&[701], false)) },
+            AsnCondition {
+                inside: Some(set(&[700, 701], true)),
+                outside: Some(set(&[701], false)),
+                ..Default::default()
+            },
         ];
         let mask = LookupMask::new(conditions.iter().zip([1, 2, 4, 8]), &answers);
         assert!(matches!(mask.by_key, ByKey::Sparse { .. }));

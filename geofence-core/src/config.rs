@@ -329,6 +329,7 @@ struct RawRule {
     not_continent: Option<Vec<Spanned<String>>>,
     asn: Option<Vec<Spanned<asn::Raw>>>,
     not_asn: Option<Vec<Spanned<asn::Raw>>>,
+    as_organisation: Option<Vec<Spanned<String>>>,
     protocol: Option<Spanned<protocol::Raw>>,
     #[serde(default)]
     ports: Vec<Spanned<port::Raw>>,
@@ -567,7 +568,13 @@ fn rule(
                 not_continent: raw.not_continent.as_deref(),
             },
         )?,
-        asn: AsnCondition::from_config(at, raw.asn.as_deref(), raw.not_asn.as_deref(), asn_groups)?,
+        asn: AsnCondition::from_config(
+            at,
+            raw.asn.as_deref(),
+            raw.not_asn.as_deref(),
+            raw.as_organisation.as_deref(),
+            asn_groups,
+        )?,
     };
     let name = match &raw.name {
         Some(name) => printable_name(at, name)?,

@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::asn::{Asn, AsnTable};
+use crate::asn::{Asn, AsnTable, Resolved};
 use crate::condition::port::{PortClasses, PortMask};
 use crate::condition::protocol::ProtocolMask;
 use crate::condition::source::{SourceIndex, SourceMask};
@@ -159,11 +159,18 @@ impl PolicyBuilder {
             }
         }
         let asn = self.asn.unwrap_or_default();
+        let mut rules = self.rules;
+        let organisations: Vec<Resolved> = rules
+            .iter_mut()
+            .flat_map(|rule| {
+                let name = rule.name().to_owned();
+                rule.conditions.asn.resolve(&name, &asn)
+            })
+            .collect();
         let db = Database::new(db);
         let answers = Answers { country: db.answers(), asn: asn.answers() };
-        let port_classes = PortClasses::new(self.rules.iter().map(|rule| &rule.conditions.port));
-        let chunks = self
-            .rules
+        let port_classes = PortClasses::new(rules.iter().map(|rule| &rule.conditions.port));
+        let chunks = rules
             .chunks(RULES_PER_CHUNK)
             .zip(sources.chunks(RULES_PER_CHUNK))
             .map(|(rules, sources)| Chunk::new(rules, sources, &lists, &port_classes, &answers))
@@ -171,13 +178,14 @@ impl PolicyBuilder {
         Ok(Policy {
             chunks,
             port_classes,
-            verdicts: self.rules.iter().map(Rule::verdict).collect(),
-            rules: self.rules,
+            verdicts: rules.iter().map(Rule::verdict).collect(),
+            rules,
             lists,
             default: self.default,
             malformed: self.malformed,
             db,
             asn,
+            organisations,
         })
     }
 }
@@ -304,6 +312,8 @@ pub struct Policy {
     db: Database,
     /// The ASN database (empty when no rule asks the AS).
     asn: Arc<AsnTable>,
+    /// What each `as_organisation` pattern resolved to.
+    organisations: Vec<Resolved>,
 }
 
 /// The database as the packet path calls it: a [`CountryTable`] directly, so that its lookup is
@@ -502,6 +512,12 @@ impl Policy {
     /// The ASN database the policy looks sources up in (empty when it was given none).
     pub fn asn_database(&self) -> &AsnTable {
         &self.asn
+    }
+
+    /// What each rule's `as_organisation` patterns resolved to, rule by rule: for `config
+    /// check` and the log, which warn about a pattern that named no system.
+    pub fn organisation_patterns(&self) -> &[Resolved] {
+        &self.organisations
     }
 
     /// The verdict for packets no rule matches.

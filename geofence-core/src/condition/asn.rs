@@ -1,7 +1,10 @@
 //! `asn = [14061, "AS16276", "hosting", "unknown"]` admits, `not_asn` excludes: the source's
 //! autonomous system (or "unknown", when the ASN database has none for it) must be in the first
-//! set and not in the second. A name that is not a number is a group of `[asn_groups]`. A
-//! lookup condition: the AS is looked up only when a rule that asks it could decide the packet.
+//! set and not in the second. A name that is not a number is a group of `[asn_groups]`.
+//! `as_organisation = ["DigitalOcean"]` admits the systems whose organisation contains a pattern
+//! (ignoring case): resolved to AS numbers when the policy is built with its ASN database, never
+//! matched per packet. A lookup condition: the AS is looked up only when a rule that asks it
+//! could decide the packet.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +57,19 @@ pub(crate) struct AsnCondition {
     pub(crate) inside: Option<AsnSet>,
     /// The AS (or "unknown") must not be in this set.
     pub(crate) outside: Option<AsnSet>,
+    /// Organisation patterns whose systems join `inside` when the policy is built.
+    pub(crate) organisations: Vec<String>,
+}
+
+/// What an `as_organisation` pattern of a rule resolved to in the ASN database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The rule's name.
+    pub rule: String,
+    /// The pattern, as written.
+    pub pattern: String,
+    /// The AS numbers whose organisation contains it; empty: none does.
+    pub asns: Vec<Asn>,
 }
 
 /// One entry of an `asn`, `not_asn` or `[asn_groups]` list as written: a number, or a text
@@ -74,10 +90,42 @@ impl AsnCondition {
         at: &Locator,
         asn: Option<&[Spanned<Raw>]>,
         not_asn: Option<&[Spanned<Raw>]>,
+        organisations: Option<&[Spanned<String>]>,
         groups: &Groups,
     ) -> Result<AsnCondition, ConfigError> {
         let set = |entries: Option<&[Spanned<Raw>]>| entries.map(|entries| asn_set(at, entries, groups)).transpose();
-        Ok(AsnCondition { inside: set(asn)?, outside: set(not_asn)? })
+        let mut inside = set(asn)?;
+        let mut patterns = Vec::new();
+        for pattern in organisations.unwrap_or_default() {
+            if pattern.get_ref().trim().is_empty() {
+                return Err(at.at(pattern, "an empty organisation pattern would match every system".into(), None));
+            }
+            patterns.push(pattern.get_ref().trim().to_owned());
+        }
+        if !patterns.is_empty() {
+            // Until the patterns are resolved, the rule admits only the numbers it lists.
+            inside.get_or_insert_with(AsnSet::default);
+        }
+        Ok(AsnCondition { inside, outside: set(not_asn)?, organisations: patterns })
+    }
+
+    /// Adds the systems each organisation pattern names in `table` to the admitted set, and
+    /// says what each resolved to.
+    pub(crate) fn resolve(&mut self, rule: &str, table: &crate::AsnTable) -> Vec<Resolved> {
+        let resolved: Vec<Resolved> = self
+            .organisations
+            .iter()
+            .map(|pattern| Resolved {
+                rule: rule.to_owned(),
+                pattern: pattern.clone(),
+                asns: table.matching_organisations(pattern),
+            })
+            .collect();
+        if let Some(inside) = &mut self.inside {
+            let found = resolved.iter().flat_map(|r| r.asns.iter().copied());
+            *inside = AsnSet::new(inside.asns.iter().copied().chain(found), inside.unknown);
+        }
+        resolved
     }
 }
 
@@ -125,6 +173,7 @@ impl Condition for AsnCondition {
         self.inside.is_none() && self.outside.is_none()
     }
 
+    /// Organisation patterns count once resolved into `inside` (see [`AsnCondition::resolve`]).
     fn holds(&self, facts: &dyn Facts) -> bool {
         if self.is_any() {
             return true;
@@ -135,7 +184,7 @@ impl Condition for AsnCondition {
     }
 
     fn never_holds(&self, _: &Conditions) -> Option<String> {
-        if self.inside.as_ref().is_some_and(AsnSet::is_empty) {
+        if self.organisations.is_empty() && self.inside.as_ref().is_some_and(AsnSet::is_empty) {
             return Some("its AS set is empty".into());
         }
         match (&self.inside, &self.outside) {
@@ -149,6 +198,10 @@ impl Condition for AsnCondition {
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(set) = &self.inside {
             write!(f, "AS in {}", Members(set))?;
+            if !self.organisations.is_empty() {
+                let quoted: Vec<String> = self.organisations.iter().map(|p| format!("{p:?}")).collect();
+                write!(f, " or of organisation {}", quoted.join(", "))?;
+            }
         }
         if let Some(set) = &self.outside {
             let and = if self.inside.is_some() { " and " } else { "" };

@@ -307,3 +307,36 @@ fn bad_asn_entries_are_refused_at_their_place() {
     );
     assert!(in_group.starts_with("line 3, column 12: `AS-1` is not an AS number"), "{in_group}");
 }
+
+#[test]
+fn organisation_patterns_resolve_to_systems_when_the_policy_is_built() {
+    let text =
+        "default = \"accept\"\n[[rule]]\nname = \"hosting\"\nas_organisation = [\"EXAMPLE hosting\", \"Nowhere\"]\n\
+                asn = [65001]\naction = \"drop\"\n";
+    let config = Config::parse(text).unwrap();
+    assert_eq!(
+        config.policy.builder.rules()[0].conditions().to_string(),
+        "AS in {AS65001} or of organisation \"EXAMPLE hosting\", \"Nowhere\""
+    );
+    let asn = Arc::new(
+        crate::AsnTable::from_csv(
+            "192.0.2.0,192.0.2.63,64500,\"Example Hosting, Inc.\"\n192.0.2.64,192.0.2.127,64501,Example Broadband\n\
+             192.0.2.128,192.0.2.255,65001,Other\n",
+        )
+        .unwrap(),
+    );
+    let db = Arc::new(parse_range_csv("192.0.2.0,192.0.2.255,GB\n").unwrap());
+    let policy = config.policy.build_with_asn(db, asn).unwrap();
+    let resolved: Vec<(&str, Vec<crate::Asn>)> =
+        policy.organisation_patterns().iter().map(|r| (r.pattern.as_str(), r.asns.clone())).collect();
+    assert_eq!(resolved, [("EXAMPLE hosting", vec![crate::Asn(64500)]), ("Nowhere", vec![])]);
+    let verdict = |source: &str| policy.decide_flow(source.parse().unwrap(), Protocol::UDP, Some(5060));
+    assert_eq!(
+        (verdict("192.0.2.9"), verdict("192.0.2.70"), verdict("192.0.2.200")),
+        (Verdict::Drop, Verdict::Accept, Verdict::Drop)
+    );
+    assert_eq!(
+        error("default = \"accept\"\n[[rule]]\nas_organisation = [\" \"]\naction = \"drop\"\n"),
+        "line 3, column 20: an empty organisation pattern would match every system"
+    );
+}
