@@ -57,7 +57,7 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
         text.push_str(&format!("warning: {warning}\n"));
     }
     if let Some(named) = config.policy.asn_database.clone() {
-        text.push_str(&organisation_patterns(config, &path.parent().unwrap_or(Path::new(".")).join(named))?);
+        text.push_str(&organisation_patterns(config, &files::beside_config(path, &named))?);
     }
     crate::output(&text)?;
     Ok(ExitCode::SUCCESS)

@@ -69,8 +69,7 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
     let (v4, v6) = table.range_counts();
     let mut builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
     if let Some(named) = &config.policy.asn_database {
-        let path = config_path.parent().unwrap_or(Path::new(".")).join(named);
-        builder = builder.asn_database(Arc::new(load_asn_database(&[path])?));
+        builder = builder.asn_database(Arc::new(load_asn_database(&[beside_config(config_path, named)])?));
     }
     let policy = builder.build(Arc::new(table))?;
     log_organisation_patterns(&policy);
@@ -117,8 +116,7 @@ pub fn organisation_lines(policy: &Policy) -> Vec<(bool, String)> {
 
 /// Loads and layers ASN databases (the ip-location-db or DB-IP CSV, iptoasn's TSV).
 pub fn load_asn_database(paths: &[PathBuf]) -> Result<AsnTable, CliError> {
-    let contents = paths.iter().map(|path| read(path, MAX_DATABASE_BYTES)).collect::<Result<Vec<_>, _>>()?;
-    let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+    let (names, contents) = read_databases(paths)?;
     let inputs: Vec<Input> = names.iter().zip(&contents).map(|(name, bytes)| Input { name, bytes }).collect();
     let table = db::load_asn_layers(&inputs).map_err(CliError::Database)?;
     let (v4, v6) = table.range_counts();
@@ -146,8 +144,18 @@ pub fn database_paths(override_paths: &[PathBuf], config: &Config, config_path: 
     if !override_paths.is_empty() {
         return override_paths.to_vec();
     }
-    let folder = config_path.parent().unwrap_or(Path::new("."));
-    config.policy.database.iter().map(|named| folder.join(named)).collect()
+    config.policy.database.iter().map(|named| beside_config(config_path, named)).collect()
+}
+
+/// A file a config names, taken relative to the config file's folder.
+pub fn beside_config(config_path: &Path, named: &str) -> PathBuf {
+    config_path.parent().unwrap_or(Path::new(".")).join(named)
+}
+
+/// The whole of each file (each within the database size cap), named for errors by its path.
+fn read_databases(paths: &[PathBuf]) -> Result<(Vec<String>, Vec<Vec<u8>>), CliError> {
+    let contents = paths.iter().map(|path| read(path, MAX_DATABASE_BYTES)).collect::<Result<Vec<_>, _>>()?;
+    Ok((paths.iter().map(|path| path.display().to_string()).collect(), contents))
 }
 
 /// Loads and layers country databases of any supported format; with none, the embedded one.
@@ -155,8 +163,7 @@ pub fn load_database(paths: &[PathBuf]) -> Result<(CountryTable, Provenance), Cl
     if paths.is_empty() {
         return embedded();
     }
-    let contents = paths.iter().map(|path| read(path, MAX_DATABASE_BYTES)).collect::<Result<Vec<_>, _>>()?;
-    let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+    let (names, contents) = read_databases(paths)?;
     let inputs: Vec<Input> = names.iter().zip(&contents).map(|(name, bytes)| Input { name, bytes }).collect();
     db::load(&inputs).map_err(CliError::Database)
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::table::TableBuilder;
-use super::text::{address, lines, unterminated_last_line};
+use super::text::{address, at_line, lines, unquote, unterminated_last_line};
 use super::{DbError, Input};
 use crate::asn::{Asn, AsnTable};
 
@@ -86,15 +86,11 @@ struct Range<'a> {
 
 type Add<'a, 'b> = dyn FnMut(usize, Range<'b>) -> Result<(), DbError> + 'a;
 
-fn problem(line: usize) -> impl Fn(String) -> DbError {
-    move |problem| DbError::Line { line, problem }
-}
-
 /// An AS number field: `0` (or empty) is no AS.
 fn asn_field(line: usize, field: &str) -> Result<Option<Asn>, DbError> {
     match field.trim() {
         "0" | "" => Ok(None),
-        text => text.parse::<Asn>().map(Some).map_err(|error| problem(line)(error.to_string())),
+        text => text.parse::<Asn>().map(Some).map_err(|error| at_line(line)(error.to_string())),
     }
 }
 
@@ -110,22 +106,17 @@ fn csv<'b>(text: &'b str, add: &mut Add<'_, 'b>) -> Result<(), DbError> {
             } else {
                 "expected 4 fields `start,end,asn,organisation`"
             };
-            return Err(problem(line)(why.into()));
+            return Err(at_line(line)(why.into()));
         };
         let range = Range {
-            first: address(start.trim()).map_err(problem(line))?,
-            last: address(end.trim()).map_err(problem(line))?,
+            first: address(start.trim()).map_err(at_line(line))?,
+            last: address(end.trim()).map_err(at_line(line))?,
             asn: asn_field(line, asn)?,
-            organisation: unquote_csv(organisation.trim()),
+            organisation: unquote(organisation),
         };
         add(line, range)?;
     }
     Ok(())
-}
-
-/// A CSV field without its quotes; `""` inside stands for one quote, which names keep as two.
-fn unquote_csv(field: &str) -> &str {
-    field.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(field)
 }
 
 fn tsv<'b>(text: &'b str, add: &mut Add<'_, 'b>) -> Result<(), DbError> {
@@ -138,12 +129,12 @@ fn tsv<'b>(text: &'b str, add: &mut Add<'_, 'b>) -> Result<(), DbError> {
             } else {
                 "expected 5 tab-separated fields `range_start range_end AS_number country_code AS_description`"
             };
-            return Err(problem(line)(why.into()));
+            return Err(at_line(line)(why.into()));
         };
         let asn = if description == "Not routed" { None } else { asn_field(line, asn)? };
         let range = Range {
-            first: address(start.trim()).map_err(problem(line))?,
-            last: address(end.trim()).map_err(problem(line))?,
+            first: address(start.trim()).map_err(at_line(line))?,
+            last: address(end.trim()).map_err(at_line(line))?,
             asn,
             organisation: description.trim(),
         };

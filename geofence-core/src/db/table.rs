@@ -239,7 +239,7 @@ impl Ipv4Builder {
         if start & 0xFFFF == 0 {
             self.in_force = slot;
         } else {
-            let code = self.code(slot);
+            let code = self.encode(slot);
             self.run.push((start & 0xFFFF) << 16 | code);
             self.run_slots.push(slot);
         }
@@ -247,7 +247,7 @@ impl Ipv4Builder {
 
     /// The code of `slot`; the first slot that does not fit one starts `wide`, with the slots
     /// of the words before it.
-    fn code(&mut self, slot: Slot) -> u32 {
+    fn encode(&mut self, slot: Slot) -> u32 {
         let code = code(slot);
         if code == CODE_WIDE && !self.keeps_wide {
             self.keeps_wide = true;
@@ -262,7 +262,7 @@ impl Ipv4Builder {
             None => self.index.push(DIRECT | self.in_force),
             Some(&last) => {
                 self.index.push(self.words.len() as u32);
-                let head = (self.run.len() as u32) << 16 | self.code(self.in_force);
+                let head = (self.run.len() as u32) << 16 | self.encode(self.in_force);
                 self.words.push(head);
                 self.words.extend_from_slice(&self.run);
                 if self.keeps_wide {

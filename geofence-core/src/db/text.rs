@@ -25,7 +25,7 @@ pub(crate) fn country(field: &str) -> Result<Option<CountryCode>, String> {
     }
 }
 
-fn unquote(field: &str) -> &str {
+pub(crate) fn unquote(field: &str) -> &str {
     let field = field.trim();
     field.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(field)
 }
@@ -43,7 +43,7 @@ pub(crate) fn address(field: &str) -> Result<IpAddr, String> {
     })
 }
 
-fn at_line(line: usize) -> impl Fn(String) -> DbError {
+pub(crate) fn at_line(line: usize) -> impl Fn(String) -> DbError {
     move |problem| DbError::Line { line, problem }
 }
 
