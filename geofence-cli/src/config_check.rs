@@ -56,6 +56,15 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     for warning in &config.policy.warnings {
         text.push_str(&format!("warning: {warning}\n"));
     }
+    for source in &config.policy.feeds {
+        let (list, networks) = files::load_feed(path, source)?;
+        let (v4, v6) = list.len();
+        text.push_str(&format!(
+            "feed {}: {networks} networks read ({v4} IPv4 and {v6} IPv6 distinct) from {}\n",
+            source.name,
+            source.files.join(", ")
+        ));
+    }
     if let Some(named) = config.policy.asn_database.clone() {
         text.push_str(&organisation_patterns(config, &files::beside_config(path, &named))?);
     }

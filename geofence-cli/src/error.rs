@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use geofence_core::{db::DbError, ConfigError, PolicyError};
+use geofence_core::{db::DbError, feed::FeedError, ConfigError, PolicyError};
 use geofence_nfq::NfqError;
 
 /// Why a subcommand failed.
@@ -49,6 +49,14 @@ pub enum CliError {
         path: PathBuf,
         /// What is wrong, with the line (shown in the sentence, not as a cause).
         error: ConfigError,
+    },
+    /// A feed file is invalid.
+    #[error("{}: {error}", path.display())]
+    Feed {
+        /// The feed file.
+        path: PathBuf,
+        /// What is wrong, with the line (shown in the sentence, not as a cause).
+        error: FeedError,
     },
     /// A country database is invalid.
     #[error("{0}")]

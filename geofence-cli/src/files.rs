@@ -1,4 +1,4 @@
-//! Reading the files a command names: configs and country databases.
+//! Reading the files a command names: configs, country and ASN databases, feeds.
 
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -9,7 +9,8 @@ use geofence_core::db::{self, CountryTable, Input, Provenance};
 use std::sync::Arc;
 
 use geofence_core::asn::Resolved;
-use geofence_core::{AsnTable, Config, Policy, PolicyBuilder, Verdict};
+use geofence_core::config::FeedSource;
+use geofence_core::{feed, AsnTable, Config, Policy, PolicyBuilder, PrefixList, Verdict};
 
 use crate::error::CliError;
 
@@ -18,6 +19,8 @@ pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// The largest database file read: the biggest free ones (GeoLite2 City, ip-location-db's ASN
 /// CSV) are well under a tenth of it.
 pub const MAX_DATABASE_BYTES: u64 = 1 << 30;
+/// The largest feed file read: a million networks a line each take under 50 MiB.
+pub const MAX_FEED_BYTES: u64 = 256 << 20;
 
 /// Reads a whole regular file of at most `limit` bytes, naming it in the error. A FIFO, a
 /// device or a directory is refused at once, without blocking (a FIFO's open would otherwise
@@ -71,9 +74,33 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
     if let Some(named) = &config.policy.asn_database {
         builder = builder.asn_database(Arc::new(load_asn_database(&[beside_config(config_path, named)])?));
     }
+    let mut feeds = Vec::new();
+    for source in &config.policy.feeds {
+        let (list, networks) = load_feed(config_path, source)?;
+        feeds.push(FeedSize { name: source.name.clone(), networks, may_shrink: source.may_shrink });
+        builder = builder.list(source.name.clone(), list);
+    }
     let policy = builder.build(Arc::new(table))?;
     log_organisation_patterns(&policy);
-    Ok(Loaded { config, policy, ranges: v4 + v6 })
+    Ok(Loaded { config, policy, sizes: Sizes { ranges: v4 + v6, feeds } })
+}
+
+/// Reads a feed's files (named relative to the config) into one list, and how many networks
+/// they held; any bad file refuses the whole feed.
+pub fn load_feed(config_path: &Path, source: &FeedSource) -> Result<(PrefixList, usize), CliError> {
+    let mut networks = Vec::new();
+    for named in &source.files {
+        let path = beside_config(config_path, named);
+        let read =
+            feed::parse(&read(&path, MAX_FEED_BYTES)?).map_err(|error| CliError::Feed { path: path.clone(), error })?;
+        log::info!("feed `{}`: {} ({}): {} networks", source.name, path.display(), read.format, read.networks.len());
+        if read.networks.is_empty() {
+            log::warn!("feed `{}`: {} lists no network", source.name, path.display());
+        }
+        networks.extend(read.networks);
+    }
+    let count = networks.len();
+    Ok((networks.into_iter().collect(), count))
 }
 
 /// What each `as_organisation` pattern resolved to; a pattern that named no system is a
@@ -134,8 +161,29 @@ pub struct Loaded {
     pub config: Config,
     /// The policy.
     pub policy: Policy,
-    /// How many ranges the country database holds, to compare a reload's against.
+    /// How big its data is, to compare a reload's against.
+    pub sizes: Sizes,
+}
+
+/// How big a policy's data is: a reload whose data shrank far is more likely cut short than
+/// right.
+#[derive(Clone, Debug, Default)]
+pub struct Sizes {
+    /// The ranges of the country database.
     pub ranges: usize,
+    /// Each feed's networks.
+    pub feeds: Vec<FeedSize>,
+}
+
+/// How many networks a feed's files held, and whether it may shrink.
+#[derive(Clone, Debug)]
+pub struct FeedSize {
+    /// The feed's name.
+    pub name: String,
+    /// The networks its files listed.
+    pub networks: usize,
+    /// Its `may_shrink` setting.
+    pub may_shrink: bool,
 }
 
 /// The database files to use: `--db` if given, else the config's `database`, taken relative to

@@ -19,8 +19,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::error::CliError;
+use crate::files::{self, Sizes};
+use crate::privileges;
 use crate::stats::{self, Local, Totals};
-use crate::{files, privileges};
 
 /// Arguments of `geofence run`.
 #[derive(clap::Args, Clone)]
@@ -48,7 +49,7 @@ struct Shared {
 /// Serves the queues until SIGTERM or SIGINT; then every packet still queued gets the fallback
 /// verdict, the queues are unbound and the counters are printed.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
-    let files::Loaded { config, policy, ranges } = load(args)?;
+    let files::Loaded { config, policy, sizes } = load(args)?;
     let deployment = &config.deployment;
     let (fail_open, flow_mark) = (deployment.fail_open, deployment.flow_mark);
     let queue_configs = deployment::queue_configs(deployment);
@@ -79,7 +80,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let stop = Stop::new();
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
-    let reloads = spawn_reloader(args, fixed, ranges, &shared);
+    let reloads = spawn_reloader(args, fixed, sizes, &shared);
     let signal_thread = {
         let (shared, stop) = (Arc::clone(&shared), stop.clone());
         std::thread::spawn(move || {
@@ -156,56 +157,75 @@ fn load(args: &RunArgs) -> Result<files::Loaded, CliError> {
 
 /// The thread that carries out SIGHUP's reloads one after another, as they are asked for. It is
 /// never waited for: stopping while it builds a policy discards the unfinished one.
-/// `ranges` is the running database's size, which each accepted reload updates.
-fn spawn_reloader(args: &RunArgs, running: Deployment, mut ranges: usize, shared: &Arc<Shared>) -> mpsc::Sender<()> {
+/// `sizes` are the running data's, which each accepted reload updates.
+fn spawn_reloader(args: &RunArgs, running: Deployment, mut sizes: Sizes, shared: &Arc<Shared>) -> mpsc::Sender<()> {
     let (requests, asked) = mpsc::channel::<()>();
     let (args, shared) = (args.clone(), Arc::clone(shared));
     std::thread::spawn(move || {
         for () in asked {
-            reload(&args, &running, &mut ranges, &shared);
+            reload(&args, &running, &mut sizes, &shared);
         }
     });
     requests
 }
 
-/// SIGHUP: a new config and database, swapped in whole; a bad one is refused and the running
-/// policy stays.
+/// SIGHUP: a new config, database and feeds, swapped in whole; a bad one, or one whose data
+/// shrank too far, is refused and the running policy stays.
 /// The deployment settings stay as they were at start: the kernel holds the queues and rules
 /// made from them.
-fn reload(args: &RunArgs, running: &Deployment, running_ranges: &mut usize, shared: &Shared) {
-    match load(args) {
-        Ok(files::Loaded { config, ranges, .. })
-            if shrank_too_far(ranges, *running_ranges) && !config.policy.database_may_shrink =>
-        {
-            log::error!(
-                "reload refused, the running policy stays: the new country database has {ranges} ranges, less than \
-                 half of the running one's {running_ranges}: cut short or the wrong file? (database_may_shrink = true \
-                 accepts it)"
-            );
-        }
-        Ok(files::Loaded { config, policy, ranges }) => {
-            *running_ranges = ranges;
-            if config.deployment != *running {
-                log::warn!(
-                    "reload: the deployment settings (queue, fail_open, queue_length, copy_range, hashlimit, flow_mark, \
-                     metrics, summary_seconds) take effect only on restart"
-                );
-            }
-            log::info!(
-                "reloaded {}: {} rules, default {}",
-                args.config.display(),
-                policy.rules().len(),
-                policy.default_verdict()
-            );
-            let old = shared.policy.swap(Arc::new(policy));
-            shared.generation.fetch_add(1, Ordering::Release);
-            dispose_here(old, DISPOSE_WAIT);
-        }
+fn reload(args: &RunArgs, running: &Deployment, running_sizes: &mut Sizes, shared: &Shared) {
+    let loaded = match load(args) {
+        Ok(loaded) => loaded,
         Err(error) => {
             let causes: String = crate::error::causes(&error).map(|cause| format!(": {cause}")).collect();
             log::error!("reload refused, the running policy stays: {error}{causes}{}", reload_hint(&error));
+            return;
         }
+    };
+    if let Some(reason) = shrinkage(&loaded, running_sizes) {
+        log::error!("reload refused, the running policy stays: {reason}");
+        return;
     }
+    let files::Loaded { config, policy, sizes } = loaded;
+    *running_sizes = sizes;
+    if config.deployment != *running {
+        log::warn!(
+            "reload: the deployment settings (queue, fail_open, queue_length, copy_range, hashlimit, flow_mark, \
+             metrics, summary_seconds) take effect only on restart"
+        );
+    }
+    log::info!(
+        "reloaded {}: {} rules, default {}",
+        args.config.display(),
+        policy.rules().len(),
+        policy.default_verdict()
+    );
+    let old = shared.policy.swap(Arc::new(policy));
+    shared.generation.fetch_add(1, Ordering::Release);
+    dispose_here(old, DISPOSE_WAIT);
+}
+
+/// Why a reload's data looks cut short: a database or a feed with less than half of what the
+/// running one holds, unless the config lets it shrink.
+fn shrinkage(loaded: &files::Loaded, running: &Sizes) -> Option<String> {
+    let ranges = loaded.sizes.ranges;
+    if shrank_too_far(ranges, running.ranges) && !loaded.config.policy.database_may_shrink {
+        return Some(format!(
+            "the new country database has {ranges} ranges, less than half of the running one's {}: cut short or \
+             the wrong file? (database_may_shrink = true accepts it)",
+            running.ranges
+        ));
+    }
+    loaded.sizes.feeds.iter().find_map(|feed| {
+        let before = running.feeds.iter().find(|old| old.name == feed.name)?.networks;
+        (shrank_too_far(feed.networks, before) && !feed.may_shrink).then(|| {
+            format!(
+                "feed `{}` now lists {} networks, less than half of the running list's {before}: cut short? \
+                 (may_shrink = true in its [feeds] entry accepts it)",
+                feed.name, feed.networks
+            )
+        })
+    })
 }
 
 /// How long a reload waits for the workers to let go of the policy it replaced: they do at
@@ -223,9 +243,9 @@ fn dispose_here<T>(old: Arc<T>, wait: Duration) {
     drop(old);
 }
 
-/// Whether a database of `ranges` ranges has less than half of the running one's `running`.
-fn shrank_too_far(ranges: usize, running: usize) -> bool {
-    ranges.saturating_mul(2) < running
+/// Whether data of `size` entries has less than half of the running data's `running`.
+fn shrank_too_far(size: usize, running: usize) -> bool {
+    size.saturating_mul(2) < running
 }
 
 /// What to do about a file the reload may not read: at start geofence read it with every

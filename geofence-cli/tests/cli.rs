@@ -364,3 +364,34 @@ fn lookup_with_asn_data_prints_the_system_and_its_organisation() {
         "192.0.2.9 - AS64500 Example Hosting, Inc.\n2001:db8:1:1::5 - AS64501 Example Broadband\n203.0.113.1 - -\n"
     );
 }
+
+#[test]
+fn config_check_reads_each_feed_and_names_the_line_of_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geofence.toml");
+    std::fs::write(dir.path().join("drop.txt"), "; DROP\n192.0.2.0/25 ; SBL1\n192.0.2.0/25 ; SBL1 again\n").unwrap();
+    std::fs::write(dir.path().join("drop_v6.json"), "{\"cidr\":\"2001:db8:400::/40\",\"sblid\":\"SBL2\"}\n").unwrap();
+    std::fs::write(
+        &path,
+        "default = \"accept\"\n[feeds]\ndrop = { files = [\"drop.txt\", \"drop_v6.json\"] }\n\
+         [[rule]]\nname = \"drop\"\nsource = [\"drop\"]\naction = \"drop\"\n",
+    )
+    .unwrap();
+    let output = geofence(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("1. drop                 drop if source in drop\n"), "{stdout}");
+    assert!(
+        stdout.contains("feed drop: 3 networks read (1 IPv4 and 1 IPv6 distinct) from drop.txt, drop_v6.json\n"),
+        "{stdout}"
+    );
+
+    std::fs::write(dir.path().join("drop.txt"), "; DROP\n192.0.2.0/25 ; SBL1\n<!DOCTYPE html>\n").unwrap();
+    let output = geofence(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    let expected = format!(
+        "geofence: {}: line 3: `<!DOCTYPE html>` is not an address or CIDR network\n",
+        dir.path().join("drop.txt").display()
+    );
+    assert_eq!(text(&output.stderr), expected);
+}

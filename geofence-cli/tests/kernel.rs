@@ -856,3 +856,90 @@ fn a_rule_on_one_autonomous_system_drops_it_while_the_same_country_passes() {
     assert!(stderr.contains("ASN database: ") && stderr.contains("3 autonomous systems"), "{stderr}");
     assert!(stderr.contains("per rule: gb 6, hosting 6"), "{stderr}");
 }
+
+/// A feed file of `extra` followed by three networks none of the tests' sources is in.
+fn feed_listing(extra: &str) -> String {
+    format!("# a test feed, FireHOL style\n{extra}198.51.100.0/24\n203.0.113.0/25 ; SBL000001\n2001:db8:ffff::/48\n")
+}
+
+#[test]
+fn a_feed_reloaded_under_traffic_changes_decisions_with_nothing_lost_and_a_shrunken_one_is_refused() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    // Both in GB (tests/fixtures/countries.csv), which the policy accepts unless a feed lists it.
+    let (customer, scanner) = ("192.0.2.10", "192.0.2.70");
+    pair.add_sources(&[customer, scanner]);
+    pair.iptables(false, &[QUEUE_SIP_V4]);
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, path) = (dir.path().join("voipbl.txt"), dir.path().join("geofence.toml"));
+    std::fs::write(&feed, feed_listing("")).unwrap();
+    let policy = |may_shrink: bool| {
+        format!(
+            "database = {:?}\ndefault = \"drop\"\n[feeds]\nvoipbl = {{ files = [\"voipbl.txt\"], may_shrink = {may_shrink} }}\n\
+             [[rule]]\nname = \"blocklisted\"\nsource = [\"voipbl\"]\naction = \"drop\"\n\
+             [[rule]]\nname = \"gb\"\nports = [5060]\ncountry = [\"GB\"]\naction = \"accept\"\n",
+            support_fixture()
+        )
+    };
+    std::fs::write(&path, policy(false)).unwrap();
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+
+    // Both send all along; in the middle the feed comes to list the scanner.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let traffic = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        NetnsPair::within(&pair.client.clone(), move || {
+            let sockets: Vec<std::net::UdpSocket> =
+                [customer, scanner].iter().map(|s| std::net::UdpSocket::bind((*s, 0)).unwrap()).collect();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for socket in &sockets {
+                    socket.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", (SERVER_V4, 5060)).unwrap();
+                }
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::write(&feed, feed_listing(&format!("{scanner}\n"))).unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(server.count(customer), sent, "every packet of the customer got through");
+    let before_the_reload = server.count(scanner);
+    assert!(before_the_reload > 0 && before_the_reload < sent, "{before_the_reload} of {sent}: the reload cut in");
+    pair.send_sip(&[scanner], 3);
+    assert_eq!(server.count(scanner), before_the_reload, "the reloaded feed drops the scanner");
+
+    // A feed of 1 network where 4 ran: refused, so the scanner stays dropped, until allowed.
+    std::fs::write(&feed, "192.0.2.200\n").unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    pair.send_sip(&[scanner], 2);
+    assert_eq!(server.count(scanner), before_the_reload, "the shrunken feed was refused");
+    std::fs::write(&path, policy(true)).unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    pair.send_sip(&[scanner], 2);
+    assert_eq!(server.count(scanner), before_the_reload + 2, "with may_shrink the short feed is applied");
+
+    let queued = pair.counter(false, "filter", "NFQUEUE");
+    let kernel = pair.queue_stats(0).unwrap();
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(Geofence::verdicts(&stdout), queued, "every queued packet got its verdict");
+    assert_eq!((kernel.1, kernel.2), (0, 0), "the kernel dropped nothing");
+    assert!(stderr.contains("voipbl.txt (one network a line): 3 networks"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "reload refused, the running policy stays: feed `voipbl` now lists 1 networks, less than half of the \
+             running list's 4: cut short?"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("reloaded").count(), 2, "{stderr}");
+}

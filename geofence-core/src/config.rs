@@ -28,9 +28,13 @@
 //! [lists]
 //! trunks = ["203.0.113.10", "2001:db8:5::/48"]
 //!
+//! [feeds]                             # lists read from files (see geofence_core::feed)
+//! voipbl = { files = ["voipbl.txt"] } # relative to the config file
+//! drop = { files = ["drop_v4.json", "drop_v6.json"], may_shrink = true }
+//!
 //! [[rule]]
 //! name = "trunks"
-//! source = ["trunks", "rfc1918"]      # defined or built-in lists
+//! source = ["trunks", "rfc1918"]      # defined, feed or built-in lists
 //! action = "accept"
 //!
 //! [[rule]]
@@ -54,10 +58,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ip_network::{IpNetwork, IpNetworkError};
+use ip_network::IpNetwork;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -147,6 +151,9 @@ pub struct PolicyConfig {
     /// The ASN database file to load (read by the caller and given with
     /// [`PolicyBuilder::asn_database`]), as written in the config; needed by `asn` rules.
     pub asn_database: Option<String>,
+    /// The lists the config reads from files, which the caller reads (with
+    /// [`crate::feed::parse`]) and adds to `builder` under their names before building.
+    pub feeds: Vec<FeedSource>,
     /// The rules, lists and verdicts.
     pub builder: PolicyBuilder,
     /// Things that are legal but almost certainly not what was meant.
@@ -163,6 +170,19 @@ impl PolicyConfig {
     pub fn build_with_asn(self, db: Arc<dyn CountryDb>, asn: Arc<crate::AsnTable>) -> Result<Policy, PolicyError> {
         self.builder.asn_database(asn).build(db)
     }
+}
+
+/// A list read from files (`[feeds]`): a blocklist in one of [`crate::feed`]'s formats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FeedSource {
+    /// The list's name, which rules use in `source`.
+    pub name: String,
+    /// The files, as written in the config; the list holds the networks of all of them.
+    pub files: Vec<String>,
+    /// Whether a reload may bring less than half the networks the running list holds (off:
+    /// a feed that shrank that far was more likely cut short than cleaned).
+    pub may_shrink: bool,
 }
 
 /// The policy settings of a table in an embedder's own TOML file, as serde reads them: the
@@ -262,8 +282,17 @@ fn hint(help: &Option<String>) -> String {
 }
 
 /// The keys of the policy part, as [`RawPolicy`] reads them.
-const POLICY_KEYS: &[&str] =
-    &["database", "database_may_shrink", "asn_database", "asn_groups", "default", "malformed", "lists", "rule"];
+const POLICY_KEYS: &[&str] = &[
+    "database",
+    "database_may_shrink",
+    "asn_database",
+    "asn_groups",
+    "default",
+    "malformed",
+    "lists",
+    "feeds",
+    "rule",
+];
 /// The keys of the deployment part, as [`RawDeployment`] reads them.
 const DEPLOYMENT_KEYS: &[&str] = &[
     "queue",
@@ -291,6 +320,8 @@ struct RawPolicy {
     malformed: Option<Spanned<String>>,
     #[serde(default)]
     lists: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    feeds: BTreeMap<String, Spanned<RawFeed>>,
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RawRule>>,
     #[serde(flatten)]
@@ -315,6 +346,14 @@ struct RawDeployment {
     metrics: Option<Spanned<String>>,
     #[serde(default = "default_summary_seconds")]
     summary_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    files: Vec<Spanned<String>>,
+    #[serde(default)]
+    may_shrink: bool,
 }
 
 #[derive(Deserialize)]
@@ -466,19 +505,16 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
         policy = policy.on_malformed(verdict(at, malformed)?);
     }
     for (name, networks) in &raw.lists {
-        if prefix::is_built_in(name) {
-            return Err(at.error(
-                networks.span().start,
-                format!("list `{name}` has the name of a built-in list"),
-                Some("choose another name".into()),
-            ));
-        }
+        refuse_built_in_name(at, name, networks)?;
         policy = policy.list(name.clone(), prefix_list(at, networks.get_ref())?);
     }
+    let feeds = feed_sources(at, &raw)?;
+    let defined: BTreeMap<&str, ()> =
+        raw.lists.keys().chain(raw.feeds.keys()).map(|name| (name.as_str(), ())).collect();
     let mut names: Vec<String> = Vec::new();
     let mut lines = Vec::new();
     for (index, raw_rule) in raw.rules.iter().enumerate() {
-        let rule = rule(at, index, raw_rule.get_ref(), &raw.lists, &raw.asn_groups)?;
+        let rule = rule(at, index, raw_rule.get_ref(), &defined, &raw.asn_groups)?;
         if names.iter().any(|name| name == rule.name()) {
             return Err(at.error(raw_rule.span().start, format!("rule name `{}` is used twice", rule.name()), None));
         }
@@ -495,9 +531,46 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
         database: raw.database,
         database_may_shrink: raw.database_may_shrink,
         asn_database: raw.asn_database,
+        feeds,
         builder: policy,
         warnings,
     })
+}
+
+fn refuse_built_in_name<T>(at: &Locator, name: &str, value: &Spanned<T>) -> Result<(), ConfigError> {
+    match prefix::is_built_in(name) {
+        true => Err(at.at(
+            value,
+            format!("list `{name}` has the name of a built-in list"),
+            Some("choose another name".into()),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// The `[feeds]`: each a name no other list has, and at least one file.
+fn feed_sources(at: &Locator, raw: &RawPolicy) -> Result<Vec<FeedSource>, ConfigError> {
+    let mut feeds = Vec::new();
+    for (name, feed) in &raw.feeds {
+        refuse_built_in_name(at, name, feed)?;
+        if raw.lists.contains_key(name) {
+            return Err(at.at(
+                feed,
+                format!("feed `{name}` has the name of a list under [lists]"),
+                Some("a rule names either; choose another name".into()),
+            ));
+        }
+        if feed.get_ref().files.is_empty() {
+            return Err(at.at(
+                feed,
+                format!("feed `{name}` names no file"),
+                Some("files = [\"blocklist.txt\"]".into()),
+            ));
+        }
+        let files = feed.get_ref().files.iter().map(|file| file.get_ref().clone()).collect();
+        feeds.push(FeedSource { name: name.clone(), files, may_shrink: feed.get_ref().may_shrink });
+    }
+    Ok(feeds)
 }
 
 /// Turns byte offsets into the line and column a person finds in an editor.
@@ -541,7 +614,7 @@ fn rule(
     at: &Locator,
     index: usize,
     raw: &RawRule,
-    lists: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    lists: &BTreeMap<&str, ()>,
     asn_groups: &asn::Groups,
 ) -> Result<Rule, ConfigError> {
     let mut verdict = verdict(at, &raw.action)?;
@@ -601,22 +674,8 @@ fn prefix_list(at: &Locator, networks: &[Spanned<String>]) -> Result<PrefixList,
 }
 
 fn network(at: &Locator, text: &Spanned<String>) -> Result<IpNetwork, ConfigError> {
-    let written = text.get_ref().trim();
-    if let Ok(address) = written.parse::<IpAddr>() {
-        return Ok(IpNetwork::from(address));
-    }
-    let bad = |help: Option<String>| at.at(text, format!("`{written}` is not an address or CIDR network"), help);
-    let (address, length) = written.split_once('/').ok_or_else(|| bad(None))?;
-    let address: IpAddr = address.parse().map_err(|_| bad(None))?;
-    let length: u8 = length.parse().map_err(|_| bad(Some("the prefix length is a number after `/`".into())))?;
-    match IpNetwork::new(address, length) {
-        Ok(network) => Ok(network),
-        Err(IpNetworkError::HostBitsSet) => {
-            let fixed = IpNetwork::new_truncate(address, length).map_err(|_| bad(None))?;
-            Err(bad(Some(format!("host bits are set; did you mean `{fixed}`?"))))
-        }
-        Err(_) => Err(bad(Some(format!("the prefix length {length} is too long for {address}")))),
-    }
+    prefix::parse_network(text.get_ref())
+        .map_err(|bad| at.at(text, format!("`{}` is not an address or CIDR network", bad.written), bad.help))
 }
 
 fn queue_range(at: &Locator, spec: &Spanned<QueueSpec>) -> Result<(u16, u16), ConfigError> {

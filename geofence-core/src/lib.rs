@@ -50,6 +50,7 @@ mod condition;
 pub mod config;
 pub mod country;
 pub mod db;
+pub mod feed;
 pub mod packet;
 pub mod policy;
 pub mod prefix;

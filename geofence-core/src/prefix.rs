@@ -12,6 +12,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use ip_network::IpNetwork;
+use ip_network::IpNetworkError;
 use ip_network_table::IpNetworkTable;
 
 use crate::db::{RangeTable, TableBuilder};
@@ -154,6 +155,47 @@ impl FromIterator<IpNetwork> for PrefixList {
         let mut list = PrefixList::new();
         list.extend(networks);
         list
+    }
+}
+
+/// Why a text is not an address or a CIDR network, with the fix when there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BadNetwork {
+    /// The text, trimmed.
+    pub(crate) written: String,
+    /// The likely fix.
+    pub(crate) help: Option<String>,
+}
+
+impl fmt::Display for BadNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` is not an address or CIDR network", self.written)?;
+        match &self.help {
+            Some(help) => write!(f, " ({help})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An address (a network of one) or a CIDR network, as configs and feeds write them. Host bits
+/// set are refused, with the network probably meant: `10.0.0.1/8` more likely holds a typo
+/// than means `10.0.0.0/8`.
+pub(crate) fn parse_network(text: &str) -> Result<IpNetwork, BadNetwork> {
+    let written = text.trim();
+    if let Ok(address) = written.parse::<IpAddr>() {
+        return Ok(IpNetwork::from(address));
+    }
+    let bad = |help: Option<String>| BadNetwork { written: written.to_owned(), help };
+    let (address, length) = written.split_once('/').ok_or_else(|| bad(None))?;
+    let address: IpAddr = address.parse().map_err(|_| bad(None))?;
+    let length: u8 = length.parse().map_err(|_| bad(Some("the prefix length is a number after `/`".into())))?;
+    match IpNetwork::new(address, length) {
+        Ok(network) => Ok(network),
+        Err(IpNetworkError::HostBitsSet) => {
+            let fixed = IpNetwork::new_truncate(address, length).map_err(|_| bad(None))?;
+            Err(bad(Some(format!("host bits are set; did you mean `{fixed}`?"))))
+        }
+        Err(_) => Err(bad(Some(format!("the prefix length {length} is too long for {address}")))),
     }
 }
 

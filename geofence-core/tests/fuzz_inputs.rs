@@ -96,3 +96,18 @@ fn asn_inputs_give_a_table_that_answers_or_an_error() {
     }
     assert!(loaded >= 3, "the seeds load");
 }
+
+#[test]
+fn feed_inputs_give_networks_a_list_holds_or_an_error() {
+    let mut read = 0;
+    for (path, bytes) in inputs("feed") {
+        if let Ok(feed) = geofence_core::feed::parse(&bytes) {
+            let list: geofence_core::PrefixList = feed.networks.iter().copied().collect();
+            for network in &feed.networks {
+                assert!(list.contains(network.network_address()), "{}: {network}", path.display());
+            }
+            read += 1;
+        }
+    }
+    assert!(read >= 4, "the seeds read");
+}

@@ -1,5 +1,5 @@
 //! `source = ["trunks", "rfc1918"]`: the source must be in at least one of these prefix lists,
-//! defined under `[lists]` or built in.
+//! defined under `[lists]` or `[feeds]`, or built in.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,11 +18,11 @@ pub(crate) struct SourceCondition {
 }
 
 impl SourceCondition {
-    /// Reads the `source` key; `defined` are the config's own lists.
-    pub(crate) fn from_config<V>(
+    /// Reads the `source` key; `defined` names the config's own lists and feeds.
+    pub(crate) fn from_config(
         at: &Locator,
         raw: &[Spanned<String>],
-        defined: &BTreeMap<String, V>,
+        defined: &BTreeMap<&str, ()>,
     ) -> Result<SourceCondition, ConfigError> {
         for name in raw {
             check_list_name(at, name, defined)?;
@@ -42,20 +42,20 @@ impl SourceCondition {
     }
 }
 
-fn check_list_name<V>(at: &Locator, name: &Spanned<String>, defined: &BTreeMap<String, V>) -> Result<(), ConfigError> {
+fn check_list_name(at: &Locator, name: &Spanned<String>, defined: &BTreeMap<&str, ()>) -> Result<(), ConfigError> {
     let wanted = name.get_ref().as_str();
     if defined.contains_key(wanted) || prefix::is_built_in(wanted) {
         return Ok(());
     }
     let built_in: Vec<&str> = prefix::built_in_names().collect();
-    let known = defined.keys().map(String::as_str).chain(built_in.iter().copied());
+    let known = defined.keys().copied().chain(built_in.iter().copied());
     let closest = known
         .map(|candidate| (strsim::levenshtein(wanted, candidate), candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min();
     let help = match closest {
         Some((_, candidate)) => format!("did you mean `{candidate}`?"),
-        None => "define it under [lists], or use a built-in list: ".to_owned() + &built_in.join(", "),
+        None => "define it under [lists] or [feeds], or use a built-in list: ".to_owned() + &built_in.join(", "),
     };
     Err(at.at(name, format!("unknown list `{wanted}`"), Some(help)))
 }

@@ -126,7 +126,7 @@ fn unknown_list_suggests_the_nearest_name() {
         "default = \"drop\"\n[lists]\ntrunks = [\"192.0.2.1\"]\n[[rule]]\nsource = [\"trunk\"]\naction = \"accept\"\n";
     assert_eq!(error(text), "line 5, column 11: unknown list `trunk` (did you mean `trunks`?)");
     let far = format!("{RULE}source = [\"carriers\"]\naction = \"accept\"\n");
-    assert!(error(&far).starts_with("line 3, column 11: unknown list `carriers` (define it under [lists], or use a built-in list: rfc1918, loopback"));
+    assert!(error(&far).starts_with("line 3, column 11: unknown list `carriers` (define it under [lists] or [feeds], or use a built-in list: rfc1918, loopback"));
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn the_policy_part_reads_from_a_table_of_another_file() {
     let outer: Outer = toml::from_str(stray).unwrap();
     assert_eq!(
         outer.firewall.check(stray).unwrap_err().to_string(),
-        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, asn_database, asn_groups, default, malformed, lists, rule)"
+        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, asn_database, asn_groups, default, malformed, lists, feeds, rule)"
     );
     let bad_list = "name = \"pbx\"\n[firewall]\ndefault = \"drop\"\n[[firewall.rule]]\nsource = [\"trunk\"]\naction = \"accept\"\n";
     let outer: Outer = toml::from_str(bad_list).unwrap();
@@ -339,4 +339,55 @@ fn organisation_patterns_resolve_to_systems_when_the_policy_is_built() {
         error("default = \"accept\"\n[[rule]]\nas_organisation = [\" \"]\naction = \"drop\"\n"),
         "line 3, column 20: an empty organisation pattern would match every system"
     );
+}
+
+const WITH_FEED: &str = r#"default = "accept"
+[feeds]
+voipbl = { files = ["voipbl.txt", "extra.txt"] }
+drop = { files = ["drop_v4.json"], may_shrink = true }
+[[rule]]
+name = "blocklisted"
+source = ["voipbl", "drop"]
+action = "drop"
+"#;
+
+#[test]
+fn feeds_are_named_for_the_caller_and_rules_use_them_as_lists() {
+    let config = Config::parse(WITH_FEED).unwrap();
+    let names: Vec<(&str, usize, bool)> =
+        config.policy.feeds.iter().map(|f| (f.name.as_str(), f.files.len(), f.may_shrink)).collect();
+    assert_eq!(names, [("drop", 1, true), ("voipbl", 2, false)]);
+    assert_eq!(config.policy.feeds[1].files, ["voipbl.txt", "extra.txt"]);
+    let db = Arc::new(parse_range_csv("192.0.2.0,192.0.2.255,GB\n").unwrap());
+    let feed = |text: &str| crate::feed::parse(text.as_bytes()).unwrap().networks.into_iter().collect::<PrefixList>();
+    let builder = config.policy.builder.list("voipbl", feed("192.0.2.66\n")).list("drop", feed("198.51.100.0/24\n"));
+    let policy = builder.build(db).unwrap();
+    let decide = |source: &str| policy.decide_flow(source.parse().unwrap(), Protocol::UDP, Some(5060));
+    assert_eq!(decide("192.0.2.66"), Verdict::Drop);
+    assert_eq!(decide("198.51.100.9"), Verdict::Drop);
+    assert_eq!(decide("192.0.2.67"), Verdict::Accept);
+}
+
+#[test]
+fn a_feed_the_caller_did_not_read_fails_the_build_by_name() {
+    let config = Config::parse(WITH_FEED).unwrap();
+    let error = config.policy.build(Arc::new(parse_range_csv("192.0.2.0,192.0.2.255,GB\n").unwrap())).unwrap_err();
+    assert!(matches!(&error, PolicyError::UnknownList { list, .. } if list == "voipbl" || list == "drop"), "{error}");
+}
+
+#[test]
+fn feed_names_and_files_are_checked() {
+    let clash = "default = \"drop\"\n[lists]\nbad = [\"192.0.2.1\"]\n[feeds]\nbad = { files = [\"a.txt\"] }\n";
+    assert_eq!(
+        error(clash),
+        "line 5, column 7: feed `bad` has the name of a list under [lists] (a rule names either; choose another name)"
+    );
+    let built_in = "default = \"drop\"\n[feeds]\nrfc1918 = { files = [\"a.txt\"] }\n";
+    assert!(error(built_in).starts_with("line 3, column 11: list `rfc1918` has the name of a built-in list"));
+    let no_file = "default = \"drop\"\n[feeds]\nempty = { files = [] }\n";
+    assert!(error(no_file).starts_with("line 3, column 9: feed `empty` names no file"), "{}", error(no_file));
+    let typo = "default = \"drop\"\n[feeds]\nx = { file = [\"a.txt\"] }\n";
+    assert!(error(typo).contains("unknown field `file`"), "{}", error(typo));
+    let misspelt = "default = \"drop\"\n[feeds]\nvoipbl = { files = [\"a\"] }\n[[rule]]\nsource = [\"voipbI\"]\naction = \"drop\"\n";
+    assert!(error(misspelt).contains("unknown list `voipbI` (did you mean `voipbl`?)"), "{}", error(misspelt));
 }
