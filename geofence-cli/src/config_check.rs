@@ -65,8 +65,10 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
             source.files.join(", ")
         ));
     }
-    if let Some(named) = config.policy.asn_database.clone() {
-        text.push_str(&organisation_patterns(config, &files::beside_config(path, &named))?);
+    if !config.policy.asn_database.is_empty() {
+        let paths: Vec<PathBuf> =
+            config.policy.asn_database.iter().map(|named| files::beside_config(path, named)).collect();
+        text.push_str(&organisation_patterns(config, &paths)?);
     }
     crate::output(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -74,8 +76,8 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
 
 /// What the rules' `as_organisation` patterns resolve to in the config's ASN database, a line
 /// each, and a warning for a pattern that names no system.
-fn organisation_patterns(config: geofence_core::Config, asn_path: &Path) -> Result<String, CliError> {
-    let asn = Arc::new(files::load_asn_database(&[asn_path.to_owned()])?);
+fn organisation_patterns(config: geofence_core::Config, asn_paths: &[PathBuf]) -> Result<String, CliError> {
+    let asn = Arc::new(files::load_asn_database(asn_paths)?);
     let policy = config.policy.build_with_asn(Arc::new(CountryTable::empty()), asn)?;
     let lines = files::organisation_lines(&policy).into_iter();
     Ok(lines.map(|(named_none, line)| format!("{}{line}\n", if named_none { "warning: " } else { "" })).collect())

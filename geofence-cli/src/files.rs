@@ -71,8 +71,10 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
     log::info!("country database: {}", describe(&table, &provenance));
     let (v4, v6) = table.range_counts();
     let mut builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
-    if let Some(named) = &config.policy.asn_database {
-        builder = builder.asn_database(Arc::new(load_asn_database(&[beside_config(config_path, named)])?));
+    if !config.policy.asn_database.is_empty() {
+        let paths: Vec<PathBuf> =
+            config.policy.asn_database.iter().map(|named| beside_config(config_path, named)).collect();
+        builder = builder.asn_database(Arc::new(load_asn_database(&paths)?));
     }
     let mut feeds = Vec::new();
     for source in &config.policy.feeds {

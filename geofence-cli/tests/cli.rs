@@ -395,3 +395,55 @@ fn config_check_reads_each_feed_and_names_the_line_of_a_bad_one() {
     );
     assert_eq!(text(&output.stderr), expected);
 }
+
+/// examples/voip-blocklists.toml in a folder of its own, with the files it names made of
+/// documentation ranges: AS14061 holds 192.0.2.64/26 and the trunk 203.0.113.10; each feed
+/// lists one GB source.
+fn voip_blocklists_example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo("examples/voip-blocklists.toml"), dir.path().join("geofence.toml")).unwrap();
+    let asn = "192.0.2.64,192.0.2.127,14061,\"Example Hosting, LLC\"\n203.0.113.0,203.0.113.255,14061,\"Example Hosting, LLC\"\n";
+    std::fs::write(dir.path().join("asn-ipv4.csv"), asn).unwrap();
+    std::fs::write(dir.path().join("asn-ipv6.csv"), "2001:db8:9::,2001:db8:9:ffff:ffff:ffff:ffff:ffff,64501,Example\n")
+        .unwrap();
+    std::fs::create_dir(dir.path().join("feeds")).unwrap();
+    std::fs::write(dir.path().join("feeds/voipbl.txt"), "# VoIPBL\n192.0.2.20/32\n").unwrap();
+    std::fs::write(dir.path().join("feeds/drop_v4.json"), "{\"cidr\":\"192.0.2.30/32\",\"sblid\":\"SBL1\"}\n").unwrap();
+    std::fs::write(dir.path().join("feeds/apiban.json"), "{\"ipaddress\":[\"192.0.2.40\"],\"ID\":\"7\"}").unwrap();
+    dir
+}
+
+#[test]
+fn the_voip_blocklists_example_lets_trunks_and_customers_in_and_keeps_hosting_and_blocklisted_sources_out() {
+    let dir = voip_blocklists_example();
+    let config = dir.path().join("geofence.toml");
+    let server = "192.0.2.1".parse().unwrap();
+    let sources = [
+        "10.1.2.3",
+        "203.0.113.10",
+        "192.0.2.10",
+        "192.0.2.70",
+        "192.0.2.20",
+        "192.0.2.30",
+        "192.0.2.40",
+        "198.51.100.23",
+    ];
+    let packets: Vec<Vec<u8>> = sources.iter().map(|s| sample::sip_options(s.parse().unwrap(), server)).collect();
+    let capture = dir.path().join("capture.pcap");
+    std::fs::write(&capture, pcap(101, &packets)).unwrap();
+    let output = geofence(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--db",
+        &repo("tests/fixtures/countries.csv"),
+        "--pcap",
+        capture.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report = text(&output.stdout);
+    let rules = "rule                    packets\nallowed-countries             1\nblocklisted                   3\n\
+                 everyone-else                 1\nhosting                       1\ntrunks-and-lan                2\n";
+    assert!(report.contains(rules), "{report}");
+    assert!(report.contains("accept                        3\n"), "{report}");
+}

@@ -148,9 +148,10 @@ pub struct PolicyConfig {
     /// Whether a reload may bring a database with less than half the ranges of the running one
     /// (off: such a database is more likely cut short or the wrong file than right).
     pub database_may_shrink: bool,
-    /// The ASN database file to load (read by the caller and given with
-    /// [`PolicyBuilder::asn_database`]), as written in the config; needed by `asn` rules.
-    pub asn_database: Option<String>,
+    /// The ASN database files to load and layer (read by the caller and given with
+    /// [`PolicyBuilder::asn_database`]), as written in the config (one file or a list: the
+    /// ip-location-db package has a file a family); none: no ASN data, which `asn` rules need.
+    pub asn_database: Vec<String>,
     /// The lists the config reads from files, which the caller reads (with
     /// [`crate::feed::parse`]) and adds to `builder` under their names before building.
     pub feeds: Vec<FeedSource>,
@@ -313,7 +314,8 @@ struct RawPolicy {
     database: Option<String>,
     #[serde(default)]
     database_may_shrink: bool,
-    asn_database: Option<String>,
+    #[serde(default)]
+    asn_database: OneOrMany,
     #[serde(default)]
     asn_groups: asn::Groups,
     default: Spanned<String>,
@@ -390,6 +392,26 @@ fn default_flow_mark() -> u32 {
 
 fn default_summary_seconds() -> u64 {
     10
+}
+
+/// A file or a list of files.
+#[derive(Default, Deserialize)]
+#[serde(untagged, expecting = "a file name, or a list of file names")]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(file) => vec![file],
+            OneOrMany::Many(files) => files,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -530,7 +552,7 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
     Ok(PolicyConfig {
         database: raw.database,
         database_may_shrink: raw.database_may_shrink,
-        asn_database: raw.asn_database,
+        asn_database: raw.asn_database.into_vec(),
         feeds,
         builder: policy,
         warnings,

@@ -271,7 +271,14 @@ fn asn_rules_read_numbers_names_and_groups_and_need_a_database() {
                 [asn_groups]\nhosting = [64500, \"AS64501\"]\n\
                 [[rule]]\nname = \"hosting\"\nasn = [\"hosting\", 64502]\nnot_asn = [\"unknown\"]\naction = \"drop\"\n";
     let config = Config::parse(text).unwrap();
-    assert_eq!(config.policy.asn_database.as_deref(), Some("asn.csv"));
+    assert_eq!(config.policy.asn_database, ["asn.csv"]);
+    let both = Config::parse("default = \"accept\"\nasn_database = [\"asn-ipv4.csv\", \"asn-ipv6.csv\"]\n").unwrap();
+    assert_eq!(both.policy.asn_database, ["asn-ipv4.csv", "asn-ipv6.csv"]);
+    assert_eq!(Config::parse("default = \"accept\"\n").unwrap().policy.asn_database, Vec::<String>::new());
+    assert_eq!(
+        error("default = \"accept\"\nasn_database = 5\n"),
+        "line 2, column 16: a file name, or a list of file names"
+    );
     let rule = &config.policy.builder.rules()[0];
     assert_eq!(rule.conditions().to_string(), "AS in {AS64500 AS64501 AS64502} and AS not in {unknown}");
     let db = Arc::new(parse_range_csv("192.0.2.0,192.0.2.255,GB\n").unwrap());
