@@ -1,13 +1,15 @@
-//! ASN data in the free text formats: the ip-location-db / DB-IP ASN lite CSV
+//! ASN data in the free formats: the ip-location-db / DB-IP ASN lite CSV
 //! (`start,end,asn,organisation`, addresses or integers, the organisation quoted when it holds a
-//! comma) and iptoasn's TSV (`range_start range_end AS_number country_code AS_description`).
-//! AS 0 and iptoasn's `Not routed` mean no AS.
+//! comma), iptoasn's TSV (`range_start range_end AS_number country_code AS_description`), and
+//! the MaxMind DB files of GeoLite2-ASN, GeoIP2-ISP and DB-IP ASN lite
+//! (`autonomous_system_number`, `autonomous_system_organization`). AS 0 and iptoasn's `Not
+//! routed` mean no AS.
 
 use std::collections::HashMap;
 
 use super::table::TableBuilder;
 use super::text::{address, at_line, lines, unquote, unterminated_last_line};
-use super::{DbError, Input};
+use super::{is_mmdb, mmdb, DbError, Input};
 use crate::asn::{Asn, AsnTable};
 
 /// The ASN formats [`load_asn`] reads.
@@ -18,12 +20,18 @@ pub enum AsnFormat {
     Csv,
     /// iptoasn's `ip2asn-combined.tsv`.
     Tsv,
+    /// MaxMind DB: GeoLite2-ASN, GeoIP2-ISP, DB-IP ASN lite.
+    Mmdb,
 }
 
-/// The format of an ASN file, from its first meaningful line.
+/// The format of an ASN file: MaxMind DB by its metadata marker, else the text format its
+/// first meaningful line has.
 pub fn detect_asn(bytes: &[u8]) -> Result<AsnFormat, DbError> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| DbError::UnknownFormat("an ASN file is text: not UTF-8".into()))?;
+    if is_mmdb(bytes) {
+        return Ok(AsnFormat::Mmdb);
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| DbError::UnknownFormat("binary, and not MaxMind DB: not an ASN database".into()))?;
     match lines(text).next() {
         Some((_, line)) if line.contains('\t') => Ok(AsnFormat::Tsv),
         Some((_, line)) if line.split(',').count() >= 4 => Ok(AsnFormat::Csv),
@@ -54,9 +62,6 @@ pub fn load_asn_layers(inputs: &[Input]) -> Result<AsnTable, DbError> {
     let mut names: HashMap<Asn, Box<str>> = HashMap::new();
     for (layer, input) in inputs.iter().enumerate() {
         let in_input = |source: DbError| DbError::Input { name: input.name.to_owned(), source: Box::new(source) };
-        let format = detect_asn(input.bytes).map_err(in_input)?;
-        // Detection checked the text is UTF-8.
-        let text = std::str::from_utf8(input.bytes).unwrap_or_default();
         let mut add = |line: usize, range: Range<'_>| -> Result<(), DbError> {
             let Some(asn) = range.asn else { return Ok(()) };
             builder
@@ -67,13 +72,21 @@ pub fn load_asn_layers(inputs: &[Input]) -> Result<AsnTable, DbError> {
             }
             Ok(())
         };
-        match format {
-            AsnFormat::Csv => csv(text, &mut add),
-            AsnFormat::Tsv => tsv(text, &mut add),
-        }
-        .map_err(in_input)?;
+        read_ranges(input.bytes, &mut add).map_err(in_input)?;
     }
     Ok(AsnTable::new(builder.build(), names))
+}
+
+/// Gives `add` each range of a file of any ASN format, with its line (0 in an mmdb).
+fn read_ranges(bytes: &[u8], add: &mut Add<'_>) -> Result<(), DbError> {
+    match detect_asn(bytes)? {
+        AsnFormat::Mmdb => mmdb::read_asn(bytes, &mut |first, last, asn, organisation| {
+            add(0, Range { first, last, asn: Some(asn), organisation })
+        }),
+        // Detection checked the text formats are UTF-8.
+        AsnFormat::Csv => csv(std::str::from_utf8(bytes).unwrap_or_default(), add),
+        AsnFormat::Tsv => tsv(std::str::from_utf8(bytes).unwrap_or_default(), add),
+    }
 }
 
 /// One line's range: `asn` is `None` for AS 0 / not routed.
@@ -84,7 +97,7 @@ struct Range<'a> {
     organisation: &'a str,
 }
 
-type Add<'a, 'b> = dyn FnMut(usize, Range<'b>) -> Result<(), DbError> + 'a;
+type Add<'a> = dyn for<'r> FnMut(usize, Range<'r>) -> Result<(), DbError> + 'a;
 
 /// An AS number field: `0` (or empty) is no AS.
 fn asn_field(line: usize, field: &str) -> Result<Option<Asn>, DbError> {
@@ -94,7 +107,7 @@ fn asn_field(line: usize, field: &str) -> Result<Option<Asn>, DbError> {
     }
 }
 
-fn csv<'b>(text: &'b str, add: &mut Add<'_, 'b>) -> Result<(), DbError> {
+fn csv(text: &str, add: &mut Add<'_>) -> Result<(), DbError> {
     let cut = unterminated_last_line(text);
     for (line, content) in lines(text) {
         let mut fields = content.splitn(4, ',');
@@ -119,7 +132,7 @@ fn csv<'b>(text: &'b str, add: &mut Add<'_, 'b>) -> Result<(), DbError> {
     Ok(())
 }
 
-fn tsv<'b>(text: &'b str, add: &mut Add<'_, 'b>) -> Result<(), DbError> {
+fn tsv(text: &str, add: &mut Add<'_>) -> Result<(), DbError> {
     let cut = unterminated_last_line(text);
     for (line, content) in lines(text) {
         let fields: Vec<&str> = content.splitn(5, '\t').collect();
@@ -194,6 +207,80 @@ mod tests {
         }
         assert!(load_asn(b"\xff\xfe").is_err());
         assert!(load_asn(b"# only a comment\n").is_err());
+    }
+
+    /// GeoLite2-ASN's record (GeoIP2-ISP and DB-IP ASN lite carry the same two fields).
+    #[derive(serde::Serialize)]
+    struct AsnRecord {
+        autonomous_system_number: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        autonomous_system_organization: Option<&'static str>,
+    }
+
+    fn asn_mmdb(kind: &str, networks: &[(&str, u32, Option<&'static str>)]) -> Vec<u8> {
+        let mut writer = mmdb_writer::Writer::new(kind);
+        for (network, number, organisation) in networks {
+            let record = AsnRecord { autonomous_system_number: *number, autonomous_system_organization: *organisation };
+            writer.insert(network.parse::<ipnet::IpNet>().unwrap(), &record).unwrap();
+        }
+        writer.to_bytes().unwrap()
+    }
+
+    #[test]
+    fn a_geolite2_asn_mmdb_reads_with_its_organisations_and_as_0_is_no_as() {
+        let bytes = asn_mmdb(
+            "GeoLite2-ASN",
+            &[
+                ("192.0.2.0/25", 64500, Some("Example Hosting, LLC")),
+                ("192.0.2.128/25", 0, None),
+                ("203.0.113.0/24", 64501, None),
+                ("2001:db8:1::/48", 64500, Some("Example Hosting, LLC")),
+            ],
+        );
+        assert_eq!(detect_asn(&bytes).unwrap(), AsnFormat::Mmdb);
+        let table = load_asn(&bytes).unwrap();
+        assert_eq!(table.lookup(ip("192.0.2.9")), Some(Asn(64500)));
+        assert_eq!(table.lookup(ip("192.0.2.200")), None, "AS 0 is no AS");
+        assert_eq!(table.lookup(ip("203.0.113.1")), Some(Asn(64501)));
+        assert_eq!(table.lookup(ip("2001:db8:1::1")), Some(Asn(64500)));
+        assert_eq!(table.lookup(ip("2001:db8:2::1")), None);
+        assert_eq!(table.organisation(Asn(64500)), Some("Example Hosting, LLC"));
+        assert_eq!(table.organisation(Asn(64501)), None);
+        assert_eq!(table.matching_organisations("example HOSTING"), [Asn(64500)]);
+    }
+
+    #[test]
+    fn a_dbip_asn_mmdb_layers_under_a_csv_fix() {
+        let dbip = asn_mmdb("DBIP-ASN-Lite (compat=GeoLite2-ASN)", &[("192.0.2.0/24", 64500, Some("Base"))]);
+        let fix = b"192.0.2.128,192.0.2.255,64501,Fix\n";
+        let table =
+            load_asn_layers(&[Input { name: "dbip.mmdb", bytes: &dbip }, Input { name: "fix.csv", bytes: fix }])
+                .unwrap();
+        assert_eq!(
+            (table.lookup(ip("192.0.2.1")), table.lookup(ip("192.0.2.200"))),
+            (Some(Asn(64500)), Some(Asn(64501)))
+        );
+    }
+
+    #[test]
+    fn a_damaged_asn_mmdb_is_refused_naming_the_file() {
+        let bytes = asn_mmdb("GeoLite2-ASN", &[("192.0.2.0/24", 64500, Some("Example"))]);
+        let marker = bytes.windows(3).rposition(|w| w == b"\xab\xcd\xef").unwrap();
+        let mut damaged = bytes.clone();
+        damaged[..marker].fill(0xff);
+        let error = load_asn_layers(&[Input { name: "asn.mmdb", bytes: &damaged }]).unwrap_err().to_string();
+        assert!(error.starts_with("asn.mmdb: MaxMind DB: "), "{error}");
+        let mut country = mmdb_writer::Writer::new("GeoLite2-Country");
+        #[derive(serde::Serialize)]
+        struct Flat {
+            country_code: &'static str,
+        }
+        country.insert("192.0.2.0/24".parse::<ipnet::IpNet>().unwrap(), &Flat { country_code: "GB" }).unwrap();
+        assert_eq!(
+            load_asn(&country.to_bytes().unwrap()).unwrap_err().to_string(),
+            "MaxMind DB: no network has an autonomous_system_number: not an ASN database (its type is \
+             `GeoLite2-Country`)"
+        );
     }
 
     #[test]

@@ -149,13 +149,18 @@ const MMDB_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";
 /// The MaxMind DB specification caps the metadata section at 128 KiB.
 const MMDB_METADATA_MAX: usize = 128 * 1024;
 
+/// Whether the bytes end with a MaxMind DB's metadata section.
+pub(crate) fn is_mmdb(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(MMDB_METADATA_MAX)..];
+    tail.windows(MMDB_MARKER.len()).any(|window| window == MMDB_MARKER)
+}
+
 /// Tells the format from the content, not the file name.
 pub fn detect(bytes: &[u8]) -> Result<Format, DbError> {
     if bytes.starts_with(&MAGIC) {
         return Ok(Format::Compiled);
     }
-    let tail = &bytes[bytes.len().saturating_sub(MMDB_METADATA_MAX)..];
-    if tail.windows(MMDB_MARKER.len()).any(|window| window == MMDB_MARKER) {
+    if is_mmdb(bytes) {
         return Ok(Format::Mmdb);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| DbError::UnknownFormat("binary, and not MaxMind DB".into()))?;
