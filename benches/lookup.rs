@@ -1,7 +1,8 @@
-//! Country lookups and `Policy::decide` on the full embedded DB-IP data, beside the peers an
-//! admin would otherwise use, measured in the same run on the same data:
-//! - `maxminddb`: `Reader::lookup` decoding just the country code, from an mmdb of the same
-//!   ranges (written here with mmdb-writer);
+//! Country and ASN lookups and `Policy::decide` on the full embedded data (DB-IP country,
+//! ip-location-db ASN), beside the peers an admin would otherwise use, measured in the same run
+//! on the same data:
+//! - `maxminddb`: `Reader::lookup` decoding just the country code (or the AS number), from an
+//!   mmdb of the same ranges (written here with mmdb-writer);
 //! - `ip_network_table`: longest-prefix match over the same ranges as CIDR networks.
 //!
 //! `scripts/bench-lookup` runs this and prints the ratios.
@@ -114,6 +115,84 @@ fn mmdb(networks: &[(IpNetwork, CountryCode)]) -> Vec<u8> {
     writer.to_bytes().expect("mmdb")
 }
 
+#[derive(serde::Deserialize)]
+struct AsnOnly {
+    autonomous_system_number: u32,
+}
+
+/// The ASN table's ranges as a GeoLite2-ASN mmdb, with the organisation names.
+fn asn_mmdb(table: &geofence::AsnTable) -> Vec<u8> {
+    let mut writer = mmdb_writer::Writer::builder("GeoLite2-ASN")
+        .description(&[("en", "the embedded ASN data, for the benchmark peer")])
+        // The data has IPv6 networks of its own in 2001::/32 and 2002::/16.
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Disabled)
+        .build();
+    for (first, last, asn) in table.ranges() {
+        let record = mmdb_writer::Value::map([
+            ("autonomous_system_number", mmdb_writer::Value::from(asn.0)),
+            ("autonomous_system_organization", mmdb_writer::Value::from(table.organisation(asn).unwrap_or(""))),
+        ]);
+        writer.insert_range(first, last, &record).expect("insert");
+    }
+    writer.to_bytes().expect("mmdb")
+}
+
+/// IPv6 addresses uniform within the ASN table's ranges (IPv4 ones are the country bench's).
+fn asn_addresses(table: &geofence::AsnTable) -> Vec<IpAddr> {
+    let mut rng = Lcg(7);
+    let v6_ranges: Vec<(u128, u128)> = table
+        .ranges()
+        .filter_map(|(first, last, _)| match (first, last) {
+            (IpAddr::V6(f), IpAddr::V6(l)) => Some((u128::from(f), u128::from(l))),
+            _ => None,
+        })
+        .collect();
+    (0..ADDRESSES)
+        .map(|_| {
+            let (first, last) = v6_ranges[rng.next() as usize % v6_ranges.len()];
+            let offset =
+                ((u128::from(rng.next()) << 64) | u128::from(rng.next())) % (last - first).saturating_add(1).max(1);
+            IpAddr::V6(Ipv6Addr::from(first + offset))
+        })
+        .collect()
+}
+
+/// ASN lookups on the embedded ASN table beside maxminddb on the same data.
+fn asn_lookups(c: &mut Criterion) {
+    let (table, _) = db::embedded().expect("embedded database");
+    let (v4, _) = addresses(&table);
+    let (asn, _) = db::embedded_asn().expect("embedded ASN table");
+    let v6 = asn_addresses(&asn);
+    let mmdb_bytes = asn_mmdb(&asn);
+    let reader = maxminddb::Reader::from_source(&mmdb_bytes[..]).expect("mmdb reads");
+    eprintln!(
+        "asn table: {} IPv4 + {} IPv6 ranges, {:.1} MiB resident; mmdb {:.1} MiB",
+        asn.range_counts().0,
+        asn.range_counts().1,
+        asn.memory_bytes() as f64 / 1048576.0,
+        mmdb_bytes.len() as f64 / 1048576.0
+    );
+    for (family, addresses) in [("ipv4", &v4), ("ipv6", &v6)] {
+        let mut group = c.benchmark_group(format!("asn_{family}"));
+        group.throughput(Throughput::Elements(1));
+        let mut i = 0;
+        group.bench_function("geofence", |b| {
+            b.iter(|| {
+                i = (i + 1) & (ADDRESSES - 1);
+                black_box(asn.lookup(*black_box(&addresses[i])))
+            })
+        });
+        group.bench_function("maxminddb", |b| {
+            b.iter(|| {
+                i = (i + 1) & (ADDRESSES - 1);
+                let result = reader.lookup(*black_box(&addresses[i])).expect("lookup");
+                black_box(result.decode::<AsnOnly>().expect("decode").map(|r| r.autonomous_system_number))
+            })
+        });
+        group.finish();
+    }
+}
+
 fn lookups(c: &mut Criterion) {
     let (table, _) = db::embedded().expect("embedded database");
     let (v4, v6) = addresses(&table);
@@ -211,14 +290,8 @@ fn lookups(c: &mut Criterion) {
         })
     });
     // The same countries behind a rule that drops a hundred autonomous systems: every packet
-    // needs both lookups. The ASN table is the country table's ranges, each given one of
-    // 91,000 AS numbers (as many as the ip-location-db data has).
-    let asn_csv: String = table
-        .ranges()
-        .enumerate()
-        .map(|(n, (first, last, _))| format!("{first},{last},{},Org {n}\n", 1 + n % 91_000))
-        .collect();
-    let asn = Arc::new(geofence::AsnTable::from_csv(&asn_csv).expect("ASN table"));
+    // needs both lookups, in the embedded ASN table.
+    let asn = Arc::new(db::embedded_asn().expect("embedded ASN table").0);
     let hosting: Vec<String> = (1..=100).map(|n| (n * 37).to_string()).collect();
     let hosting_rule = format!(
         "[[rule]]\nname = \"hosting\"\nprotocol = \"udp\"\nports = [5060]\nasn = [{}]\naction = \"drop\"\n\n[[rule]]",
@@ -303,5 +376,5 @@ fn lists(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups, lists);
+criterion_group!(benches, lookups, asn_lookups, lists);
 criterion_main!(benches);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use geofence_core::db::CountryTable;
+use geofence_core::{PolicyBuilder, Verdict};
 
 use crate::error::CliError;
 use crate::files;
@@ -38,7 +39,7 @@ pub enum ConfigCommand {
 pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     let ConfigCommand::Check(args) = command;
     let path = args.path();
-    let config = files::load_config(path)?;
+    let mut config = files::load_config(path)?;
     let (first, last) = config.deployment.queues;
     let queues = if first == last { format!("queue {first}") } else { format!("queues {first}-{last}") };
     let mut text = format!("{}: valid\n", path.display());
@@ -56,29 +57,34 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     for warning in &config.policy.warnings {
         text.push_str(&format!("warning: {warning}\n"));
     }
-    for source in &config.policy.feeds {
-        let (list, networks) = files::load_feed(path, source)?;
+    for source in config.policy.feeds.clone() {
+        let (list, networks) = files::load_feed(path, &source)?;
         let (v4, v6) = list.len();
         text.push_str(&format!(
             "feed {}: {networks} networks read ({v4} IPv4 and {v6} IPv6 distinct) from {}\n",
             source.name,
             source.files.join(", ")
         ));
+        config.policy.builder =
+            std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop)).list(source.name, list);
     }
-    if !config.policy.asn_database.is_empty() {
-        let paths: Vec<PathBuf> =
-            config.policy.asn_database.iter().map(|named| files::beside_config(path, named)).collect();
+    if config.policy.builder.asks_asn() {
+        let paths = files::asn_paths(&config, path);
         text.push_str(&organisation_patterns(config, &paths)?);
     }
     crate::output(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the rules' `as_organisation` patterns resolve to in the config's ASN database, a line
-/// each, and a warning for a pattern that names no system.
+/// What the rules' `as_organisation` patterns resolve to in the config's ASN database (or the
+/// embedded one), a line each, and a warning for a pattern that names no system.
 fn organisation_patterns(config: geofence_core::Config, asn_paths: &[PathBuf]) -> Result<String, CliError> {
-    let asn = Arc::new(files::load_asn_database(asn_paths)?);
-    let policy = config.policy.build_with_asn(Arc::new(CountryTable::empty()), asn)?;
+    let countries = Arc::new(CountryTable::empty());
+    let policy = match files::asn_database_or_embedded(asn_paths)? {
+        Some((asn, _)) => config.policy.build_with_asn(countries, Arc::new(asn))?,
+        // Refused: a rule asks the AS and there is no ASN data.
+        None => config.policy.build(countries)?,
+    };
     let lines = files::organisation_lines(&policy).into_iter();
     Ok(lines.map(|(named_none, line)| format!("{}{line}\n", if named_none { "warning: " } else { "" })).collect())
 }

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use geofence_core::db::{self, encode_compiled};
+use geofence_core::db::{self, encode_compiled, encode_compiled_asn, Provenance};
+use geofence_core::AsnTable;
 
 use crate::error::CliError;
 use crate::files;
@@ -28,20 +29,38 @@ pub enum DbCommand {
         /// Where the data comes from, with the attribution its licence requires.
         #[arg(long)]
         source: Option<String>,
+        /// The inputs are ASN data (ip-location-db or DB-IP CSV, iptoasn TSV, GeoLite2-ASN or
+        /// DB-IP ASN mmdb, compiled ASN files), compiled into an ASN file.
+        #[arg(long)]
+        asn: bool,
     },
-    /// Describe a database: format, source and date, ranges per family, countries. Without a
-    /// file, the embedded database.
+    /// Describe a database: format, source and date, ranges per family, countries or
+    /// autonomous systems. Without a file, the embedded database.
     Info {
         /// A database file of any supported format.
         file: Option<PathBuf>,
+        /// The file is ASN data (a compiled ASN file says so itself); without a file, the
+        /// embedded ASN table.
+        #[arg(long)]
+        asn: bool,
     },
 }
 
 /// Runs a `geofence db` subcommand.
 pub fn db(command: &DbCommand) -> Result<ExitCode, CliError> {
     match command {
-        DbCommand::Compile { inputs, output, date, source } => compile(inputs, output, date.clone(), source.clone()),
-        DbCommand::Info { file } => info(file.as_deref()),
+        DbCommand::Compile { inputs, output, date, source, asn: false } => {
+            compile(inputs, output, date.clone(), source.clone())
+        }
+        DbCommand::Compile { inputs, output, date, source, asn: true } => compile_asn(
+            inputs,
+            output,
+            Provenance { date: date.clone().unwrap_or_default(), source: source.clone().unwrap_or_default() },
+        ),
+        DbCommand::Info { file, asn } if *asn || file.as_deref().is_some_and(is_compiled_asn) => {
+            info_asn(file.as_deref())
+        }
+        DbCommand::Info { file, .. } => info(file.as_deref()),
     }
 }
 
@@ -55,12 +74,38 @@ fn compile(
     provenance.date = date.unwrap_or(provenance.date);
     provenance.source = source.unwrap_or(provenance.source);
     let bytes = encode_compiled(&table, &provenance);
-    let temporary = output.with_extension("partial");
-    let write_error = |source| CliError::Write { path: output.to_owned(), source };
-    std::fs::write(&temporary, &bytes).map_err(write_error)?;
-    std::fs::rename(&temporary, output).map_err(write_error)?;
+    replace(output, &bytes)?;
     crate::output(&format!("{}: {} bytes; {}\n", output.display(), bytes.len(), files::describe(&table, &provenance)))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn compile_asn(inputs: &[PathBuf], output: &Path, provenance: Provenance) -> Result<ExitCode, CliError> {
+    let table = files::load_asn_database(inputs)?;
+    let bytes = encode_compiled_asn(&table, &provenance);
+    replace(output, &bytes)?;
+    let (v4, v6) = table.range_counts();
+    crate::output(&format!(
+        "{}: {} bytes; {v4} IPv4 and {v6} IPv6 ranges, {} autonomous systems\n",
+        output.display(),
+        bytes.len(),
+        table.asns().len()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `output` whole or not at all: a reader sees the old file or the new one.
+fn replace(output: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let temporary = output.with_extension("partial");
+    let write_error = |source| CliError::Write { path: output.to_owned(), source };
+    std::fs::write(&temporary, bytes).map_err(write_error)?;
+    std::fs::rename(&temporary, output).map_err(write_error)
+}
+
+/// Whether the file is a compiled file of the ASN kind (its header says).
+fn is_compiled_asn(path: &Path) -> bool {
+    let mut header = [0u8; 12];
+    let read = std::fs::File::open(path).and_then(|mut file| std::io::Read::read_exact(&mut file, &mut header));
+    read.is_ok() && header.starts_with(&db::MAGIC) && header[10..12] == [2, 0]
 }
 
 fn info(file: Option<&Path>) -> Result<ExitCode, CliError> {
@@ -86,6 +131,41 @@ fn info(file: Option<&Path>) -> Result<ExitCode, CliError> {
         format!("memory:    {:.1} MiB", table.memory_bytes() as f64 / (1024.0 * 1024.0)),
         format!("countries: {} ({})", countries.len(), countries.join(" ")),
     ];
+    for line in lines {
+        writeln!(out, "{line}").map_err(CliError::Output)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_asn(file: Option<&Path>) -> Result<ExitCode, CliError> {
+    let (table, format, provenance): (AsnTable, String, Provenance) = match file {
+        Some(path) => {
+            let bytes = files::read(path, files::MAX_DATABASE_BYTES)?;
+            let format = db::detect_asn(&bytes).map_err(CliError::Database)?;
+            let provenance = match format {
+                db::AsnFormat::Compiled => db::decode_compiled_asn(&bytes).map_err(|e| CliError::Database(e.into()))?.1,
+                _ => Provenance::default(),
+            };
+            (files::load_asn_database(&[path.to_owned()])?, format.to_string(), provenance)
+        }
+        None => {
+            let (table, provenance) = files::embedded_asn()?;
+            (table, "embedded geofence compiled ASN database".to_owned(), provenance)
+        }
+    };
+    let (v4, v6) = table.range_counts();
+    let named = table.asns().iter().filter(|asn| table.organisation(**asn).is_some()).count();
+    let name = file.map_or("(embedded)".to_owned(), |p| p.display().to_string());
+    let lines = [
+        format!("file:      {name}"),
+        format!("format:    {format}"),
+        format!("source:    {}", if provenance.source.is_empty() { "-" } else { &provenance.source }),
+        format!("date:      {}", if provenance.date.is_empty() { "-" } else { &provenance.date }),
+        format!("ranges:    {v4} IPv4, {v6} IPv6"),
+        format!("memory:    {:.1} MiB", table.memory_bytes() as f64 / (1024.0 * 1024.0)),
+        format!("systems:   {} ({named} with an organisation)", table.asns().len()),
+    ];
+    let mut out = std::io::stdout().lock();
     for line in lines {
         writeln!(out, "{line}").map_err(CliError::Output)?;
     }

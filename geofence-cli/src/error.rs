@@ -65,6 +65,12 @@ pub enum CliError {
     #[cfg(not(feature = "embedded-db"))]
     #[error("no country database: this geofence was built without the embedded one; name one with `database` or --db")]
     NoDatabase,
+    /// No ASN database was named and none is built in.
+    #[cfg(not(feature = "embedded-asn"))]
+    #[error(
+        "no ASN database: this geofence was built without the embedded one; name one with `asn_database` or --asn-db"
+    )]
+    NoAsnDatabase,
     /// The policy could not be built.
     #[error(transparent)]
     Policy(#[from] PolicyError),

@@ -71,10 +71,11 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
     log::info!("country database: {}", describe(&table, &provenance));
     let (v4, v6) = table.range_counts();
     let mut builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
-    if !config.policy.asn_database.is_empty() {
-        let paths: Vec<PathBuf> =
-            config.policy.asn_database.iter().map(|named| beside_config(config_path, named)).collect();
-        builder = builder.asn_database(Arc::new(load_asn_database(&paths)?));
+    if !config.policy.asn_database.is_empty() || builder.asks_asn() {
+        if let Some((asn, source)) = asn_database_or_embedded(&asn_paths(&config, config_path))? {
+            log::info!("ASN database: {}", describe_asn(&asn, &source));
+            builder = builder.asn_database(Arc::new(asn));
+        }
     }
     let mut feeds = Vec::new();
     for source in &config.policy.feeds {
@@ -84,7 +85,8 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
     }
     let policy = builder.build(Arc::new(table))?;
     log_organisation_patterns(&policy);
-    Ok(Loaded { config, policy, sizes: Sizes { ranges: v4 + v6, feeds } })
+    let (asn_v4, asn_v6) = policy.asn_database().range_counts();
+    Ok(Loaded { config, policy, sizes: Sizes { ranges: v4 + v6, asn_ranges: asn_v4 + asn_v6, feeds } })
 }
 
 /// Reads a feed's files (named relative to the config) into one list, and how many networks
@@ -143,18 +145,36 @@ pub fn organisation_lines(policy: &Policy) -> Vec<(bool, String)> {
     policy.organisation_patterns().iter().map(line).collect()
 }
 
-/// Loads and layers ASN databases (the ip-location-db or DB-IP CSV, iptoasn's TSV).
+/// The ASN database files a config names, relative to its folder.
+pub fn asn_paths(config: &Config, config_path: &Path) -> Vec<PathBuf> {
+    config.policy.asn_database.iter().map(|named| beside_config(config_path, named)).collect()
+}
+
+/// The ASN table to use, and where it came from: the files named, else the embedded one when
+/// it is built in, else none.
+pub fn asn_database_or_embedded(paths: &[PathBuf]) -> Result<Option<(AsnTable, String)>, CliError> {
+    if !paths.is_empty() {
+        let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+        return load_asn_database(paths).map(|table| Some((table, names.join(", "))));
+    }
+    if cfg!(feature = "embedded-asn") {
+        let (table, provenance) = embedded_asn()?;
+        return Ok(Some((table, format!("embedded, {} {}", provenance.source, provenance.date))));
+    }
+    Ok(None)
+}
+
+/// Loads and layers ASN databases (any format `db::load_asn` reads).
 pub fn load_asn_database(paths: &[PathBuf]) -> Result<AsnTable, CliError> {
     let (names, contents) = read_databases(paths)?;
     let inputs: Vec<Input> = names.iter().zip(&contents).map(|(name, bytes)| Input { name, bytes }).collect();
-    let table = db::load_asn_layers(&inputs).map_err(CliError::Database)?;
+    db::load_asn_layers(&inputs).map_err(CliError::Database)
+}
+
+/// A one-line description of a loaded ASN table for logs.
+pub fn describe_asn(table: &AsnTable, source: &str) -> String {
     let (v4, v6) = table.range_counts();
-    log::info!(
-        "ASN database: {}: {v4} IPv4 and {v6} IPv6 ranges, {} autonomous systems",
-        names.join(", "),
-        table.asns().len()
-    );
-    Ok(table)
+    format!("{source}: {v4} IPv4 and {v6} IPv6 ranges, {} autonomous systems", table.asns().len())
 }
 
 /// A config with its policy built.
@@ -173,6 +193,8 @@ pub struct Loaded {
 pub struct Sizes {
     /// The ranges of the country database.
     pub ranges: usize,
+    /// The ranges of the ASN database (0 when the policy has none).
+    pub asn_ranges: usize,
     /// Each feed's networks.
     pub feeds: Vec<FeedSize>,
 }
@@ -216,6 +238,18 @@ pub fn load_database(paths: &[PathBuf]) -> Result<(CountryTable, Provenance), Cl
     let (names, contents) = read_databases(paths)?;
     let inputs: Vec<Input> = names.iter().zip(&contents).map(|(name, bytes)| Input { name, bytes }).collect();
     db::load(&inputs).map_err(CliError::Database)
+}
+
+/// The embedded ASN table and what it says about itself.
+#[cfg(feature = "embedded-asn")]
+pub fn embedded_asn() -> Result<(AsnTable, Provenance), CliError> {
+    db::embedded_asn().map_err(|source| CliError::Database(source.into()))
+}
+
+/// No ASN table is built in: ASN rules need `asn_database`.
+#[cfg(not(feature = "embedded-asn"))]
+pub fn embedded_asn() -> Result<(AsnTable, Provenance), CliError> {
+    Err(CliError::NoAsnDatabase)
 }
 
 #[cfg(feature = "embedded-db")]

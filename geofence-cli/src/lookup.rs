@@ -19,20 +19,21 @@ pub struct LookupArgs {
     /// embedded DB-IP database.
     #[arg(long = "db")]
     databases: Vec<PathBuf>,
-    /// ASN databases (the ip-location-db or DB-IP ASN CSV, iptoasn's TSV; repeat it to layer
-    /// several): each line then also gives the AS number and its organisation.
+    /// ASN databases (the ip-location-db or DB-IP ASN CSV, iptoasn's TSV, GeoLite2-ASN or DB-IP
+    /// ASN mmdb, compiled; repeat it to layer several). Default: the embedded ASN table.
+    /// Each line gives the AS number and its organisation after the country.
     #[arg(long = "asn-db", value_name = "FILE")]
     asn_databases: Vec<PathBuf>,
     /// Addresses to look up; without any, one a line from standard input.
     addresses: Vec<String>,
 }
 
-/// Prints `IP CC` a line (`IP -` when unknown), with `--asn-db` also `AS13335 Cloudflare, Inc.`
-/// (`-` when unknown). A bad address is reported on standard error with its line number; the
+/// Prints `IP CC AS13335 Cloudflare, Inc.` a line (`-` for what is unknown; the AS part only
+/// when there is ASN data: `--asn-db` or the embedded table). A bad address is reported on standard error with its line number; the
 /// rest are still answered, and the exit status is then 1.
 pub fn lookup(args: &LookupArgs) -> Result<ExitCode, CliError> {
     let (table, _) = files::load_database(&args.databases)?;
-    let asn = (!args.asn_databases.is_empty()).then(|| files::load_asn_database(&args.asn_databases)).transpose()?;
+    let asn = files::asn_database_or_embedded(&args.asn_databases)?.map(|(table, _)| table);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut bad = 0usize;
     let mut answer = |number: usize, text: &str, out: &mut BufWriter<_>| -> Result<(), CliError> {

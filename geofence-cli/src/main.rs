@@ -23,7 +23,9 @@ use crate::error::CliError;
 
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    "\nEmbedded country data: IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0 (see `geofence db info`)"
+    "\nEmbedded country data: IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0 (see `geofence db info`)",
+    "\nEmbedded ASN data: RouteViews (https://www.routeviews.org), NRO (https://www.nro.net) and DB-IP \
+     (https://db-ip.com) via ip-location-db, CC BY 4.0 (see `geofence db info --asn`)"
 );
 
 /// The admin's reference for `geofence run`, after its options in `--help`.

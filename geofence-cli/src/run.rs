@@ -208,13 +208,16 @@ fn reload(args: &RunArgs, running: &Deployment, running_sizes: &mut Sizes, share
 /// Why a reload's data looks cut short: a database or a feed with less than half of what the
 /// running one holds, unless the config lets it shrink.
 fn shrinkage(loaded: &files::Loaded, running: &Sizes) -> Option<String> {
-    let ranges = loaded.sizes.ranges;
-    if shrank_too_far(ranges, running.ranges) && !loaded.config.policy.database_may_shrink {
-        return Some(format!(
-            "the new country database has {ranges} ranges, less than half of the running one's {}: cut short or \
-             the wrong file? (database_may_shrink = true accepts it)",
-            running.ranges
-        ));
+    let may_shrink = loaded.config.policy.database_may_shrink;
+    let databases =
+        [("country", loaded.sizes.ranges, running.ranges), ("ASN", loaded.sizes.asn_ranges, running.asn_ranges)];
+    for (kind, ranges, before) in databases {
+        if shrank_too_far(ranges, before) && !may_shrink {
+            return Some(format!(
+                "the new {kind} database has {ranges} ranges, less than half of the running one's {before}: cut \
+                 short or the wrong file? (database_may_shrink = true accepts it)"
+            ));
+        }
     }
     loaded.sizes.feeds.iter().find_map(|feed| {
         let before = running.feeds.iter().find(|old| old.name == feed.name)?.networks;

@@ -29,16 +29,55 @@ fn lookup_answers_stdin_line_by_line_and_reports_bad_lines_with_status_1() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"192.0.2.1\n2001:db8:2::9\n\nnonsense\n203.0.113.250\n").unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_eq!(text(&output.stdout), "192.0.2.1 GB\n2001:db8:2::9 CN\n203.0.113.250 -\n");
+    // The embedded ASN table knows no documentation address.
+    assert_eq!(text(&output.stdout), "192.0.2.1 GB -\n2001:db8:2::9 CN -\n203.0.113.250 - -\n");
     assert_eq!(text(&output.stderr), "geofence: line 4: `nonsense` is not an IP address\n");
     assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]
-fn lookup_uses_the_embedded_database_by_default() {
+fn lookup_uses_the_embedded_databases_by_default() {
     let output = geofence(&["lookup", "1.1.1.1", "2a00:1450:4001::1"]);
-    assert_eq!(text(&output.stdout), "1.1.1.1 AU\n2a00:1450:4001::1 DE\n");
+    assert_eq!(text(&output.stdout), "1.1.1.1 AU AS13335 Cloudflare, Inc.\n2a00:1450:4001::1 DE AS15169 Google LLC\n");
     assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn db_compile_and_info_handle_asn_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let compiled = dir.path().join("asn.gfdb");
+    let output = geofence(&[
+        "db",
+        "compile",
+        "--asn",
+        &repo("tests/fixtures/asn.csv"),
+        "-o",
+        compiled.to_str().unwrap(),
+        "--date",
+        "2026-12",
+        "--source",
+        "geofence fixture",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("4 IPv4 and 2 IPv6 ranges, 3 autonomous systems"),
+        "{}",
+        text(&output.stdout)
+    );
+    let info = text(&geofence(&["db", "info", compiled.to_str().unwrap()]).stdout);
+    assert!(info.contains("format:    geofence compiled database (ASN)\n"), "{info}");
+    assert!(info.contains("source:    geofence fixture\ndate:      2026-12\n"), "{info}");
+    assert!(info.contains("systems:   3 (3 with an organisation)\n"), "{info}");
+    let csv_info = text(&geofence(&["db", "info", "--asn", &repo("tests/fixtures/asn.csv")]).stdout);
+    assert!(csv_info.contains("format:    ASN CSV (start,end,asn,organisation)\n"), "{csv_info}");
+    let lookup = geofence(&["lookup", "--asn-db", compiled.to_str().unwrap(), "192.0.2.9"]);
+    assert_eq!(text(&lookup.stdout), "192.0.2.9 - AS64500 Example Hosting, Inc.\n");
+    let embedded = text(&geofence(&["db", "info", "--asn"]).stdout);
+    assert!(embedded.contains("ranges:    411961 IPv4, 103197 IPv6\n"), "{embedded}");
+    let country = geofence(&["db", "info", &repo("tests/fixtures/asn.csv")]);
+    assert_eq!(country.status.code(), Some(3), "an ASN CSV is not a country database");
+    let version = text(&geofence(&["--version"]).stdout);
+    assert!(version.contains("Embedded ASN data: RouteViews") && version.contains("CC BY 4.0"), "{version}");
 }
 
 #[test]

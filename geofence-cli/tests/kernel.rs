@@ -692,6 +692,34 @@ fn a_reload_whose_database_shrank_by_more_than_half_is_refused_unless_allowed() 
     assert_eq!(stderr.matches("reloaded").count(), 1, "the allowed shrink is applied: {stderr}");
 }
 
+#[test]
+fn a_reload_whose_asn_database_shrank_by_more_than_half_is_refused() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (asn, path) = (dir.path().join("asn.csv"), dir.path().join("geofence.toml"));
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/asn.csv");
+    std::fs::copy(fixture, &asn).unwrap();
+    let policy = "asn_database = \"asn.csv\"\ndefault = \"accept\"\n[[rule]]\nname = \"hosting\"\nasn = [64500]\naction = \"drop\"\n";
+    std::fs::write(&path, policy).unwrap();
+    let geofence = pair.start_geofence(&path, 0);
+    // The fixture's 6 ranges become 1.
+    std::fs::write(&asn, "192.0.2.0,192.0.2.63,64500,Example\n").unwrap();
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains(
+            "reload refused, the running policy stays: the new ASN database has 1 ranges, less than half of the \
+             running one's 6"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("reloaded").count(), 0, "{stderr}");
+}
+
 /// The internet checksum of `bytes`.
 fn checksum(bytes: &[u8]) -> u16 {
     let sum: u32 =

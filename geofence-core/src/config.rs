@@ -145,8 +145,9 @@ impl Default for Deployment {
 pub struct PolicyConfig {
     /// The country database file to load, as written in the config; `None`: the caller's default.
     pub database: Option<String>,
-    /// Whether a reload may bring a database with less than half the ranges of the running one
-    /// (off: such a database is more likely cut short or the wrong file than right).
+    /// Whether a reload may bring a country or ASN database with less than half the ranges of
+    /// the running one (off: such a database is more likely cut short or the wrong file than
+    /// right).
     pub database_may_shrink: bool,
     /// The ASN database files to load and layer (read by the caller and given with
     /// [`PolicyBuilder::asn_database`]), as written in the config (one file or a list: the

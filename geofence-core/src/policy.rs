@@ -101,6 +101,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// Whether a rule asks the source's autonomous system: the policy then needs an ASN
+    /// database ([`PolicyBuilder::asn_database`]).
+    pub fn asks_asn(&self) -> bool {
+        self.rules.iter().any(|rule| !rule.conditions.asn.is_any())
+    }
+
     /// The rules, in the order they will be tried.
     pub fn rules(&self) -> &[Rule] {
         &self.rules

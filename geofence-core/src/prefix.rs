@@ -1,18 +1,20 @@
 //! Prefix lists: named sets of IPv4 and IPv6 networks, such as an operator's SIP trunk providers,
 //! and the built-in lists of special-purpose address space.
 //!
-//! The networks are kept in an `ip_network_table` (which also says which network an address
-//! falls in, for logs); membership, asked per packet, is a scan or binary search over the same
-//! networks merged into sorted address intervals, which neither allocates nor locks. A list
-//! built in bulk with more than [`INDEXED_FROM`] intervals (a feed) also gets the country
-//! table's index over them: one or two cache lines a lookup instead of twenty steps of a
-//! binary search over megabytes.
+//! The networks are kept as given (which also says which network an address falls in, for
+//! logs): in an `ip_network_table` tree, or, for a list built in bulk with more than
+//! [`INDEXED_FROM`] networks (a feed), in sorted arrays, which take a fraction of the tree's
+//! memory and build time. Membership, asked per packet, is a scan or binary search over the
+//! same networks merged into sorted address intervals, which neither allocates nor locks. A
+//! list built in bulk with more than [`INDEXED_FROM`] intervals also gets the country table's
+//! index over them: one or two cache lines a lookup instead of twenty steps of a binary search
+//! over megabytes.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use ip_network::IpNetwork;
-use ip_network::IpNetworkError;
+use ip_network::{IpNetworkError, Ipv4Network, Ipv6Network};
 use ip_network_table::IpNetworkTable;
 
 use crate::db::{RangeTable, TableBuilder};
@@ -20,7 +22,7 @@ use crate::db::{RangeTable, TableBuilder};
 /// A set of networks; an address is a member when any network contains it.
 #[derive(Default)]
 pub struct PrefixList {
-    table: IpNetworkTable<()>,
+    given: Given,
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
     /// Each family's intervals as a range table, when it has many: built by `extend`, dropped
@@ -29,8 +31,68 @@ pub struct PrefixList {
     indexed_v6: Option<RangeTable<()>>,
 }
 
-/// How many intervals a family of a list holds before membership goes through an index.
+/// How many intervals a family of a list holds before membership goes through an index (and
+/// how many networks a list built in bulk holds before they are kept in sorted arrays).
 pub const INDEXED_FROM: usize = 4096;
+
+/// The networks as they were given: what `matching_network`, `networks` and `len` read.
+enum Given {
+    /// A tree, for a list built a network at a time.
+    Tree(Box<IpNetworkTable<()>>),
+    /// Sorted, without repeats, for a list built in bulk (and the empty list, which allocates
+    /// nothing).
+    Sorted { v4: Vec<Ipv4Network>, v6: Vec<Ipv6Network> },
+}
+
+impl Default for Given {
+    fn default() -> Given {
+        Given::Sorted { v4: Vec::new(), v6: Vec::new() }
+    }
+}
+
+impl Given {
+    fn networks(&self) -> impl Iterator<Item = IpNetwork> + '_ {
+        let (tree, sorted) = match self {
+            Given::Tree(table) => (Some(table.iter().map(|(network, _)| network)), None),
+            Given::Sorted { v4, v6 } => {
+                (None, Some(v4.iter().copied().map(IpNetwork::V4).chain(v6.iter().copied().map(IpNetwork::V6))))
+            }
+        };
+        tree.into_iter().flatten().chain(sorted.into_iter().flatten())
+    }
+
+    /// The networks as a tree, made from the sorted arrays if the list was built in bulk.
+    fn into_tree(self) -> Box<IpNetworkTable<()>> {
+        match self {
+            Given::Tree(table) => table,
+            sorted => {
+                let mut table = Box::new(IpNetworkTable::new());
+                for network in sorted.networks() {
+                    table.insert(network, ());
+                }
+                table
+            }
+        }
+    }
+
+    /// The most specific network containing `address`: in the sorted arrays, the one of each
+    /// prefix length that could, longest first.
+    fn longest_match(&self, address: IpAddr) -> Option<IpNetwork> {
+        match (self, address) {
+            (Given::Tree(table), _) => table.longest_match(address).map(|(network, _)| network),
+            (Given::Sorted { v4, .. }, IpAddr::V4(a)) => (0..=32u8)
+                .rev()
+                .filter_map(|length| Ipv4Network::new_truncate(a, length).ok())
+                .find(|network| v4.binary_search(network).is_ok())
+                .map(IpNetwork::V4),
+            (Given::Sorted { v6, .. }, IpAddr::V6(a)) => (0..=128u8)
+                .rev()
+                .filter_map(|length| Ipv6Network::new_truncate(a, length).ok())
+                .find(|network| v6.binary_search(network).is_ok())
+                .map(IpNetwork::V6),
+        }
+    }
+}
 
 impl PrefixList {
     /// An empty list.
@@ -42,7 +104,9 @@ impl PrefixList {
     /// where inserting one at a time in random order moves half the list each time.
     pub fn insert(&mut self, network: IpNetwork) {
         (self.indexed_v4, self.indexed_v6) = (None, None);
-        self.table.insert(network, ());
+        let mut table = std::mem::take(&mut self.given).into_tree();
+        table.insert(network, ());
+        self.given = Given::Tree(table);
         match interval(network) {
             Interval::V4(first, last) => add_interval(&mut self.v4, first, last),
             Interval::V6(first, last) => add_interval(&mut self.v6, first, last),
@@ -93,22 +157,25 @@ impl PrefixList {
 
     /// The most specific network of the list that contains `address`, for logs.
     pub fn matching_network(&self, address: IpAddr) -> Option<IpNetwork> {
-        self.table.longest_match(address).map(|(network, _)| network)
+        self.given.longest_match(address)
     }
 
-    /// How many IPv4 and IPv6 networks the list holds.
+    /// How many distinct IPv4 and IPv6 networks the list holds.
     pub fn len(&self) -> (usize, usize) {
-        self.table.len()
+        match &self.given {
+            Given::Tree(table) => table.len(),
+            Given::Sorted { v4, v6 } => (v4.len(), v6.len()),
+        }
     }
 
     /// Whether the list holds no network.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len() == (0, 0)
     }
 
     /// The networks, IPv4 first.
     pub fn networks(&self) -> impl Iterator<Item = IpNetwork> + '_ {
-        self.table.iter().map(|(network, _)| network)
+        self.given.networks()
     }
 }
 
@@ -116,13 +183,14 @@ impl Extend<IpNetwork> for PrefixList {
     /// Adds every network, then sorts and merges the intervals once: a million networks in
     /// a fraction of a second, in any order.
     fn extend<I: IntoIterator<Item = IpNetwork>>(&mut self, networks: I) {
-        for network in networks {
-            self.table.insert(network, ());
-            match interval(network) {
+        let added: Vec<IpNetwork> = networks.into_iter().collect();
+        for network in &added {
+            match interval(*network) {
                 Interval::V4(first, last) => self.v4.push((first, last)),
                 Interval::V6(first, last) => self.v6.push((first, last)),
             }
         }
+        self.keep_given(added);
         merge(&mut self.v4);
         merge(&mut self.v6);
         self.indexed_v4 = (self.v4.len() > INDEXED_FROM).then(|| {
@@ -134,6 +202,35 @@ impl Extend<IpNetwork> for PrefixList {
         self.indexed_v6 = (self.v6.len() > INDEXED_FROM && indexable).then(|| {
             index(self.v6.iter().map(|(first, last)| (IpAddr::V6((*first).into()), IpAddr::V6((*last).into()))))
         });
+    }
+}
+
+impl PrefixList {
+    /// Adds `added` to the networks as given: to the tree while the list is small, else (once
+    /// it holds more than [`INDEXED_FROM`]) to the sorted arrays.
+    fn keep_given(&mut self, added: Vec<IpNetwork>) {
+        let (v4, v6) = self.len();
+        let given = std::mem::take(&mut self.given);
+        if v4 + v6 + added.len() <= INDEXED_FROM {
+            let mut table = given.into_tree();
+            for network in added {
+                table.insert(network, ());
+            }
+            self.given = Given::Tree(table);
+            return;
+        }
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for network in given.networks().chain(added) {
+            match network {
+                IpNetwork::V4(network) => v4.push(network),
+                IpNetwork::V6(network) => v6.push(network),
+            }
+        }
+        v4.sort_unstable();
+        v4.dedup();
+        v6.sort_unstable();
+        v6.dedup();
+        self.given = Given::Sorted { v4, v6 };
     }
 }
 
@@ -481,10 +578,35 @@ mod tests {
             let mut checked = 0;
             for probe in probes.chain(["::ffff:192.0.0.1".parse().unwrap(), "192.0.0.1".parse().unwrap()]) {
                 assert_eq!(indexed.contains(probe), plain.contains(probe), "{probe}");
+                assert_eq!(indexed.matching_network(probe), plain.matching_network(probe), "{probe}");
                 checked += 1;
             }
             assert!(checked > 4 * 4 * INDEXED_FROM);
+            // The bulk-built list keeps its networks in sorted arrays, the other in a tree.
+            assert!(matches!(indexed.given, Given::Sorted { .. }) && matches!(plain.given, Given::Tree(_)));
+            assert_eq!(indexed.len(), plain.len());
+            let sorted = |list: &PrefixList| {
+                let mut networks: Vec<String> = list.networks().map(|n| n.to_string()).collect();
+                networks.sort();
+                networks
+            };
+            assert_eq!(sorted(&indexed), sorted(&plain));
         }
+    }
+
+    #[test]
+    fn a_network_inserted_into_a_bulk_built_list_is_kept_with_the_others() {
+        let mut list: PrefixList = many_networks(9, false).into_iter().collect();
+        let before = list.len();
+        list.insert("198.51.100.0/24".parse().unwrap());
+        assert_eq!(list.len(), (before.0 + 1, before.1));
+        assert_eq!(list.matching_network("198.51.100.7".parse().unwrap()), Some("198.51.100.0/24".parse().unwrap()));
+        let mut small = PrefixList::new();
+        small.extend(["192.0.2.0/24".parse().unwrap(), "192.0.2.0/24".parse().unwrap()]);
+        assert_eq!(small.len(), (1, 0), "repeats are one network");
+        small.extend(many_networks(10, false));
+        assert!(matches!(small.given, Given::Sorted { .. }));
+        assert_eq!(small.matching_network("192.0.2.1".parse().unwrap()), Some("192.0.2.0/24".parse().unwrap()));
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! The data geofence-core embeds behind its `embedded-db` feature, kept in a crate of its own
-//! because its licence is not the code's: DB-IP IP to Country Lite, licensed CC BY 4.0.
+//! The data geofence-core embeds behind its `embedded-db` and `embedded-asn` features, kept in
+//! a crate of its own because its licence is not the code's: DB-IP IP to Country Lite, and
+//! ip-location-db's IP to ASN data (RouteViews, NRO, DB-IP), each licensed CC BY 4.0.
 //!
-//! **IP Geolocation by DB-IP** (<https://db-ip.com>): whoever shows results from this data must
-//! show that attribution ([`ATTRIBUTION`]).
+//! **IP Geolocation by DB-IP** (<https://db-ip.com>): whoever shows results from the country
+//! data must show that attribution ([`ATTRIBUTION`]); results from the ASN data carry
+//! [`ASN_ATTRIBUTION`].
 //!
 //! ```
 //! assert!(geofence_data::COUNTRY_LITE.starts_with(b"\x89GFDB"));
 //! assert!(geofence_data::ATTRIBUTION.contains("DB-IP"));
+//! assert!(geofence_data::ASN_LITE.starts_with(b"\x89GFDB"));
+//! assert!(geofence_data::ASN_ATTRIBUTION.contains("RouteViews"));
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
@@ -17,3 +21,12 @@ pub static COUNTRY_LITE: &[u8] = include_bytes!("../dbip-country-lite.gfdb");
 
 /// The attribution that must accompany results from [`COUNTRY_LITE`].
 pub const ATTRIBUTION: &str = "IP Geolocation by DB-IP (https://db-ip.com), licensed CC BY 4.0";
+
+/// ip-location-db's IP to ASN data (RouteViews, the five RIRs' statistics via the NRO, and DB-IP
+/// IP to ASN Lite), with the organisation names, compiled into geofence's table format of the
+/// ASN kind; geofence-core's `db::embedded_asn` decodes it.
+pub static ASN_LITE: &[u8] = include_bytes!("../ip-location-db-asn.gfdb");
+
+/// The attribution that must accompany results from [`ASN_LITE`].
+pub const ASN_ATTRIBUTION: &str = "IP to ASN data by RouteViews (https://www.routeviews.org), the NRO \
+     (https://www.nro.net) and DB-IP (https://db-ip.com), via ip-location-db, licensed CC BY 4.0";

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::table::TableBuilder;
 use super::text::{address, at_line, lines, unquote, unterminated_last_line};
-use super::{is_mmdb, mmdb, DbError, Input};
+use super::{decode_compiled_asn, is_mmdb, mmdb, DbError, Input, MAGIC};
 use crate::asn::{Asn, AsnTable};
 
 /// The ASN formats [`load_asn`] reads.
@@ -22,11 +22,27 @@ pub enum AsnFormat {
     Tsv,
     /// MaxMind DB: GeoLite2-ASN, GeoIP2-ISP, DB-IP ASN lite.
     Mmdb,
+    /// geofence's own compiled file, of the ASN kind.
+    Compiled,
+}
+
+impl std::fmt::Display for AsnFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AsnFormat::Csv => "ASN CSV (start,end,asn,organisation)",
+            AsnFormat::Tsv => "iptoasn TSV",
+            AsnFormat::Mmdb => "MaxMind DB (ASN)",
+            AsnFormat::Compiled => "geofence compiled database (ASN)",
+        })
+    }
 }
 
 /// The format of an ASN file: MaxMind DB by its metadata marker, else the text format its
 /// first meaningful line has.
 pub fn detect_asn(bytes: &[u8]) -> Result<AsnFormat, DbError> {
+    if bytes.starts_with(&MAGIC) {
+        return Ok(AsnFormat::Compiled);
+    }
     if is_mmdb(bytes) {
         return Ok(AsnFormat::Mmdb);
     }
@@ -58,6 +74,13 @@ pub fn load_asn_layers(inputs: &[Input]) -> Result<AsnTable, DbError> {
     if inputs.is_empty() {
         return Err(DbError::NoInput);
     }
+    if let [only] = inputs {
+        if only.bytes.starts_with(&MAGIC) {
+            // A compiled file is already a table: loaded as it is, not rebuilt.
+            let in_input = |source: DbError| DbError::Input { name: only.name.to_owned(), source: Box::new(source) };
+            return decode_compiled_asn(only.bytes).map(|(table, _)| table).map_err(|e| in_input(e.into()));
+        }
+    }
     let mut builder = TableBuilder::new();
     let mut names: HashMap<Asn, Box<str>> = HashMap::new();
     for (layer, input) in inputs.iter().enumerate() {
@@ -83,6 +106,16 @@ fn read_ranges(bytes: &[u8], add: &mut Add<'_>) -> Result<(), DbError> {
         AsnFormat::Mmdb => mmdb::read_asn(bytes, &mut |first, last, asn, organisation| {
             add(0, Range { first, last, asn: Some(asn), organisation })
         }),
+        AsnFormat::Compiled => {
+            let (table, _) = decode_compiled_asn(bytes)?;
+            for (first, last, asn) in table.ranges() {
+                add(
+                    0,
+                    Range { first, last, asn: Some(asn), organisation: table.organisation(asn).unwrap_or_default() },
+                )?;
+            }
+            Ok(())
+        }
         // Detection checked the text formats are UTF-8.
         AsnFormat::Csv => csv(std::str::from_utf8(bytes).unwrap_or_default(), add),
         AsnFormat::Tsv => tsv(std::str::from_utf8(bytes).unwrap_or_default(), add),

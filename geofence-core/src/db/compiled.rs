@@ -7,11 +7,12 @@
 //! | --- | --- | --- |
 //! | 0 | 8 | magic `\x89GFDB\r\n\x1a` (a text-mode transfer or a truncation shows) |
 //! | 8 | 2 | format version (1) |
-//! | 10 | 2 | value kind (1: country code) |
+//! | 10 | 2 | value kind (1: country code, 2: AS number) |
 //! | 12 | 4 | CRC-32 of every byte from offset 16 on |
 //! | 16 | 2 + n | data date, UTF-8, length-prefixed |
 //! | … | 2 + n | source, UTF-8, length-prefixed |
-//! | … | 4 + 2·n | value count, then each value (a country code: 2 ASCII letters) |
+//! | … | 4 + w·n | value count, then each value (a country code: 2 ASCII letters; an AS number: 4 bytes, not 0) |
+//! | … | … | AS numbers only: each value's organisation, UTF-8, length-prefixed (empty: none) |
 //! | … | 4 + … | IPv4 entry count, then the entries |
 //! | … | 4 + … | IPv6 entry count, then the entries |
 //!
@@ -25,14 +26,58 @@
 //! the encoding is canonical (merged entries, shortest numbers): bytes that load re-encode to
 //! themselves.
 
-use super::table::{Ipv4Builder, Ipv6Builder, RangeTable, Slot, MAX_IPV4_ENTRIES, MAX_VALUES, NONE};
+use std::collections::HashMap;
+
+use super::table::{Ipv4Builder, Ipv6Builder, RangeTable, Slot, TableValue, MAX_IPV4_ENTRIES, MAX_VALUES, NONE};
+use crate::asn::{Asn, AsnTable};
 use crate::CountryCode;
 
 /// The first 8 bytes of every compiled file.
 pub const MAGIC: [u8; 8] = *b"\x89GFDB\r\n\x1a";
 const VERSION: u16 = 1;
-const KIND_COUNTRY: u16 = 1;
 const HEADER: usize = 16;
+
+/// A kind of value a compiled file holds: its number in the header, its name in errors, and
+/// its fixed-width encoding.
+trait Kind: TableValue {
+    const KIND: u16;
+    const WIDTH: usize;
+    fn put(self, out: &mut Vec<u8>);
+    /// The value of `WIDTH` bytes, or `None` when they are not one.
+    fn read(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Kind for CountryCode {
+    const KIND: u16 = 1;
+    const WIDTH: usize = 2;
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend(self.as_str().as_bytes());
+    }
+    fn read(bytes: &[u8]) -> Option<CountryCode> {
+        CountryCode::from_bytes([bytes[0], bytes[1]])
+    }
+}
+
+impl Kind for Asn {
+    const KIND: u16 = 2;
+    const WIDTH: usize = 4;
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend(self.0.to_le_bytes());
+    }
+    fn read(bytes: &[u8]) -> Option<Asn> {
+        let number = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        (number != 0).then_some(Asn(number))
+    }
+}
+
+/// The name of a value kind, for errors.
+fn kind_name(kind: u16) -> &'static str {
+    match kind {
+        1 => "country codes",
+        2 => "AS numbers",
+        _ => "an unknown kind",
+    }
+}
 
 /// What a compiled file says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,9 +98,14 @@ pub enum CompiledError {
     /// The file is of a format version this geofence does not read.
     #[error("format version {0} is not supported (this geofence reads version {VERSION})")]
     Version(u16),
-    /// The file holds values of another kind.
-    #[error("value kind {0} is not country codes")]
-    Kind(u16),
+    /// The file holds values of another kind than the one asked for.
+    #[error("the file holds {} (value kind {found}), not {}", kind_name(*found), kind_name(*expected))]
+    Kind {
+        /// The kind the file holds.
+        found: u16,
+        /// The kind that was asked for.
+        expected: u16,
+    },
     /// The checksum does not match: the file is damaged.
     #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is damaged")]
     Checksum {
@@ -76,19 +126,38 @@ pub enum CompiledError {
 
 /// Writes a country table and its provenance as a compiled file.
 pub fn encode(table: &RangeTable<CountryCode>, provenance: &Provenance) -> Vec<u8> {
+    encode_kind(table, provenance, |_| {})
+}
+
+/// Writes an ASN table, with its organisation names, and its provenance as a compiled file.
+pub fn encode_asn(table: &AsnTable, provenance: &Provenance) -> Vec<u8> {
+    encode_kind(&table.table, provenance, |body| {
+        for asn in table.asns() {
+            put_text(body, table.organisation(*asn).unwrap_or_default());
+        }
+    })
+}
+
+/// The file of `table`, with `after_values` writing what its kind keeps beside the values.
+fn encode_kind<V: Kind>(
+    table: &RangeTable<V>,
+    provenance: &Provenance,
+    after_values: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
     let mut body = Vec::new();
     put_text(&mut body, &provenance.date);
     put_text(&mut body, &provenance.source);
     body.extend((table.values.len() as u32).to_le_bytes());
     for value in &table.values {
-        body.extend(value.as_str().as_bytes());
+        value.put(&mut body);
     }
+    after_values(&mut body);
     put_entries(&mut body, &table.v4.entries());
     put_entries(&mut body, &table.v6.entries());
     let mut file = Vec::with_capacity(HEADER + body.len());
     file.extend(MAGIC);
     file.extend(VERSION.to_le_bytes());
-    file.extend(KIND_COUNTRY.to_le_bytes());
+    file.extend(V::KIND.to_le_bytes());
     file.extend(crc32fast::hash(&body).to_le_bytes());
     file.extend(body);
     file
@@ -132,8 +201,32 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
     out.extend(&text.as_bytes()[..end]);
 }
 
-/// Reads a compiled file, refusing anything damaged or foreign.
+/// Reads a compiled country file, refusing anything damaged or foreign.
 pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), CompiledError> {
+    decode_kind(file, |_, _| Ok(()))
+}
+
+/// Reads a compiled ASN file, with its organisation names, refusing anything damaged or
+/// foreign.
+pub fn decode_asn(file: &[u8]) -> Result<(AsnTable, Provenance), CompiledError> {
+    let mut names = HashMap::new();
+    let (table, provenance) = decode_kind(file, |reader, values: &[Asn]| {
+        for asn in values {
+            let name = reader.text(&ORGANISATION)?;
+            if !name.is_empty() {
+                names.insert(*asn, name.into_boxed_str());
+            }
+        }
+        Ok(())
+    })?;
+    Ok((AsnTable::new(table, names), provenance))
+}
+
+/// Reads a file of kind `V`; `after_values` reads what the kind keeps beside the values.
+fn decode_kind<V: Kind>(
+    file: &[u8],
+    after_values: impl FnOnce(&mut Reader, &[V]) -> Result<(), CompiledError>,
+) -> Result<(RangeTable<V>, Provenance), CompiledError> {
     if file.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         return Err(CompiledError::NotCompiled);
     }
@@ -143,16 +236,17 @@ pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), Comp
         return Err(CompiledError::Version(version));
     }
     let kind = reader.u16()?;
-    if kind != KIND_COUNTRY {
-        return Err(CompiledError::Kind(kind));
+    if kind != V::KIND {
+        return Err(CompiledError::Kind { found: kind, expected: V::KIND });
     }
     let stored = reader.u32()?;
     let computed = crc32fast::hash(&file[HEADER..]);
     if stored != computed {
         return Err(CompiledError::Checksum { stored, computed });
     }
-    let provenance = Provenance { date: reader.text()?, source: reader.text()? };
-    let values = reader.values()?;
+    let provenance = Provenance { date: reader.text(&PROVENANCE)?, source: reader.text(&PROVENANCE)? };
+    let values = reader.values::<V>()?;
+    after_values(&mut reader, &values)?;
     // Each family is built as its entries are read: no list of them is held on the way.
     let v4_entries = reader.count(1, "file cut short before a table")?;
     if v4_entries > MAX_IPV4_ENTRIES {
@@ -168,6 +262,25 @@ pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), Comp
     }
     Ok((RangeTable::from_parts(values, v4.finish(), v6.finish()), provenance))
 }
+
+/// What goes wrong with a text field, as its errors say it.
+struct TextField {
+    cut: &'static str,
+    past_the_end: &'static str,
+    not_utf8: &'static str,
+}
+
+const PROVENANCE: TextField = TextField {
+    cut: "file cut short in the provenance",
+    past_the_end: "provenance text runs past the end",
+    not_utf8: "provenance text is not UTF-8",
+};
+
+const ORGANISATION: TextField = TextField {
+    cut: "file cut short in an organisation",
+    past_the_end: "organisation runs past the end",
+    not_utf8: "organisation is not UTF-8",
+};
 
 /// A cursor that fails with the offset, never reads out of bounds.
 struct Reader<'a> {
@@ -201,13 +314,14 @@ impl Reader<'_> {
         Ok(u32::from_le_bytes(self.array("file cut short in the header")?))
     }
 
-    fn text(&mut self) -> Result<String, CompiledError> {
-        let length = usize::from(u16::from_le_bytes(self.array("file cut short in the provenance")?));
+    /// A length-prefixed UTF-8 text, with the field's own errors.
+    fn text(&mut self, field: &TextField) -> Result<String, CompiledError> {
+        let length = usize::from(u16::from_le_bytes(self.array(field.cut)?));
         let start = self.offset;
-        let bytes = self.take(length, "provenance text runs past the end")?;
+        let bytes = self.take(length, field.past_the_end)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
-            .map_err(|_| CompiledError::At { offset: start, problem: "provenance text is not UTF-8" })
+            .map_err(|_| CompiledError::At { offset: start, problem: field.not_utf8 })
     }
 
     /// A count of `width`-byte items, checked against the bytes left before anything is allocated.
@@ -220,16 +334,16 @@ impl Reader<'_> {
         Ok(count)
     }
 
-    fn values(&mut self) -> Result<Vec<CountryCode>, CompiledError> {
-        let count = self.count(2, "file cut short before the values")?;
+    fn values<V: Kind>(&mut self) -> Result<Vec<V>, CompiledError> {
+        let count = self.count(V::WIDTH, "file cut short before the values")?;
         if count > MAX_VALUES {
             return Err(self.problem("too many values"));
         }
         (0..count)
             .map(|_| {
                 let at = self.offset;
-                CountryCode::from_bytes(self.array("value cut short")?)
-                    .ok_or(CompiledError::At { offset: at, problem: "value is not a country code" })
+                V::read(self.take(V::WIDTH, "value cut short")?)
+                    .ok_or(CompiledError::At { offset: at, problem: "value is not of the file's kind" })
             })
             .collect()
     }
@@ -480,6 +594,65 @@ mod tests {
         let mut file = encode(&table, &provenance);
         file[8] = 2;
         assert_eq!(decode(&file), Err(CompiledError::Version(2)));
+    }
+
+    fn asn_sample() -> (AsnTable, Provenance) {
+        let table = crate::db::load_asn(
+            "192.0.2.0,192.0.2.127,64500,\"Example Hosting, LLC\"\n192.0.2.128,192.0.2.255,64501,\n\
+             2001:db8::,2001:db8::ffff,64500,\"Example Hosting, LLC\"\n203.0.113.0,203.0.113.255,4200000000,Été\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        (table, Provenance { date: "2026-06".into(), source: "ASN test fixture".into() })
+    }
+
+    #[test]
+    fn an_asn_table_round_trips_with_its_organisations() {
+        let (table, provenance) = asn_sample();
+        let file = encode_asn(&table, &provenance);
+        let (back, back_provenance) = decode_asn(&file).unwrap();
+        assert_eq!((&back, &back_provenance), (&table, &provenance));
+        assert_eq!(back.organisation(Asn(64500)), Some("Example Hosting, LLC"));
+        assert_eq!(back.organisation(Asn(64501)), None);
+        assert_eq!(back.organisation(Asn(4_200_000_000)), Some("Été"));
+        assert_eq!(encode_asn(&back, &back_provenance), file, "canonical");
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_of_an_asn_file_is_refused() {
+        let (table, provenance) = asn_sample();
+        let file = encode_asn(&table, &provenance);
+        for length in 0..file.len() {
+            assert!(decode_asn(&file[..length]).is_err(), "accepted a file cut to {length} bytes");
+        }
+        for bit in 0..file.len() * 8 {
+            let mut damaged = file.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_asn(&damaged).is_err(), "accepted a flip of bit {bit}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_the_other_kind_says_what_it_holds() {
+        let (asn, provenance) = asn_sample();
+        let error = decode(&encode_asn(&asn, &provenance)).unwrap_err();
+        assert_eq!(error, CompiledError::Kind { found: 2, expected: 1 });
+        assert_eq!(error.to_string(), "the file holds AS numbers (value kind 2), not country codes");
+        let (countries, provenance) = sample();
+        let error = decode_asn(&encode(&countries, &provenance)).unwrap_err();
+        assert_eq!(error.to_string(), "the file holds country codes (value kind 1), not AS numbers");
+    }
+
+    #[test]
+    fn an_as_number_0_in_the_values_is_refused() {
+        let (table, provenance) = asn_sample();
+        let mut file = encode_asn(&table, &provenance);
+        // The first value follows the header, the two texts and the value count.
+        let first_value = HEADER + (2 + 7) + (2 + 16) + 4;
+        file[first_value..first_value + 4].fill(0);
+        let crc = crc32fast::hash(&file[HEADER..]);
+        file[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode_asn(&file), Err(CompiledError::At { problem: "value is not of the file's kind", .. })));
     }
 
     #[test]

@@ -14,7 +14,10 @@ mod table;
 mod text;
 
 pub use self::asn::{detect_asn, load_asn, load_asn_layers, AsnFormat};
-pub use self::compiled::{decode as decode_compiled, encode as encode_compiled, CompiledError, Provenance, MAGIC};
+pub use self::compiled::{
+    decode as decode_compiled, decode_asn as decode_compiled_asn, encode as encode_compiled,
+    encode_asn as encode_compiled_asn, CompiledError, Provenance, MAGIC,
+};
 pub use self::table::{RangeError, RangeTable, TableBuilder, TableValue};
 
 use std::any::Any;
@@ -293,6 +296,13 @@ fn read_input(
 #[cfg(feature = "embedded-db")]
 pub fn embedded() -> Result<(CountryTable, Provenance), CompiledError> {
     decode_compiled(geofence_data::COUNTRY_LITE)
+}
+
+/// The embedded ASN table (ip-location-db's RouteViews + DB-IP data, CC BY 4.0: see the
+/// geofence-data crate), with its provenance.
+#[cfg(feature = "embedded-asn")]
+pub fn embedded_asn() -> Result<(crate::AsnTable, Provenance), CompiledError> {
+    decode_compiled_asn(geofence_data::ASN_LITE)
 }
 
 /// Parses range CSV text (`start,end,CC` a line) into a table: the simplest way to build one.
