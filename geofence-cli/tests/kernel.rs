@@ -702,7 +702,12 @@ fn a_reload_whose_asn_database_shrank_by_more_than_half_is_refused() {
     let (asn, path) = (dir.path().join("asn.csv"), dir.path().join("geofence.toml"));
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/asn.csv");
     std::fs::copy(fixture, &asn).unwrap();
-    let policy = "asn_database = \"asn.csv\"\ndefault = \"accept\"\n[[rule]]\nname = \"hosting\"\nasn = [64500]\naction = \"drop\"\n";
+    // The fixture country database, not the embedded one, whose load in a debug build would
+    // outlast the wait after SIGHUP.
+    let policy = format!(
+        "database = {:?}\nasn_database = \"asn.csv\"\ndefault = \"accept\"\n[[rule]]\nname = \"hosting\"\nasn = [64500]\naction = \"drop\"\n",
+        support_fixture()
+    );
     std::fs::write(&path, policy).unwrap();
     let geofence = pair.start_geofence(&path, 0);
     // The fixture's 6 ranges become 1.
