@@ -43,21 +43,7 @@ fn addresses(table: &CountryTable) -> (Vec<IpAddr>, Vec<IpAddr>) {
     let mut rng = Lcg(42);
     let v4 =
         (0..ADDRESSES).map(|_| IpAddr::V4(Ipv4Addr::from(0x0100_0000 + (rng.next() % 0xDF00_0000) as u32))).collect();
-    let v6_ranges: Vec<(u128, u128)> = table
-        .ranges()
-        .filter_map(|(first, last, _)| match (first, last) {
-            (IpAddr::V6(f), IpAddr::V6(l)) => Some((u128::from(f), u128::from(l))),
-            _ => None,
-        })
-        .collect();
-    let v6 = (0..ADDRESSES)
-        .map(|_| {
-            let (first, last) = v6_ranges[rng.next() as usize % v6_ranges.len()];
-            let offset =
-                ((u128::from(rng.next()) << 64) | u128::from(rng.next())) % (last - first).saturating_add(1).max(1);
-            IpAddr::V6(Ipv6Addr::from(first + offset))
-        })
-        .collect();
+    let v6 = v6_within(table.ranges(), &mut rng);
     (v4, v6)
 }
 
@@ -137,11 +123,10 @@ fn asn_mmdb(table: &geofence::AsnTable) -> Vec<u8> {
     writer.to_bytes().expect("mmdb")
 }
 
-/// IPv6 addresses uniform within the ASN table's ranges (IPv4 ones are the country bench's).
-fn asn_addresses(table: &geofence::AsnTable) -> Vec<IpAddr> {
-    let mut rng = Lcg(7);
-    let v6_ranges: Vec<(u128, u128)> = table
-        .ranges()
+/// `ADDRESSES` IPv6 addresses, each uniform within one of the IPv6 `ranges` picked at random
+/// (uniform over the whole space would nearly always miss).
+fn v6_within<T>(ranges: impl Iterator<Item = (IpAddr, IpAddr, T)>, rng: &mut Lcg) -> Vec<IpAddr> {
+    let v6_ranges: Vec<(u128, u128)> = ranges
         .filter_map(|(first, last, _)| match (first, last) {
             (IpAddr::V6(f), IpAddr::V6(l)) => Some((u128::from(f), u128::from(l))),
             _ => None,
@@ -162,7 +147,7 @@ fn asn_lookups(c: &mut Criterion) {
     let (table, _) = db::embedded().expect("embedded database");
     let (v4, _) = addresses(&table);
     let (asn, _) = db::embedded_asn().expect("embedded ASN table");
-    let v6 = asn_addresses(&asn);
+    let v6 = v6_within(asn.ranges(), &mut Lcg(7));
     let mmdb_bytes = asn_mmdb(&asn);
     let reader = maxminddb::Reader::from_source(&mmdb_bytes[..]).expect("mmdb reads");
     eprintln!(
