@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use geofence_core::db::{self, encode_compiled, encode_compiled_asn, Provenance};
+use geofence_core::db::{self, encode_compiled, encode_compiled_asn, Input, Provenance};
 use geofence_core::AsnTable;
 
 use crate::error::CliError;
@@ -57,10 +57,15 @@ pub fn db(command: &DbCommand) -> Result<ExitCode, CliError> {
             output,
             Provenance { date: date.clone().unwrap_or_default(), source: source.clone().unwrap_or_default() },
         ),
-        DbCommand::Info { file, asn } if *asn || file.as_deref().is_some_and(is_compiled_asn) => {
-            info_asn(file.as_deref())
+        DbCommand::Info { file, asn } => {
+            let read = file.as_deref().map(|path| files::read(path, files::MAX_DATABASE_BYTES)).transpose()?;
+            let file = file.as_deref().zip(read.as_deref());
+            if *asn || file.is_some_and(|(_, bytes)| db::holds_asns(bytes)) {
+                info_asn(file)
+            } else {
+                info(file)
+            }
         }
-        DbCommand::Info { file, .. } => info(file.as_deref()),
     }
 }
 
@@ -101,69 +106,75 @@ fn replace(output: &Path, bytes: &[u8]) -> Result<(), CliError> {
     std::fs::rename(&temporary, output).map_err(write_error)
 }
 
-/// Whether the file is a compiled file of the ASN kind (its header says).
-fn is_compiled_asn(path: &Path) -> bool {
-    let mut header = [0u8; 12];
-    let read = std::fs::File::open(path).and_then(|mut file| std::io::Read::read_exact(&mut file, &mut header));
-    read.is_ok() && header.starts_with(&db::MAGIC) && header[10..12] == [2, 0]
-}
-
-fn info(file: Option<&Path>) -> Result<ExitCode, CliError> {
-    let paths: Vec<PathBuf> = file.map(Path::to_owned).into_iter().collect();
-    let format = match file {
-        Some(path) => {
-            db::detect(&files::read(path, files::MAX_DATABASE_BYTES)?).map_err(CliError::Database)?.to_string()
+/// `db info` of a country database: a file read (its name and bytes), or the embedded one.
+fn info(file: Option<(&Path, &[u8])>) -> Result<ExitCode, CliError> {
+    let (table, format, provenance) = match file {
+        Some((path, bytes)) => {
+            let format = db::detect(bytes).map_err(CliError::Database)?.to_string();
+            let name = path.display().to_string();
+            let (table, provenance) = db::load(&[Input { name: &name, bytes }]).map_err(CliError::Database)?;
+            (table, format, provenance)
         }
-        None => "embedded geofence compiled database".to_owned(),
+        None => {
+            let (table, provenance) = files::load_database(&[])?;
+            (table, "embedded geofence compiled database".to_owned(), provenance)
+        }
     };
-    let (table, provenance) = files::load_database(&paths)?;
-    let (v4, v6) = table.range_counts();
     let mut countries: Vec<String> = table.values().iter().map(|c| c.to_string()).collect();
     countries.sort();
-    let mut out = std::io::stdout().lock();
-    let name = file.map_or("(embedded)".to_owned(), |p| p.display().to_string());
-    let lines = [
-        format!("file:      {name}"),
-        format!("format:    {format}"),
-        format!("source:    {}", if provenance.source.is_empty() { "-" } else { &provenance.source }),
-        format!("date:      {}", if provenance.date.is_empty() { "-" } else { &provenance.date }),
-        format!("ranges:    {v4} IPv4, {v6} IPv6"),
-        format!("memory:    {:.1} MiB", table.memory_bytes() as f64 / (1024.0 * 1024.0)),
-        format!("countries: {} ({})", countries.len(), countries.join(" ")),
-    ];
-    for line in lines {
-        writeln!(out, "{line}").map_err(CliError::Output)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    let description = Description { format, provenance, ranges: table.range_counts(), memory: table.memory_bytes() };
+    print_description(file, &description, &format!("countries: {} ({})", countries.len(), countries.join(" ")))
 }
 
-fn info_asn(file: Option<&Path>) -> Result<ExitCode, CliError> {
+/// `db info` of an ASN database: a file read (its name and bytes), or the embedded one.
+fn info_asn(file: Option<(&Path, &[u8])>) -> Result<ExitCode, CliError> {
     let (table, format, provenance): (AsnTable, String, Provenance) = match file {
-        Some(path) => {
-            let bytes = files::read(path, files::MAX_DATABASE_BYTES)?;
-            let format = db::detect_asn(&bytes).map_err(CliError::Database)?;
-            let provenance = match format {
-                db::AsnFormat::Compiled => db::decode_compiled_asn(&bytes).map_err(|e| CliError::Database(e.into()))?.1,
-                _ => Provenance::default(),
+        Some((path, bytes)) => {
+            let format = db::detect_asn(bytes).map_err(CliError::Database)?;
+            let (table, provenance) = match format {
+                // Decoded once, for its table and the provenance it carries.
+                db::AsnFormat::Compiled => db::decode_compiled_asn(bytes).map_err(|e| CliError::Database(e.into()))?,
+                _ => {
+                    let name = path.display().to_string();
+                    let table = db::load_asn_layers(&[Input { name: &name, bytes }]).map_err(CliError::Database)?;
+                    (table, Provenance::default())
+                }
             };
-            (files::load_asn_database(&[path.to_owned()])?, format.to_string(), provenance)
+            (table, format.to_string(), provenance)
         }
         None => {
             let (table, provenance) = files::embedded_asn()?;
             (table, "embedded geofence compiled ASN database".to_owned(), provenance)
         }
     };
-    let (v4, v6) = table.range_counts();
     let named = table.asns().iter().filter(|asn| table.organisation(**asn).is_some()).count();
-    let name = file.map_or("(embedded)".to_owned(), |p| p.display().to_string());
+    let description = Description { format, provenance, ranges: table.range_counts(), memory: table.memory_bytes() };
+    print_description(file, &description, &format!("systems:   {} ({named} with an organisation)", table.asns().len()))
+}
+
+/// What `db info` says of any database before the line of its own kind.
+struct Description {
+    format: String,
+    provenance: Provenance,
+    ranges: (usize, usize),
+    memory: usize,
+}
+
+fn print_description(
+    file: Option<(&Path, &[u8])>,
+    description: &Description,
+    last_line: &str,
+) -> Result<ExitCode, CliError> {
+    let Description { format, provenance, ranges: (v4, v6), memory } = description;
+    let name = file.map_or("(embedded)".to_owned(), |(path, _)| path.display().to_string());
     let lines = [
         format!("file:      {name}"),
         format!("format:    {format}"),
         format!("source:    {}", if provenance.source.is_empty() { "-" } else { &provenance.source }),
         format!("date:      {}", if provenance.date.is_empty() { "-" } else { &provenance.date }),
         format!("ranges:    {v4} IPv4, {v6} IPv6"),
-        format!("memory:    {:.1} MiB", table.memory_bytes() as f64 / (1024.0 * 1024.0)),
-        format!("systems:   {} ({named} with an organisation)", table.asns().len()),
+        format!("memory:    {:.1} MiB", *memory as f64 / (1024.0 * 1024.0)),
+        last_line.to_owned(),
     ];
     let mut out = std::io::stdout().lock();
     for line in lines {

@@ -206,6 +206,11 @@ pub fn decode(file: &[u8]) -> Result<(RangeTable<CountryCode>, Provenance), Comp
     decode_kind(file, |_, _| Ok(()))
 }
 
+/// Whether the bytes are a compiled file of the ASN kind, by its header alone.
+pub fn holds_asns(file: &[u8]) -> bool {
+    file.starts_with(&MAGIC) && file.get(10..12) == Some(&Asn::KIND.to_le_bytes()[..])
+}
+
 /// Reads a compiled ASN file, with its organisation names, refusing anything damaged or
 /// foreign.
 pub fn decode_asn(file: &[u8]) -> Result<(AsnTable, Provenance), CompiledError> {
@@ -630,6 +635,15 @@ mod tests {
             damaged[bit / 8] ^= 1 << (bit % 8);
             assert!(decode_asn(&damaged).is_err(), "accepted a flip of bit {bit}");
         }
+    }
+
+    #[test]
+    fn the_header_tells_an_asn_file_from_a_country_file() {
+        let (asn, provenance) = asn_sample();
+        let (countries, _) = sample();
+        assert!(holds_asns(&encode_asn(&asn, &provenance)));
+        assert!(!holds_asns(&encode(&countries, &provenance)));
+        assert!(!holds_asns(&MAGIC) && !holds_asns(b"192.0.2.0,192.0.2.255,64500,x\n"));
     }
 
     #[test]

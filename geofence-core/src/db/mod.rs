@@ -16,7 +16,7 @@ mod text;
 pub use self::asn::{detect_asn, load_asn, load_asn_layers, AsnFormat};
 pub use self::compiled::{
     decode as decode_compiled, decode_asn as decode_compiled_asn, encode as encode_compiled,
-    encode_asn as encode_compiled_asn, CompiledError, Provenance, MAGIC,
+    encode_asn as encode_compiled_asn, holds_asns, CompiledError, Provenance, MAGIC,
 };
 pub use self::table::{RangeError, RangeTable, TableBuilder, TableValue};
 
