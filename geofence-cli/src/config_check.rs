@@ -57,16 +57,17 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     for warning in &config.policy.warnings {
         text.push_str(&format!("warning: {warning}\n"));
     }
-    for source in config.policy.feeds.clone() {
-        let (list, networks) = files::load_feed(path, &source)?;
-        let (v4, v6) = list.len();
+    let builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
+    let feeds;
+    (config.policy.builder, feeds) = files::add_feeds(builder, path, &config.policy.feeds)?;
+    for (feed, source) in feeds.iter().zip(&config.policy.feeds) {
+        let (v4, v6) = feed.distinct;
         text.push_str(&format!(
-            "feed {}: {networks} networks read ({v4} IPv4 and {v6} IPv6 distinct) from {}\n",
-            source.name,
+            "feed {}: {} networks read ({v4} IPv4 and {v6} IPv6 distinct) from {}\n",
+            feed.name,
+            feed.networks,
             source.files.join(", ")
         ));
-        config.policy.builder =
-            std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop)).list(source.name, list);
     }
     if config.policy.builder.asks_asn() {
         let paths = files::asn_paths(&config, path);

@@ -77,21 +77,38 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
             builder = builder.asn_database(Arc::new(asn));
         }
     }
-    let mut feeds = Vec::new();
-    for source in &config.policy.feeds {
-        let (list, networks) = load_feed(config_path, source)?;
-        feeds.push(FeedSize { name: source.name.clone(), networks, may_shrink: source.may_shrink });
-        builder = builder.list(source.name.clone(), list);
-    }
+    let feeds;
+    (builder, feeds) = add_feeds(builder, config_path, &config.policy.feeds)?;
     let policy = builder.build(Arc::new(table))?;
     log_organisation_patterns(&policy);
     let (asn_v4, asn_v6) = policy.asn_database().range_counts();
     Ok(Loaded { config, policy, sizes: Sizes { ranges: v4 + v6, asn_ranges: asn_v4 + asn_v6, feeds } })
 }
 
+/// Reads each feed (named relative to the config) into a list of `builder`, and says how big
+/// each was; any bad file refuses the whole.
+pub fn add_feeds(
+    mut builder: PolicyBuilder,
+    config_path: &Path,
+    sources: &[FeedSource],
+) -> Result<(PolicyBuilder, Vec<FeedSize>), CliError> {
+    let mut sizes = Vec::new();
+    for source in sources {
+        let (list, networks) = load_feed(config_path, source)?;
+        sizes.push(FeedSize {
+            name: source.name.clone(),
+            networks,
+            distinct: list.len(),
+            may_shrink: source.may_shrink,
+        });
+        builder = builder.list(source.name.clone(), list);
+    }
+    Ok((builder, sizes))
+}
+
 /// Reads a feed's files (named relative to the config) into one list, and how many networks
 /// they held; any bad file refuses the whole feed.
-pub fn load_feed(config_path: &Path, source: &FeedSource) -> Result<(PrefixList, usize), CliError> {
+fn load_feed(config_path: &Path, source: &FeedSource) -> Result<(PrefixList, usize), CliError> {
     let mut networks = Vec::new();
     for named in &source.files {
         let path = beside_config(config_path, named);
@@ -206,6 +223,8 @@ pub struct FeedSize {
     pub name: String,
     /// The networks its files listed.
     pub networks: usize,
+    /// The distinct IPv4 and IPv6 networks among them.
+    pub distinct: (usize, usize),
     /// Its `may_shrink` setting.
     pub may_shrink: bool,
 }
