@@ -234,6 +234,29 @@ impl NetnsPair {
         std::thread::sleep(SETTLE);
     }
 
+    /// Starts sending a SIP OPTIONS datagram from each source (one socket each: one flow a
+    /// source) to the server, round after round with `pause` between, until stopped.
+    pub fn steady_sip(&self, sources: &[&str], pause: Duration) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let thread = {
+            let (stop, rounds) = (Arc::clone(&stop), Arc::clone(&rounds));
+            NetnsPair::within(&self.client, move || {
+                let sockets: Vec<UdpSocket> =
+                    sources.iter().map(|s| UdpSocket::bind((s.as_str(), 0)).unwrap()).collect();
+                while !stop.load(Ordering::Relaxed) {
+                    for socket in &sockets {
+                        socket.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", (SERVER_V4, SIP)).unwrap();
+                    }
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(pause);
+                }
+            })
+        };
+        Traffic { stop, rounds, thread }
+    }
+
     /// Sends raw IP packets (header included) from the client namespace.
     pub fn send_raw(&self, packets: Vec<Vec<u8>>) {
         NetnsPair::within(&self.client, move || {
@@ -315,6 +338,22 @@ impl Drop for Geofence {
 }
 
 /// The UDP server; stops its thread on drop.
+/// SIP traffic that `steady_sip` keeps sending.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicUsize>,
+    thread: JoinHandle<()>,
+}
+
+impl Traffic {
+    /// Stops the traffic and says how many rounds were sent: each source sent that many.
+    pub fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.rounds.load(Ordering::Relaxed)
+    }
+}
+
 pub struct UdpServer {
     received: Arc<Mutex<HashMap<IpAddr, usize>>>,
     stop: Arc<AtomicBool>,
