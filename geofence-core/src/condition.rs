@@ -12,7 +12,7 @@
 //! - **header** conditions (`protocol`, `ports`) read the parsed header only: one mask load each;
 //! - the **source** condition (`source` lists) is settled by the source's first byte for most
 //!   addresses and searches the lists only for the rest;
-//! - **lookup** conditions (`country`, `asn`, and next the SIP request) need work per
+//! - **lookup** conditions (`country`, `asn`, the SIP request) need work per
 //!   packet. They implement [`LookupCondition`]: the packet's answer is found at most once, only
 //!   when a rule that asks it is still a candidate for the first match, and a mask of the rules
 //!   that admit each possible answer is built with the policy.
@@ -32,6 +32,7 @@ pub(crate) mod asn;
 pub(crate) mod country;
 pub(crate) mod port;
 pub(crate) mod protocol;
+pub(crate) mod sip;
 pub(crate) mod source;
 
 /// The plain facts about a packet that rule conditions are read against: the reference meaning
@@ -45,6 +46,11 @@ pub trait Facts {
     fn country(&self) -> Option<CountryCode>;
     /// The source's autonomous system; `None` when the ASN database does not know it.
     fn asn(&self) -> Option<Asn>;
+    /// The transport payload, which SIP conditions read; none by default (a decision on the
+    /// flow alone).
+    fn payload(&self) -> &[u8] {
+        &[]
+    }
 }
 
 impl dyn Facts + '_ {
@@ -97,14 +103,16 @@ pub(crate) enum Lookup {
     Country,
     /// The source's autonomous system, in the policy's ASN database.
     Asn,
+    /// What the payload says: the set of the policy's SIP conditions it passes.
+    Sip,
 }
 
 impl Lookup {
     /// How many kinds of lookup there are.
-    pub(crate) const COUNT: usize = 2;
+    pub(crate) const COUNT: usize = 3;
 
     /// Every kind, in order.
-    pub(crate) const ALL: [Lookup; Lookup::COUNT] = [Lookup::Country, Lookup::Asn];
+    pub(crate) const ALL: [Lookup; Lookup::COUNT] = [Lookup::Country, Lookup::Asn, Lookup::Sip];
 
     /// Its position in per-packet caches and per-chunk masks.
     pub(crate) const fn index(self) -> usize {
@@ -120,20 +128,26 @@ pub(crate) struct Conditions {
     pub(crate) source: source::SourceCondition,
     pub(crate) country: country::CountryCondition,
     pub(crate) asn: asn::AsnCondition,
+    pub(crate) sip: sip::SipCondition,
 }
 
 impl Conditions {
     /// Each condition as the trait sees it, in the order `config check` shows them.
-    pub(crate) fn each(&self) -> [&dyn Condition; 5] {
-        let Conditions { protocol, port, source, country, asn } = self;
-        [protocol, port, source, country, asn]
+    pub(crate) fn each(&self) -> [&dyn Condition; 6] {
+        let Conditions { protocol, port, source, country, asn, sip } = self;
+        [protocol, port, source, country, asn, sip]
     }
 
     /// Whether a packet passes them all, by the plain facts.
     pub(crate) fn hold(&self, facts: &dyn Facts) -> bool {
         // Destructured so that a new kind does not compile until it has a meaning here.
-        let Conditions { protocol, port, source, country, asn } = self;
-        protocol.holds(facts) && port.holds(facts) && source.holds(facts) && country.holds(facts) && asn.holds(facts)
+        let Conditions { protocol, port, source, country, asn, sip } = self;
+        protocol.holds(facts)
+            && port.holds(facts)
+            && source.holds(facts)
+            && country.holds(facts)
+            && asn.holds(facts)
+            && sip.holds(facts)
     }
 }
 
@@ -178,9 +192,13 @@ pub(crate) struct LookupMask {
 /// answer space of tens of thousands (AS numbers) would make that table hundreds of kilobytes,
 /// a cache miss a packet, while rules name only a few of its answers: then it is the rules of
 /// the answers no rule names, and a short sorted list of the others.
+///
+/// An answer that is a set of conditions passed (the SIP lookup's: one bit a distinct
+/// condition of the policy) admits the rules of each condition in it.
 enum ByKey {
     Dense(Box<[u64]>),
     Sparse { len: usize, others: u64, keys: Box<[u32]>, rules: Box<[u64]> },
+    Bits(Box<[(usize, u64)]>),
 }
 
 impl Default for ByKey {
@@ -216,10 +234,34 @@ impl LookupMask {
         LookupMask { any, by_key: ByKey::of(by_key) }
     }
 
+    /// The mask of rules whose condition is one of a set: `conditions` gives each rule's bit
+    /// and the index of its condition in that set (`None`: unset), and an answer is the set of
+    /// the conditions that hold, as bits.
+    pub(crate) fn of_bits(conditions: impl Iterator<Item = (Option<usize>, u64)>) -> LookupMask {
+        let mut any = 0;
+        let mut rules: Vec<(usize, u64)> = Vec::new();
+        for (condition, bit) in conditions {
+            match condition {
+                None => any |= bit,
+                Some(index) => match rules.iter_mut().find(|(i, _)| *i == index) {
+                    Some((_, rules)) => *rules |= bit,
+                    None => rules.push((index, bit)),
+                },
+            }
+        }
+        LookupMask { any, by_key: ByKey::Bits(rules.into_boxed_slice()) }
+    }
+
     /// The rules that admit the answer of `key` (none for a key out of range).
     #[inline(always)]
     pub(crate) fn admitted(&self, key: usize) -> u64 {
         match &self.by_key {
+            ByKey::Bits(conditions) => {
+                conditions.iter().fold(
+                    self.any,
+                    |admitted, (index, rules)| if key >> index & 1 != 0 { admitted | rules } else { admitted },
+                )
+            }
             ByKey::Dense(rules) => rules.get(key).copied().unwrap_or(0),
             ByKey::Sparse { len, .. } if key >= *len => 0,
             ByKey::Sparse { others, keys, rules, .. } => match keys.binary_search(&(key as u32)) {

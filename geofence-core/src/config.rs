@@ -51,7 +51,30 @@
 //! protocol = "udp"
 //! ports = [5060]
 //! action = "drop"
+//!
+//! [sip_patterns]                      # User-Agent (or host, user) patterns rules name as @name
+//! mine = ["BadDialer*", "evil-ua"]
+//!
+//! [[rule]]                            # SIP conditions (see below): before the country rules
+//! name = "scanners"
+//! protocol = "udp"
+//! ports = [5060]
+//! user_agent = ["@scanners", "@mine"] # @scanners: the built-in list of scanner User-Agents
+//! action = "drop"
+//!
+//! [[rule]]
+//! name = "address-literal"
+//! ports = [5060]
+//! sip_method = ["REGISTER", "INVITE"]
+//! request_host = ["address"]          # the Request-URI names an address, not the domain
+//! action = "drop"
 //! ```
+//!
+//! The SIP keys are `sip` (`request`, `response`, `keep-alive`, `empty`, `not-sip`),
+//! `sip_method`, `user_agent` / `not_user_agent`, `request_host` / `not_request_host`,
+//! `request_user`, `from_user` and `to_user`; a rule with any of them reads each datagram's
+//! payload, and a verdict from it or a later rule is not given to the flow: every datagram is
+//! decided.
 //!
 //! `not_country` and `not_continent` exclude instead; "unknown" is a member like any country, so
 //! `not_country = ["CN"]` matches sources of unknown country unless "unknown" is listed too.
@@ -69,6 +92,7 @@ use crate::condition::asn::{self, AsnCondition};
 use crate::condition::country::{self, CountryCondition};
 use crate::condition::port::{self, PortCondition};
 use crate::condition::protocol::{self, ProtocolCondition};
+use crate::condition::sip::{self, SipCondition};
 use crate::condition::source::SourceCondition;
 use crate::condition::Conditions;
 use crate::db::CountryDb;
@@ -293,6 +317,7 @@ const POLICY_KEYS: &[&str] = &[
     "malformed",
     "lists",
     "feeds",
+    "sip_patterns",
     "rule",
 ];
 /// The keys of the deployment part, as [`RawDeployment`] reads them.
@@ -325,6 +350,8 @@ struct RawPolicy {
     lists: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     feeds: BTreeMap<String, Spanned<RawFeed>>,
+    #[serde(default)]
+    sip_patterns: sip::PatternLists,
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RawRule>>,
     #[serde(flatten)]
@@ -375,6 +402,15 @@ struct RawRule {
     protocol: Option<Spanned<protocol::Raw>>,
     #[serde(default)]
     ports: Vec<Spanned<port::Raw>>,
+    sip: Option<Spanned<sip::RawKinds>>,
+    sip_method: Option<Vec<Spanned<String>>>,
+    user_agent: Option<Vec<Spanned<String>>>,
+    not_user_agent: Option<Vec<Spanned<String>>>,
+    request_host: Option<Vec<Spanned<String>>>,
+    not_request_host: Option<Vec<Spanned<String>>>,
+    request_user: Option<Vec<Spanned<String>>>,
+    from_user: Option<Vec<Spanned<String>>>,
+    to_user: Option<Vec<Spanned<String>>>,
     action: Spanned<String>,
     mark: Option<Spanned<u32>>,
 }
@@ -537,7 +573,7 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
     let mut names: Vec<String> = Vec::new();
     let mut lines = Vec::new();
     for (index, raw_rule) in raw.rules.iter().enumerate() {
-        let rule = rule(at, index, raw_rule.get_ref(), &defined, &raw.asn_groups)?;
+        let rule = rule(at, index, raw_rule.get_ref(), &defined, &raw.asn_groups, &raw.sip_patterns)?;
         if names.iter().any(|name| name == rule.name()) {
             return Err(at.error(raw_rule.span().start, format!("rule name `{}` is used twice", rule.name()), None));
         }
@@ -639,6 +675,7 @@ fn rule(
     raw: &RawRule,
     lists: &BTreeMap<&str, ()>,
     asn_groups: &asn::Groups,
+    sip_patterns: &sip::PatternLists,
 ) -> Result<Rule, ConfigError> {
     let mut verdict = verdict(at, &raw.action)?;
     if let Some(mark) = &raw.mark {
@@ -670,6 +707,21 @@ fn rule(
             raw.not_asn.as_deref(),
             raw.as_organisation.as_deref(),
             asn_groups,
+        )?,
+        sip: SipCondition::from_config(
+            at,
+            sip::Raw {
+                sip: raw.sip.as_ref(),
+                sip_method: raw.sip_method.as_deref(),
+                user_agent: raw.user_agent.as_deref(),
+                not_user_agent: raw.not_user_agent.as_deref(),
+                request_host: raw.request_host.as_deref(),
+                not_request_host: raw.not_request_host.as_deref(),
+                request_user: raw.request_user.as_deref(),
+                from_user: raw.from_user.as_deref(),
+                to_user: raw.to_user.as_deref(),
+            },
+            sip_patterns,
         )?,
     };
     let name = match &raw.name {

@@ -56,9 +56,11 @@ pub mod policy;
 pub mod prefix;
 mod rule;
 pub mod sample;
+pub mod sip;
 
 pub use asn::{Asn, AsnTable};
 pub use condition::port::PortRange;
+pub use condition::sip::{built_in_scanners, Kind as SipKind};
 pub use condition::Facts;
 pub use config::{Config, ConfigError, ConfigWarning};
 pub use country::{Continent, CountryCode, CountrySet};

@@ -117,12 +117,48 @@ pub struct PacketMeta {
     pub protocol: Protocol,
     /// Ports or ICMP type, when the packet carries them.
     pub transport: Transport,
+    /// Where the transport payload lies in the parsed bytes (UDP, UDP-Lite and TCP).
+    payload: Span,
+}
+
+/// A range of the parsed bytes; empty at 0 when there is none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// From `start` to `end` of `bytes`, each clamped to them; every empty span is the same.
+    fn within(bytes: &[u8], start: usize, end: usize) -> Span {
+        let end = end.min(bytes.len());
+        if start >= end {
+            return Span::default();
+        }
+        // A packet is at most 64 KiB plus headers (a jumbogram is still a captured buffer).
+        Span { start: u32::try_from(start).unwrap_or(u32::MAX), end: u32::try_from(end).unwrap_or(u32::MAX) }
+    }
 }
 
 impl PacketMeta {
     /// The facts of a packet an embedder has parsed itself, for [`Policy::decide_meta`](crate::Policy::decide_meta).
     pub fn new(source: IpAddr, destination: IpAddr, protocol: Protocol, transport: Transport) -> PacketMeta {
-        PacketMeta { source, destination, protocol, transport }
+        PacketMeta { source, destination, protocol, transport, payload: Span::default() }
+    }
+
+    /// The transport payload (what follows the UDP, UDP-Lite or TCP header) within `packet`,
+    /// the bytes this was parsed from, as far as they were captured; empty for other protocols,
+    /// for later fragments, and for facts made with [`PacketMeta::new`].
+    ///
+    /// ```
+    /// use geofence_core::sample;
+    /// let packet = sample::sip_options("192.0.2.10".parse()?, "192.0.2.1".parse()?);
+    /// let meta = geofence_core::packet::parse(&packet)?;
+    /// assert!(meta.payload(&packet).starts_with(b"OPTIONS sip:"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn payload<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
+        packet.get(self.payload.start as usize..self.payload.end as usize).unwrap_or_default()
     }
 
     /// The destination port, for TCP, UDP, UDP-Lite and SCTP (not in later fragments).
@@ -265,8 +301,8 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
     }
     // Bytes past the total length (link padding) are not part of the packet.
     let bytes = &bytes[..bytes.len().min(total)];
-    let (protocol, transport) = match Protocol(ip.get_next_level_protocol().0) {
-        protocol if ip.get_fragment_offset() != 0 => (protocol, Transport::LaterFragment),
+    let (protocol, (transport, payload)) = match Protocol(ip.get_next_level_protocol().0) {
+        protocol if ip.get_fragment_offset() != 0 => (protocol, (Transport::LaterFragment, Span::default())),
         // The authentication header is IPv4's only extension header.
         Protocol(AUTHENTICATION) => walk_extensions(bytes, header, AUTHENTICATION, false)?,
         protocol => (protocol, read_transport(protocol, bytes, header)?),
@@ -276,6 +312,7 @@ fn parse_ipv4(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
         destination: IpAddr::V4(Ipv4Addr::from(field::<4>(bytes, IPV4_SOURCE + 4))),
         protocol,
         transport,
+        payload,
     })
 }
 
@@ -288,12 +325,13 @@ fn parse_ipv6(bytes: &[u8]) -> Result<PacketMeta, PacketError> {
         0 => bytes,
         payload => &bytes[..bytes.len().min(IPV6_HEADER + payload)],
     };
-    let (protocol, transport) = walk_extensions(bytes, IPV6_HEADER, ip.get_next_header().0, true)?;
+    let (protocol, (transport, payload)) = walk_extensions(bytes, IPV6_HEADER, ip.get_next_header().0, true)?;
     Ok(PacketMeta {
         source: IpAddr::V6(ip.get_source()),
         destination: IpAddr::V6(ip.get_destination()),
         protocol,
         transport,
+        payload,
     })
 }
 
@@ -305,7 +343,12 @@ const AUTHENTICATION: u8 = 51;
 ///
 /// Every extension header is at least 8 bytes long, so the walk ends within the captured bytes.
 #[inline(always)]
-fn walk_extensions(bytes: &[u8], offset: usize, first: u8, ipv6: bool) -> Result<(Protocol, Transport), PacketError> {
+fn walk_extensions(
+    bytes: &[u8],
+    offset: usize,
+    first: u8,
+    ipv6: bool,
+) -> Result<(Protocol, (Transport, Span)), PacketError> {
     const HOP_BY_HOP: u8 = 0;
     const ROUTING: u8 = 43;
     const FRAGMENT: u8 = 44;
@@ -326,7 +369,7 @@ fn walk_extensions(bytes: &[u8], offset: usize, first: u8, ipv6: bool) -> Result
         };
         let header = window(bytes, offset, length, Layer::IpExtension)?;
         if next == FRAGMENT && fragment_offset(header) != 0 {
-            return Ok((Protocol(header[0]), Transport::LaterFragment));
+            return Ok((Protocol(header[0]), (Transport::LaterFragment, Span::default())));
         }
         next = header[0];
         offset += length;
@@ -354,30 +397,40 @@ fn ext_byte(bytes: &[u8], offset: usize, index: usize) -> Result<u8, PacketError
 }
 
 #[inline(always)]
-fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<Transport, PacketError> {
+fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<(Transport, Span), PacketError> {
     let rest = bytes.get(offset..).unwrap_or_default();
     let short = |layer: Layer, needed: usize| truncated(layer, bytes, offset, needed);
-    Ok(match protocol {
-        Protocol::TCP => {
-            let tcp = TcpPacket::new(rest).ok_or_else(|| short(Layer::Tcp, TcpPacket::minimum_packet_size()))?;
-            ports_at(tcp.packet())
-        }
-        Protocol::UDP | Protocol::UDPLITE => {
-            let udp = UdpPacket::new(rest).ok_or_else(|| short(Layer::Udp, UdpPacket::minimum_packet_size()))?;
-            ports_at(udp.packet())
-        }
-        Protocol::SCTP => ports_at(window(bytes, offset, SCTP_COMMON_HEADER, Layer::Sctp)?),
-        Protocol::ICMP => {
-            let icmp = IcmpPacket::new(rest).ok_or_else(|| short(Layer::Icmp, IcmpPacket::minimum_packet_size()))?;
-            Transport::Icmp { kind: icmp.get_icmp_type().0, code: icmp.get_icmp_code().0 }
-        }
-        Protocol::ICMPV6 => {
-            let icmp =
-                Icmpv6Packet::new(rest).ok_or_else(|| short(Layer::Icmp, Icmpv6Packet::minimum_packet_size()))?;
-            Transport::Icmp { kind: icmp.get_icmpv6_type().0, code: icmp.get_icmpv6_code().0 }
-        }
-        _ => Transport::Opaque,
-    })
+    Ok((
+        match protocol {
+            Protocol::TCP => {
+                let tcp = TcpPacket::new(rest).ok_or_else(|| short(Layer::Tcp, TcpPacket::minimum_packet_size()))?;
+                // A data offset below the 5-word minimum is no header length: the payload follows those.
+                let data = offset + usize::from(rest[12] >> 4).max(5) * 4;
+                return Ok((ports_at(tcp.packet()), Span::within(bytes, data, bytes.len())));
+            }
+            Protocol::UDP | Protocol::UDPLITE => {
+                let udp = UdpPacket::new(rest).ok_or_else(|| short(Layer::Udp, UdpPacket::minimum_packet_size()))?;
+                // UDP's length covers its header and payload; bytes past it are not the datagram's.
+                // UDP-Lite's field is a checksum coverage instead, so its payload runs to the end.
+                let length = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
+                let end = if protocol == Protocol::UDP && length >= 8 { offset + length } else { bytes.len() };
+                return Ok((ports_at(udp.packet()), Span::within(bytes, offset + 8, end)));
+            }
+            Protocol::SCTP => ports_at(window(bytes, offset, SCTP_COMMON_HEADER, Layer::Sctp)?),
+            Protocol::ICMP => {
+                let icmp =
+                    IcmpPacket::new(rest).ok_or_else(|| short(Layer::Icmp, IcmpPacket::minimum_packet_size()))?;
+                Transport::Icmp { kind: icmp.get_icmp_type().0, code: icmp.get_icmp_code().0 }
+            }
+            Protocol::ICMPV6 => {
+                let icmp =
+                    Icmpv6Packet::new(rest).ok_or_else(|| short(Layer::Icmp, Icmpv6Packet::minimum_packet_size()))?;
+                Transport::Icmp { kind: icmp.get_icmpv6_type().0, code: icmp.get_icmpv6_code().0 }
+            }
+            _ => Transport::Opaque,
+        },
+        Span::default(),
+    ))
 }
 
 /// The source and destination ports that open a TCP, UDP, UDP-Lite or SCTP header.

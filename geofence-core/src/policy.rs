@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::asn::{Asn, AsnTable, Resolved};
 use crate::condition::port::{PortClasses, PortMask};
 use crate::condition::protocol::ProtocolMask;
+use crate::condition::sip::SipTests;
 use crate::condition::source::{SourceIndex, SourceMask};
 use crate::condition::{Condition, Lookup, LookupMask};
 use crate::country::{self, CountryCode};
@@ -40,6 +41,9 @@ pub enum PolicyError {
     /// A rule asks the source's AS, and the policy has no ASN database.
     #[error("rule `{0}` asks the source's AS, but no ASN database is given (`asn_database` in the config)")]
     NoAsnDatabase(String),
+    /// More distinct SIP conditions than a packet's answer has bits for.
+    #[error("rule `{0}` brings the policy over {most} distinct SIP conditions", most = SipTests::MOST)]
+    TooManySipConditions(String),
 }
 
 /// A rule that can never match, and why: for `config check` and start-up warnings.
@@ -107,6 +111,12 @@ impl PolicyBuilder {
         self.rules.iter().any(|rule| !rule.conditions.asn.is_any())
     }
 
+    /// Whether a rule reads the packet's payload (a SIP condition): the queue must then copy
+    /// whole datagrams, and each datagram, not only a flow's first, must reach the policy.
+    pub fn reads_payload(&self) -> bool {
+        self.rules.iter().any(Rule::reads_payload)
+    }
+
     /// The rules, in the order they will be tried.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -165,6 +175,14 @@ impl PolicyBuilder {
             }
         }
         let asn = self.asn.unwrap_or_default();
+        let mut sip = SipTests::default();
+        let sip_bits = self
+            .rules
+            .iter()
+            .map(|rule| {
+                sip.bit_of(&rule.conditions.sip).map_err(|()| PolicyError::TooManySipConditions(rule.name().to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut rules = self.rules;
         let organisations: Vec<Resolved> = rules
             .iter_mut()
@@ -179,8 +197,10 @@ impl PolicyBuilder {
         let chunks = rules
             .chunks(RULES_PER_CHUNK)
             .zip(sources.chunks(RULES_PER_CHUNK))
-            .map(|(rules, sources)| Chunk::new(rules, sources, &lists, &port_classes, &answers))
+            .zip(sip_bits.chunks(RULES_PER_CHUNK))
+            .map(|((rules, sources), sip_bits)| Chunk::new(rules, sources, sip_bits, &lists, &port_classes, &answers))
             .collect();
+        let first_payload_rule = rules.iter().position(Rule::reads_payload);
         Ok(Policy {
             chunks,
             port_classes,
@@ -192,6 +212,8 @@ impl PolicyBuilder {
             db,
             asn,
             organisations,
+            first_payload_rule,
+            sip,
         })
     }
 }
@@ -211,10 +233,12 @@ struct Chunk {
 }
 
 impl Chunk {
-    /// The chunk of `rules`, whose source lists are resolved to `sources`, indices into `lists`.
+    /// The chunk of `rules`, whose source lists are resolved to `sources`, indices into `lists`,
+    /// and whose SIP conditions are the policy's tests `sip_bits`.
     fn new(
         rules: &[Rule],
         sources: &[Vec<usize>],
+        sip_bits: &[Option<usize>],
         lists: &[(String, PrefixList)],
         port_classes: &PortClasses,
         answers: &Answers,
@@ -225,6 +249,7 @@ impl Chunk {
                 LookupMask::new(bits().map(|(rule, bit)| (&rule.conditions.country, bit)), &answers.country)
             }
             Lookup::Asn => LookupMask::new(bits().map(|(rule, bit)| (&rule.conditions.asn, bit)), &answers.asn),
+            Lookup::Sip => LookupMask::of_bits(sip_bits.iter().copied().zip(bits().map(|(_, bit)| bit))),
         });
         Chunk {
             protocols: ProtocolMask::new(bits().map(|(rule, bit)| (&rule.conditions.protocol, bit))),
@@ -320,6 +345,10 @@ pub struct Policy {
     asn: Arc<AsnTable>,
     /// What each `as_organisation` pattern resolved to.
     organisations: Vec<Resolved>,
+    /// The first rule that reads the payload: a verdict of an earlier rule holds for the flow.
+    first_payload_rule: Option<usize>,
+    /// The distinct SIP conditions of the rules.
+    sip: SipTests,
 }
 
 /// The database as the packet path calls it: a [`CountryTable`] directly, so that its lookup is
@@ -423,26 +452,51 @@ pub struct Decision<'a> {
     pub country: Looked<CountryCode>,
     /// The source's autonomous system, if the decision looked it up ([`Policy::asn_of`]).
     pub asn: Looked<Asn>,
+    /// Whether the decision read the payload as SIP (a candidate rule had a SIP condition).
+    pub read_payload: bool,
 }
 
 impl Policy {
     /// The verdict for one raw IPv4 or IPv6 packet. Allocates nothing and takes no lock.
     pub fn decide(&self, packet: &[u8]) -> Verdict {
         match packet::parse(packet) {
-            Ok(meta) => self.verdict_of(&meta),
+            Ok(meta) => self.verdict_of(&meta, meta.payload(packet)),
             Err(_) => self.malformed,
         }
     }
 
-    /// The verdict for a packet already parsed, by [`packet::parse`] or by the caller.
+    /// The verdict for a packet already parsed, by [`packet::parse`] or by the caller, whose
+    /// payload is not at hand: SIP conditions see an empty payload.
     pub fn decide_meta(&self, meta: &PacketMeta) -> Verdict {
-        self.verdict_of(meta)
+        self.verdict_of(meta, &[])
     }
 
-    /// Inlined into both callers, so that the parsed header stays in registers for `decide`.
+    /// The verdict for a packet parsed by the caller, with its transport payload.
+    pub fn decide_meta_with_payload(&self, meta: &PacketMeta, payload: &[u8]) -> Verdict {
+        self.verdict_of(meta, payload)
+    }
+
+    /// Inlined into the callers, so that the parsed header stays in registers for `decide`.
     #[inline(always)]
-    fn verdict_of(&self, meta: &PacketMeta) -> Verdict {
-        self.first_match(meta, &mut Keys::default()).map_or(self.default, |index| self.verdicts[index])
+    fn verdict_of(&self, meta: &PacketMeta, payload: &[u8]) -> Verdict {
+        self.first_match(meta, payload, &mut Keys::default()).map_or(self.default, |index| self.verdicts[index])
+    }
+
+    /// Whether a verdict given by rule `rule_index` (`None`: the default) holds for the rest
+    /// of the packet's flow: no rule up to it reads the payload, so a later packet of the flow
+    /// would get the same verdict. A queue gives the flow bypass only to such verdicts; the
+    /// others are decided again datagram by datagram.
+    pub fn settles_flow(&self, rule_index: Option<usize>) -> bool {
+        match (self.first_payload_rule, rule_index) {
+            (None, _) => true,
+            (Some(first), Some(index)) => index < first,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether a rule reads the payload (see [`PolicyBuilder::reads_payload`]).
+    pub fn reads_payload(&self) -> bool {
+        self.first_payload_rule.is_some()
     }
 
     /// The verdict for a flow known only by its source, protocol and destination port (`None`
@@ -466,7 +520,7 @@ impl Policy {
     /// needed it, its country. Looks up nothing that [`Policy::decide`] would not.
     pub fn explain(&self, packet: &[u8]) -> Decision<'_> {
         match packet::parse(packet) {
-            Ok(meta) => self.explain_meta(&meta),
+            Ok(meta) => self.explain_with_payload(&meta, meta.payload(packet)),
             Err(error) => Decision {
                 verdict: self.malformed,
                 rule: None,
@@ -475,14 +529,20 @@ impl Policy {
                 source: None,
                 country: Looked::Skipped,
                 asn: Looked::Skipped,
+                read_payload: false,
             },
         }
     }
 
-    /// [`Policy::explain`] for a packet already parsed.
+    /// [`Policy::explain`] for a packet already parsed, whose payload is not at hand.
     pub fn explain_meta(&self, meta: &PacketMeta) -> Decision<'_> {
+        self.explain_with_payload(meta, &[])
+    }
+
+    /// [`Policy::explain`] for a packet already parsed, with its transport payload.
+    pub fn explain_with_payload(&self, meta: &PacketMeta, payload: &[u8]) -> Decision<'_> {
         let mut keys = Keys::default();
-        let rule_index = self.first_match(meta, &mut keys);
+        let rule_index = self.first_match(meta, payload, &mut keys);
         let rule = rule_index.and_then(|index| self.rules.get(index));
         let country = match keys[Lookup::Country.index()] {
             Some(key) => Looked::Found(self.db.answer(key)),
@@ -500,6 +560,7 @@ impl Policy {
             source: Some(meta.source),
             country,
             asn,
+            read_payload: keys[Lookup::Sip.index()].is_some(),
         }
     }
 
@@ -555,13 +616,13 @@ impl Policy {
     /// which of those admit the packet. An IPv4-mapped IPv6 source is decided as the IPv4
     /// address it maps, by every condition alike.
     #[inline(always)]
-    fn first_match(&self, meta: &PacketMeta, keys: &mut Keys) -> Option<usize> {
+    fn first_match(&self, meta: &PacketMeta, payload: &[u8], keys: &mut Keys) -> Option<usize> {
         // Matched by family rather than through `IpAddr::to_canonical`, whose returned copy of
         // the address would be read back in other pieces than it was written: a stall.
         match meta.source {
-            IpAddr::V4(source) => self.first_match_v4(meta, keys, source),
+            IpAddr::V4(source) => self.first_match_v4(meta, payload, keys, source),
             IpAddr::V6(source) => match source.to_ipv4_mapped() {
-                Some(mapped) => self.first_match_v4(meta, keys, mapped),
+                Some(mapped) => self.first_match_v4(meta, payload, keys, mapped),
                 None => self.first_match_by(
                     meta,
                     keys,
@@ -571,6 +632,7 @@ impl Policy {
                     |lookup| match lookup {
                         Lookup::Country => self.db.key_v6(source),
                         Lookup::Asn => self.asn.key_v6(source),
+                        Lookup::Sip => self.sip.key(payload),
                     },
                 ),
             },
@@ -578,7 +640,7 @@ impl Policy {
     }
 
     #[inline(always)]
-    fn first_match_v4(&self, meta: &PacketMeta, keys: &mut Keys, source: Ipv4Addr) -> Option<usize> {
+    fn first_match_v4(&self, meta: &PacketMeta, payload: &[u8], keys: &mut Keys, source: Ipv4Addr) -> Option<usize> {
         self.first_match_by(
             meta,
             keys,
@@ -588,6 +650,7 @@ impl Policy {
             |lookup| match lookup {
                 Lookup::Country => self.db.key_v4(source),
                 Lookup::Asn => self.asn.key_v4(source),
+                Lookup::Sip => self.sip.key(payload),
             },
         )
     }

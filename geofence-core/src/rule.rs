@@ -6,9 +6,11 @@
 use std::fmt;
 
 use crate::asn::AsnSet;
-use crate::condition::{Conditions, Facts};
+use crate::condition::sip::Kind as SipKind;
+use crate::condition::{Condition, Conditions, Facts};
 use crate::country::CountrySet;
 use crate::packet::Protocol;
+use crate::sip::Method;
 use crate::PortRange;
 
 /// What to do with a packet: the answer a netfilter queue needs.
@@ -122,6 +124,59 @@ impl Rule {
         self
     }
 
+    /// Admits only payloads of these kinds (`sip = [...]`).
+    pub fn with_sip_kinds(mut self, kinds: impl IntoIterator<Item = SipKind>) -> Rule {
+        self.conditions.sip.set_kinds(kinds);
+        self
+    }
+
+    /// Admits only SIP requests of these methods (`sip_method`).
+    pub fn with_sip_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Rule {
+        self.conditions.sip.set_methods(methods);
+        self
+    }
+
+    /// Admits only SIP requests whose User-Agent matches one of `patterns` (`user_agent`):
+    /// substrings ignoring case, or with `*` and `?` wildcards over the whole value.
+    ///
+    /// ```
+    /// use geofence_core::{sample, Rule, Verdict, PolicyBuilder, db::CountryTable};
+    /// let scanners = Rule::new("scanners", Verdict::Drop).with_user_agents(&["friendly-scanner", "sipcli*"]);
+    /// let policy = PolicyBuilder::new(Verdict::Accept).rule(scanners).build(std::sync::Arc::new(CountryTable::empty()))?;
+    /// // sample::sip_options sends no User-Agent: no scanner.
+    /// assert_eq!(policy.decide(&sample::sip_options("192.0.2.9".parse()?, "192.0.2.1".parse()?)), Verdict::Accept);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_user_agents(mut self, patterns: &[&str]) -> Rule {
+        self.conditions.sip.set_user_agents(patterns, false);
+        self
+    }
+
+    /// Admits only SIP requests whose User-Agent matches none of `patterns` (`not_user_agent`).
+    pub fn with_not_user_agents(mut self, patterns: &[&str]) -> Rule {
+        self.conditions.sip.set_user_agents(patterns, true);
+        self
+    }
+
+    /// Admits only SIP requests whose Request-URI host matches one of the name patterns or,
+    /// when `address`, is an address literal (`request_host`).
+    pub fn with_request_hosts(mut self, names: &[&str], address: bool) -> Rule {
+        self.conditions.sip.set_request_hosts(names, address, false);
+        self
+    }
+
+    /// Admits only SIP requests whose Request-URI host is none of those (`not_request_host`).
+    pub fn with_not_request_hosts(mut self, names: &[&str], address: bool) -> Rule {
+        self.conditions.sip.set_request_hosts(names, address, true);
+        self
+    }
+
+    /// Admits only SIP requests whose To user matches one of `patterns` (`to_user`).
+    pub fn with_to_users(mut self, patterns: &[&str]) -> Rule {
+        self.conditions.sip.set_to_users(patterns);
+        self
+    }
+
     /// The transport protocols admitted; empty: any.
     pub fn protocols(&self) -> &[Protocol] {
         &self.conditions.protocol.protocols
@@ -167,6 +222,11 @@ impl Rule {
     /// [`Policy::decide`](crate::Policy::decide) is tested against.
     pub fn matches(&self, facts: &dyn Facts) -> bool {
         self.conditions.hold(facts)
+    }
+
+    /// Whether the rule reads the packet's payload: it has a SIP condition.
+    pub fn reads_payload(&self) -> bool {
+        !self.conditions.sip.is_any()
     }
 
     /// Whether the rule matches every packet.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use geofence_core::db::{decode_compiled, encode_compiled, parse_range_csv, read_as, CountryTable, Format};
-use geofence_core::{packet, Config, Transport};
+use geofence_core::{packet, sip, Config, Transport};
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
@@ -110,4 +110,16 @@ fn feed_inputs_give_networks_a_list_holds_or_an_error() {
         }
     }
     assert!(read >= 4, "the seeds read");
+}
+
+#[test]
+fn sip_inputs_parse_to_an_answer_that_the_conditions_read() {
+    let config = Config::parse(include_str!("data/sip.toml")).unwrap();
+    let policy = config.policy.build(Arc::new(CountryTable::empty())).unwrap();
+    let server: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    for (path, bytes) in inputs("sip") {
+        let _ = sip::parse(&bytes);
+        let datagram = geofence_core::sample::udp_packet("198.51.100.7".parse().unwrap(), server, (5062, 5060), &bytes);
+        assert_eq!(policy.decide(&datagram), policy.explain(&datagram).verdict, "{}", path.display());
+    }
 }

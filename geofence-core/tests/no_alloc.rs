@@ -1,5 +1,5 @@
 //! `Policy::decide` and `explain` allocate nothing: counted by an instrumented global allocator,
-//! over packets that take every path (lists, lookups, defaults, malformed).
+//! over packets that take every path (lists, lookups, SIP conditions, defaults, malformed).
 
 use std::alloc::System;
 use std::sync::Arc;
@@ -18,6 +18,18 @@ trunks = ["203.0.113.10", "2001:db8:5::/48"]
 name = "trunks"
 source = ["trunks", "rfc1918"]
 action = "accept"
+[[rule]]
+name = "scanners"
+protocol = "udp"
+ports = [5060]
+user_agent = ["@scanners", "evil*"]
+action = "drop"
+[[rule]]
+name = "address-literal"
+ports = [5060]
+request_host = ["address", "*.example.net"]
+to_user = ["100?"]
+action = "drop"
 [[rule]]
 name = "allowed"
 protocol = "udp"
@@ -48,6 +60,10 @@ fn deciding_and_explaining_allocate_nothing() {
         sample::sip_options(source, server6)
     }));
     packets.push(sample::ip_packet(server4, server4, Protocol::ICMP, &[8, 0, 0, 0]));
+    let scanner =
+        b"REGISTER sip:1001@192.0.2.1 SIP/2.0\r\nTo: <sip:1001@192.0.2.1>\r\nUser-Agent: friendly-scanner\r\n\r\n";
+    packets.push(sample::udp_packet("192.0.2.9".parse().unwrap(), server4, (5062, 5060), scanner));
+    packets.push(sample::udp_packet("192.0.2.9".parse().unwrap(), server4, (5062, 5060), b"not sip at all"));
     packets.push(packets[0][..25].to_vec());
 
     let region = Region::new(GLOBAL);

@@ -205,7 +205,7 @@ fn the_policy_part_reads_from_a_table_of_another_file() {
     let outer: Outer = toml::from_str(stray).unwrap();
     assert_eq!(
         outer.firewall.check(stray).unwrap_err().to_string(),
-        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, asn_database, asn_groups, default, malformed, lists, feeds, rule)"
+        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, asn_database, asn_groups, default, malformed, lists, feeds, sip_patterns, rule)"
     );
     let bad_list = "name = \"pbx\"\n[firewall]\ndefault = \"drop\"\n[[firewall.rule]]\nsource = [\"trunk\"]\naction = \"accept\"\n";
     let outer: Outer = toml::from_str(bad_list).unwrap();

@@ -46,6 +46,7 @@ fn ipv4_options_are_skipped_to_reach_the_udp_ports() {
             destination: addr("192.0.2.1"),
             protocol: Protocol::UDP,
             transport: Transport::Ports { source: 5062, destination: 5060 },
+            payload: Span { start: 32, end: 36 },
         }
     );
     assert_eq!(meta.ip_version(), 4);
@@ -357,6 +358,7 @@ fn expected(built: &Built) -> PacketMeta {
         } else {
             Transport::Ports { source: built.ports.0, destination: built.ports.1 }
         },
+        payload: Span::default(),
     }
 }
 
@@ -399,4 +401,28 @@ proptest! {
             Err(other) => prop_assert!(false, "unexpected error {other:?}"),
         }
     }
+}
+
+/// The payload is what follows the transport header, up to the UDP length: link padding and
+/// extension headers move neither end.
+#[test]
+fn the_payload_is_the_datagram_after_its_header() {
+    let sip = crate::sample::sip_options(addr("192.0.2.10"), addr("192.0.2.1"));
+    let meta = parse(&sip).unwrap();
+    let payload = meta.payload(&sip);
+    assert!(payload.starts_with(b"OPTIONS sip:") && payload.ends_with(b"\r\n\r\n"));
+    assert_eq!(payload.len(), sip.len() - 28);
+    let mut padded = sip.clone();
+    padded.extend([0u8; 6]);
+    assert_eq!(parse(&padded).unwrap().payload(&padded), payload, "padding past the IP length");
+    // A UDP length shorter than the IP payload ends the datagram there.
+    let mut short = sip.clone();
+    short[24..26].copy_from_slice(&20u16.to_be_bytes());
+    assert_eq!(parse(&short).unwrap().payload(&short), &payload[..12]);
+    // Captured only in part: the payload is what was captured.
+    assert_eq!(parse(&sip[..40]).unwrap().payload(&sip[..40]), &payload[..12]);
+    let v6 = crate::sample::sip_options(addr("2001:db8::10"), addr("2001:db8::1"));
+    let meta = parse(&v6).unwrap();
+    assert!(meta.payload(&v6).starts_with(b"OPTIONS sip:"));
+    assert!(PacketMeta::new(meta.source, meta.destination, meta.protocol, meta.transport).payload(&v6).is_empty());
 }

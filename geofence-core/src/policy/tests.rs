@@ -4,7 +4,9 @@ use crate::condition::Facts;
 use crate::country::CountrySet;
 use crate::db::parse_range_csv;
 use crate::sample;
+use crate::sip::Method;
 use crate::PortRange;
+use crate::SipKind;
 
 const DB: &str = "192.0.2.0,192.0.2.127,GB\n198.51.100.0,198.51.100.255,CN\n2001:db8:1::,2001:db8:1::ffff,NZ\n";
 /// Autonomous systems over some of the same sources, cutting across the countries.
@@ -256,6 +258,7 @@ impl CountryDb for Wrapped {
 /// The facts of a packet as the reference reads them: the table and lists asked directly.
 struct PlainFacts<'a> {
     meta: PacketMeta,
+    payload: &'a [u8],
     lists: &'a [(&'a str, PrefixList)],
     table: &'a CountryTable,
     asn: &'a AsnTable,
@@ -278,6 +281,10 @@ impl Facts for PlainFacts<'_> {
     fn asn(&self) -> Option<Asn> {
         self.asn.lookup(self.meta.source)
     }
+
+    fn payload(&self) -> &[u8] {
+        self.payload
+    }
 }
 
 /// Which lookups a lazy decision makes, by [`Lookup::index`]: the earliest rule that meets its
@@ -287,13 +294,17 @@ fn looked_up(rules: &[Rule], facts: &dyn Facts) -> [bool; Lookup::COUNT] {
     let mut made = [false; Lookup::COUNT];
     loop {
         let waiting = rules.iter().find_map(|rule| {
-            let asks = [!rule.conditions.country.is_any(), !rule.conditions.asn.is_any()];
+            let asks =
+                [!rule.conditions.country.is_any(), !rule.conditions.asn.is_any(), !rule.conditions.sip.is_any()];
             let mut unsettled = rule.clone();
             if !made[Lookup::Country.index()] {
                 unsettled.conditions.country = Default::default();
             }
             if !made[Lookup::Asn.index()] {
                 unsettled.conditions.asn = Default::default();
+            }
+            if !made[Lookup::Sip.index()] {
+                unsettled.conditions.sip = Default::default();
             }
             unsettled.matches(facts).then(|| Lookup::ALL.into_iter().find(|l| asks[l.index()] && !made[l.index()]))
         });
@@ -345,13 +356,64 @@ mod agreement {
         }))
     }
 
+    /// A SIP condition over the payloads below, as data (for proptest to show).
+    #[derive(Clone, Debug)]
+    enum Sip {
+        None,
+        Kinds(Vec<SipKind>),
+        Methods(Vec<Method>),
+        UserAgents(Vec<&'static str>),
+        NotUserAgents(Vec<&'static str>),
+        Hosts(Vec<&'static str>, bool, bool),
+        ToUsers(Vec<&'static str>),
+    }
+
+    impl Sip {
+        fn on(self, rule: Rule) -> Rule {
+            match self {
+                Sip::None => rule,
+                Sip::Kinds(kinds) => rule.with_sip_kinds(kinds),
+                Sip::Methods(methods) => rule.with_sip_methods(methods),
+                Sip::UserAgents(patterns) => rule.with_user_agents(&patterns),
+                Sip::NotUserAgents(patterns) => rule.with_not_user_agents(&patterns),
+                Sip::Hosts(names, address, false) => rule.with_request_hosts(&names, address),
+                Sip::Hosts(names, address, true) => rule.with_not_request_hosts(&names, address),
+                Sip::ToUsers(patterns) => rule.with_to_users(&patterns),
+            }
+        }
+    }
+
+    fn sip() -> impl Strategy<Value = Sip> {
+        prop_oneof![
+            3 => Just(Sip::None),
+            1 => subset(&SipKind::ALL).prop_map(Sip::Kinds),
+            1 => subset(&[Method::Options, Method::Register, Method::Invite]).prop_map(Sip::Methods),
+            1 => subset(&["friendly", "yealink*", "*scanner", "sipcli"]).prop_map(Sip::UserAgents),
+            1 => subset(&["friendly", "linphone"]).prop_map(Sip::NotUserAgents),
+            1 => (subset(&["pbx.example.com", "*.com"]), any::<bool>(), any::<bool>())
+                .prop_map(|(names, address, not)| Sip::Hosts(names, address, not)),
+            1 => subset(&["100?", "1001", "*"]).prop_map(Sip::ToUsers),
+        ]
+    }
+
+    /// UDP payloads: SIP requests of each shape, a response, a keep-alive, nothing, not SIP.
+    const PAYLOADS: [&[u8]; 7] = [
+        b"x",
+        b"",
+        b"\r\n\r\n",
+        b"SIP/2.0 404 Not Found\r\n\r\n",
+        b"OPTIONS sip:100@198.51.100.1 SIP/2.0\r\nTo: <sip:100@1.1.1.1>\r\nUser-Agent: friendly-scanner\r\n\r\n",
+        b"REGISTER sip:pbx.example.com SIP/2.0\r\nt: <sip:1001@pbx.example.com>\r\nUser-Agent: Yealink T46\r\n\r\n",
+        b"INVITE sip:2000@[2001:db8::1] SIP/2.0\r\nTo: sip:2000@x\r\n\r\n",
+    ];
+
     fn rule() -> impl Strategy<Value = Rule> {
         let ports = proptest::collection::vec((0..PORTS.len(), 0..PORTS.len()), 0..3);
         let verdict =
             prop_oneof![Just(Verdict::Accept), Just(Verdict::Drop), (0u32..4).prop_map(Verdict::AcceptWithMark)];
         let lookups = (country_set(), country_set(), asn_set(), asn_set());
-        (subset(&[Protocol::UDP, Protocol::TCP]), ports, subset(&LISTS), lookups, verdict).prop_map(
-            |(protocols, ports, sources, (countries, not_countries, asns, not_asns), verdict)| {
+        (subset(&[Protocol::UDP, Protocol::TCP]), ports, subset(&LISTS), lookups, verdict, sip()).prop_map(
+            |(protocols, ports, sources, (countries, not_countries, asns, not_asns), verdict, sip)| {
                 let mut rule = Rule::new("r", verdict);
                 for protocol in protocols {
                     rule = rule.with_protocol(protocol);
@@ -374,13 +436,14 @@ mod agreement {
                 if let Some(set) = not_asns {
                     rule = rule.with_not_asns(set);
                 }
-                rule
+                sip.on(rule)
             },
         )
     }
 
-    /// A TCP, UDP or ICMP packet (0, 1, 2) from one of the sources to one of the ports.
-    fn packet(kind: usize, source: &str, port: u16) -> Vec<u8> {
+    /// A TCP, UDP or ICMP packet (0, 1, 2) from one of the sources to one of the ports, a UDP
+    /// one carrying `payload`.
+    fn packet(kind: usize, source: &str, port: u16, payload: &[u8]) -> Vec<u8> {
         let source = addr(source);
         let server = if source.is_ipv4() { addr(SERVER) } else { addr("2001:db8::1") };
         match kind {
@@ -390,7 +453,7 @@ mod agreement {
                 tcp[12] = 5 << 4;
                 sample::ip_packet(source, server, Protocol::TCP, &tcp)
             }
-            1 => sample::udp_packet(source, server, (5062, port), b"x"),
+            1 => sample::udp_packet(source, server, (5062, port), payload),
             _ => {
                 let protocol = if source.is_ipv4() { Protocol::ICMP } else { Protocol::ICMPV6 };
                 sample::ip_packet(source, server, protocol, &[8, 0, 0, 0, 0, 0, 0, 0])
@@ -402,7 +465,7 @@ mod agreement {
         #[test]
         fn decisions_agree_with_the_rules_read_one_by_one(
             rules in proptest::collection::vec(rule(), 0..80),
-            probes in proptest::collection::vec((0..3usize, 0..SOURCES.len(), 0..PORTS.len()), 1..40),
+            probes in proptest::collection::vec((0..3usize, 0..SOURCES.len(), 0..PORTS.len(), 0..PAYLOADS.len()), 1..40),
         ) {
             let mine = || -> PrefixList {
                 ["172.20.0.0/14", "203.0.113.128/25", "2001:db8:8000::/33", "10.1.0.0/16"].iter().map(|n| n.parse().unwrap()).collect()
@@ -417,10 +480,10 @@ mod agreement {
             };
             let direct = build(Arc::new(table.clone()));
             let through_trait = build(Arc::new(Wrapped(table.clone())));
-            for (kind, source, port) in probes {
-                let bytes = packet(kind, SOURCES[source], PORTS[port]);
+            for (kind, source, port, payload) in probes {
+                let bytes = packet(kind, SOURCES[source], PORTS[port], PAYLOADS[payload]);
                 let meta = packet::parse(&bytes).unwrap();
-                let facts = PlainFacts { meta, lists: &lists, table: &table, asn: &asn };
+                let facts = PlainFacts { meta, payload: meta.payload(&bytes), lists: &lists, table: &table, asn: &asn };
                 let expected = rules.iter().position(|rule| rule.matches(&facts));
                 let verdict = expected.map_or(Verdict::Accept, |index| rules[index].verdict());
                 for policy in [&direct, &through_trait] {
@@ -432,8 +495,17 @@ mod agreement {
                     let country = if made[Lookup::Country.index()] { Looked::Found(facts.country()) } else { Looked::Skipped };
                     let asn = if made[Lookup::Asn.index()] { Looked::Found(facts.asn()) } else { Looked::Skipped };
                     prop_assert_eq!((explained.country, explained.asn), (country, asn));
-                    prop_assert_eq!(policy.decide_meta(&meta), verdict);
-                    prop_assert_eq!(policy.decide_flow(meta.source, meta.protocol, meta.destination_port()), verdict);
+                    prop_assert_eq!(explained.read_payload, made[Lookup::Sip.index()]);
+                    prop_assert_eq!(policy.decide_meta_with_payload(&meta, facts.payload), verdict);
+                    // Without the payload at hand, SIP conditions see none.
+                    let bare = PlainFacts { payload: &[], ..facts };
+                    let without = rules.iter().find(|rule| rule.matches(&bare)).map_or(Verdict::Accept, Rule::verdict);
+                    prop_assert_eq!(policy.decide_meta(&meta), without);
+                    prop_assert_eq!(policy.decide_flow(meta.source, meta.protocol, meta.destination_port()), without);
+                    // A verdict that settles the flow is one no payload could change.
+                    if policy.settles_flow(expected) {
+                        prop_assert_eq!(without, verdict);
+                    }
                 }
             }
         }

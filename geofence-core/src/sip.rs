@@ -1,0 +1,459 @@
+//! The SIP view: what a SIP request over UDP says, read from the datagram's payload.
+//!
+//! [`parse`] reads the start line and the headers a filter decides on (RFC 3261 section 7), in
+//! one pass over the bytes, without allocating: every value is a slice of the payload. Header
+//! names are matched ignoring case, in full or compact form (`f t v m i l`; `k s c e` are
+//! recognised and passed over), lines end in CRLF or a bare LF, and a folded header (a line that
+//! starts with a space or tab continues the one before) keeps its continuation in its value.
+//! Work is linear in the payload: each byte is looked at a bounded number of times.
+//!
+//! ```
+//! use geofence_core::sip::{parse, Method, SipMessage};
+//! let payload = b"REGISTER sip:pbx.example.com SIP/2.0\r\n\
+//!     Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1\r\n\
+//!     f: <sip:1001@pbx.example.com>;tag=1\r\n\
+//!     t: <sip:1001@pbx.example.com>\r\n\
+//!     i: 1@192.0.2.10\r\nCSeq: 1 REGISTER\r\nUser-Agent: friendly-scanner\r\nl: 0\r\n\r\n";
+//! let SipMessage::Request(request) = parse(payload)? else { panic!("a request") };
+//! assert_eq!(request.method, Method::Register);
+//! assert_eq!(request.uri.host, b"pbx.example.com");
+//! assert_eq!(request.from().and_then(|from| from.user), Some(&b"1001"[..]));
+//! assert_eq!(request.user_agent, Some(&b"friendly-scanner"[..]));
+//! # Ok::<(), geofence_core::sip::SipError>(())
+//! ```
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// What a UDP payload on a SIP port is.
+// The request is large beside the others, but boxing it would allocate for every packet; it
+// lives on the stack for one decision.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SipMessage<'a> {
+    /// A request, with the headers a filter reads.
+    Request(SipRequest<'a>),
+    /// A response (`SIP/2.0 404 Not Found`): its status code.
+    Response {
+        /// The three-digit status code.
+        status: u16,
+    },
+    /// Only line ends and blanks: a keep-alive (RFC 5626 section 4.4.1), which phones behind
+    /// NAT send every few seconds.
+    KeepAlive,
+}
+
+/// A SIP method (RFC 3261 and its extensions). Methods are case-sensitive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// `INVITE`: starts a call.
+    Invite,
+    /// `ACK`
+    Ack,
+    /// `BYE`
+    Bye,
+    /// `CANCEL`
+    Cancel,
+    /// `REGISTER`: binds a user to a contact; what password guessers send.
+    Register,
+    /// `OPTIONS`: asks capabilities; what scanners probe with.
+    Options,
+    /// `PRACK` (RFC 3262)
+    Prack,
+    /// `SUBSCRIBE` (RFC 6665)
+    Subscribe,
+    /// `NOTIFY` (RFC 6665)
+    Notify,
+    /// `PUBLISH` (RFC 3903)
+    Publish,
+    /// `INFO` (RFC 6086)
+    Info,
+    /// `REFER` (RFC 3515)
+    Refer,
+    /// `MESSAGE` (RFC 3428)
+    Message,
+    /// `UPDATE` (RFC 3311)
+    Update,
+    /// Any other token.
+    Other,
+}
+
+impl Method {
+    /// Every named method, in the order of [`Method::name`].
+    pub const NAMED: [Method; 14] = [
+        Method::Invite,
+        Method::Ack,
+        Method::Bye,
+        Method::Cancel,
+        Method::Register,
+        Method::Options,
+        Method::Prack,
+        Method::Subscribe,
+        Method::Notify,
+        Method::Publish,
+        Method::Info,
+        Method::Refer,
+        Method::Message,
+        Method::Update,
+    ];
+
+    /// The method a token names (`Other` for a token that is none of them).
+    pub fn of(token: &[u8]) -> Method {
+        Method::NAMED.into_iter().find(|method| method.name().as_bytes() == token).unwrap_or(Method::Other)
+    }
+
+    /// Its name as written on the wire; `OTHER` for [`Method::Other`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Register => "REGISTER",
+            Method::Options => "OPTIONS",
+            Method::Prack => "PRACK",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Publish => "PUBLISH",
+            Method::Info => "INFO",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Update => "UPDATE",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A SIP or tel URI, split where a filter needs it: `sip:alice:secret@host:5060;transport=udp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// `sip`, `sips`, `tel` or another scheme, as written.
+    pub scheme: &'a [u8],
+    /// The user part, without any password; `None` when there is no `@`.
+    pub user: Option<&'a [u8]>,
+    /// The host: a domain name, an IPv4 address or a bracketed IPv6 reference (for `tel`, the
+    /// number).
+    pub host: &'a [u8],
+    /// The port, when one is written.
+    pub port: Option<u16>,
+}
+
+impl SipUri<'_> {
+    /// Whether the host is an address literal (`192.0.2.1`, `[2001:db8::1]`) rather than a
+    /// name: what scanners that sweep addresses send, where a phone names its server's domain.
+    pub fn host_is_address(&self) -> bool {
+        is_address(self.host)
+    }
+}
+
+/// Whether `host` is an IPv4 address or a bracketed IPv6 reference.
+pub fn is_address(host: &[u8]) -> bool {
+    let text = std::str::from_utf8(host).unwrap_or_default();
+    match text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        Some(inner) => inner.parse::<Ipv6Addr>().is_ok(),
+        None => text.parse::<Ipv4Addr>().is_ok(),
+    }
+}
+
+/// A request: its start line and the headers geofence reads, each the first of its name. Values
+/// are the bytes after the colon, without surrounding blanks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SipRequest<'a> {
+    /// The method.
+    pub method: Method,
+    /// The method token as written (the name of an [`Method::Other`]).
+    pub method_token: &'a [u8],
+    /// The Request-URI.
+    pub uri: SipUri<'a>,
+    /// `From` / `f`.
+    pub from: Option<&'a [u8]>,
+    /// `To` / `t`.
+    pub to: Option<&'a [u8]>,
+    /// `Contact` / `m`.
+    pub contact: Option<&'a [u8]>,
+    /// The first `Via` / `v`.
+    pub via: Option<&'a [u8]>,
+    /// `User-Agent`.
+    pub user_agent: Option<&'a [u8]>,
+    /// `Call-ID` / `i`.
+    pub call_id: Option<&'a [u8]>,
+    /// `CSeq`.
+    pub cseq: Option<&'a [u8]>,
+    /// `Max-Forwards`, when it is a number.
+    pub max_forwards: Option<u32>,
+    /// `Content-Length` / `l`, when it is a number.
+    pub content_length: Option<u32>,
+    /// Whether the headers end with an empty line inside the payload (a datagram cut short by
+    /// a copy range, say, does not).
+    pub complete: bool,
+}
+
+impl<'a> SipRequest<'a> {
+    /// The `From` header's URI and display name.
+    pub fn from(&self) -> Option<SipUri<'a>> {
+        self.from.and_then(name_addr)
+    }
+
+    /// The `To` header's URI.
+    pub fn to(&self) -> Option<SipUri<'a>> {
+        self.to.and_then(name_addr)
+    }
+
+    /// The first `Contact`'s URI (`None` for `Contact: *`).
+    pub fn contact(&self) -> Option<SipUri<'a>> {
+        self.contact.and_then(name_addr)
+    }
+
+    /// The top `Via`'s sent-by host and port.
+    pub fn sent_by(&self) -> Option<(&'a [u8], Option<u16>)> {
+        let via = self.via?;
+        // `SIP/2.0/UDP host:port;params`: the sent-by follows the protocol, after blanks.
+        let after_protocol = via.iter().position(|b| is_blank(*b))?;
+        let rest = trim(&via[after_protocol..]);
+        let end = rest.iter().position(|b| matches!(b, b';' | b',')).unwrap_or(rest.len());
+        host_port(trim(&rest[..end]))
+    }
+
+    /// The `CSeq` number and method.
+    pub fn cseq(&self) -> Option<(u32, Method)> {
+        let cseq = self.cseq?;
+        let blank = cseq.iter().position(|b| is_blank(*b))?;
+        Some((number(&cseq[..blank])?, Method::of(trim(&cseq[blank..]))))
+    }
+}
+
+/// Why a payload is not a SIP message geofence can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SipError {
+    /// No bytes.
+    #[error("empty payload")]
+    Empty,
+    /// The first line is neither `METHOD URI SIP/2.0` nor `SIP/2.0 CODE REASON`.
+    #[error("the first line is neither a SIP request line nor a status line")]
+    NotSip,
+    /// The Request-URI has no scheme, or no host.
+    #[error("the Request-URI is not a URI with a host")]
+    BadRequestUri,
+    /// A status line whose code is not three digits.
+    #[error("the status code is not three digits")]
+    BadStatus,
+    /// A header line without a name and a colon.
+    #[error("header line at offset {offset} has no name and colon")]
+    BadHeader {
+        /// Where the line starts in the payload.
+        offset: usize,
+    },
+}
+
+/// Reads a UDP payload as a SIP message.
+pub fn parse(payload: &[u8]) -> Result<SipMessage<'_>, SipError> {
+    if payload.is_empty() {
+        return Err(SipError::Empty);
+    }
+    if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t')) {
+        return Ok(SipMessage::KeepAlive);
+    }
+    let (start, mut offset) = line_at(payload, 0);
+    if let Some(status) = start.strip_prefix(b"SIP/2.0 ") {
+        return status_code(status).map(|status| SipMessage::Response { status });
+    }
+    let mut request = request_line(start)?;
+    loop {
+        let (line, next) = line_at(payload, offset);
+        if line.is_empty() {
+            request.complete = next <= payload.len() && next > offset;
+            return Ok(SipMessage::Request(request));
+        }
+        // A header's value may run on over folded lines.
+        let mut end = next;
+        while payload.get(end).is_some_and(|b| is_blank(*b)) {
+            end = line_at(payload, end).1;
+        }
+        header(&mut request, &payload[offset..end.min(payload.len())], offset)?;
+        offset = end;
+    }
+}
+
+/// The line starting at `offset` without its line end, and where the next line starts (past
+/// the payload's end when this line runs to it unterminated).
+fn line_at(payload: &[u8], offset: usize) -> (&[u8], usize) {
+    let rest = payload.get(offset..).unwrap_or_default();
+    match memchr::memchr(b'\n', rest) {
+        Some(at) => {
+            let line = &rest[..at];
+            (line.strip_suffix(b"\r").unwrap_or(line), offset + at + 1)
+        }
+        // A last line without an end: the payload was cut short, or the sender is sloppy.
+        None if rest.is_empty() => (rest, offset),
+        None => (rest.strip_suffix(b"\r").unwrap_or(rest), payload.len() + 1),
+    }
+}
+
+fn status_code(status: &[u8]) -> Result<u16, SipError> {
+    match status {
+        [a @ b'1'..=b'6', b @ b'0'..=b'9', c @ b'0'..=b'9', rest @ ..] if rest.first().is_none_or(|b| *b == b' ') => {
+            Ok(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => Err(SipError::BadStatus),
+    }
+}
+
+/// `METHOD SP Request-URI SP SIP/2.0`.
+fn request_line(line: &[u8]) -> Result<SipRequest<'_>, SipError> {
+    let mut parts = line.split(|b| *b == b' ');
+    let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SipError::NotSip);
+    };
+    if version != b"SIP/2.0" || method.is_empty() || !method.iter().all(|b| is_token(*b)) {
+        return Err(SipError::NotSip);
+    }
+    Ok(SipRequest {
+        method: Method::of(method),
+        method_token: method,
+        uri: uri_of(uri).ok_or(SipError::BadRequestUri)?,
+        from: None,
+        to: None,
+        contact: None,
+        via: None,
+        user_agent: None,
+        call_id: None,
+        cseq: None,
+        max_forwards: None,
+        content_length: None,
+        complete: false,
+    })
+}
+
+/// One header (with any folded lines), starting at `offset`, kept in `request` when it is one
+/// geofence reads and the first of its name.
+fn header<'a>(request: &mut SipRequest<'a>, line: &'a [u8], offset: usize) -> Result<(), SipError> {
+    let colon = memchr::memchr(b':', line).ok_or(SipError::BadHeader { offset })?;
+    let name = trim(&line[..colon]);
+    if name.is_empty() || !name.iter().all(|b| is_token(*b)) {
+        return Err(SipError::BadHeader { offset });
+    }
+    let value = trim(&line[colon + 1..]);
+    let slot = match name.len() {
+        1 => match name[0].to_ascii_lowercase() {
+            b'f' => &mut request.from,
+            b't' => &mut request.to,
+            b'v' => &mut request.via,
+            b'm' => &mut request.contact,
+            b'i' => &mut request.call_id,
+            b'l' => return keep_number(&mut request.content_length, value),
+            _ => return Ok(()),
+        },
+        _ if name.eq_ignore_ascii_case(b"from") => &mut request.from,
+        _ if name.eq_ignore_ascii_case(b"to") => &mut request.to,
+        _ if name.eq_ignore_ascii_case(b"via") => &mut request.via,
+        _ if name.eq_ignore_ascii_case(b"contact") => &mut request.contact,
+        _ if name.eq_ignore_ascii_case(b"call-id") => &mut request.call_id,
+        _ if name.eq_ignore_ascii_case(b"cseq") => &mut request.cseq,
+        _ if name.eq_ignore_ascii_case(b"user-agent") => &mut request.user_agent,
+        _ if name.eq_ignore_ascii_case(b"max-forwards") => return keep_number(&mut request.max_forwards, value),
+        _ if name.eq_ignore_ascii_case(b"content-length") => return keep_number(&mut request.content_length, value),
+        _ => return Ok(()),
+    };
+    slot.get_or_insert(value);
+    Ok(())
+}
+
+fn keep_number(slot: &mut Option<u32>, value: &[u8]) -> Result<(), SipError> {
+    if slot.is_none() {
+        *slot = number(value);
+    }
+    Ok(())
+}
+
+/// A decimal number of at most ten digits that fits 32 bits.
+fn number(text: &[u8]) -> Option<u32> {
+    if text.is_empty() || text.len() > 10 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    text.iter().try_fold(0u32, |n, digit| n.checked_mul(10)?.checked_add(u32::from(digit - b'0')))
+}
+
+/// A name-addr or addr-spec header value: `"Bob" <sip:bob@host>;tag=1` or `sip:bob@host;tag=1`.
+fn name_addr(value: &[u8]) -> Option<SipUri<'_>> {
+    let uri = match memchr::memchr(b'<', value) {
+        Some(open) => {
+            let rest = &value[open + 1..];
+            &rest[..memchr::memchr(b'>', rest)?]
+        }
+        // Without brackets, parameters after `;` belong to the header, not the URI.
+        None => value.split(|b| matches!(b, b';' | b',')).next().unwrap_or_default(),
+    };
+    uri_of(trim(uri))
+}
+
+/// `scheme:[user[:password]@]host[:port][;params][?headers]`.
+fn uri_of(uri: &[u8]) -> Option<SipUri<'_>> {
+    let colon = memchr::memchr(b':', uri)?;
+    let (scheme, rest) = (&uri[..colon], &uri[colon + 1..]);
+    if scheme.is_empty() || !scheme.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
+        return None;
+    }
+    let end = rest.iter().position(|b| matches!(b, b';' | b'?')).unwrap_or(rest.len());
+    let rest = &rest[..end];
+    let (user, host_port_part) = match memchr::memrchr(b'@', rest) {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(|b| *b == b':').next().unwrap_or_default();
+            (Some(user), &rest[at + 1..])
+        }
+        None => (None, rest),
+    };
+    let (host, port) = host_port(host_port_part)?;
+    Some(SipUri { scheme, user, host, port })
+}
+
+/// `host[:port]`, the host a name, an IPv4 address or `[IPv6]`.
+fn host_port(text: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let (host, port) = if text.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', text)?;
+        (&text[..=close], text[close + 1..].strip_prefix(b":"))
+    } else {
+        match memchr::memchr(b':', text) {
+            Some(colon) => (&text[..colon], Some(&text[colon + 1..])),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(digits) => Some(u16::try_from(number(digits)?).ok()?),
+        None => None,
+    };
+    Some((host, port))
+}
+
+fn is_blank(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t')
+}
+
+/// A character of an RFC 3261 token (method and header names).
+fn is_token(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte)
+}
+
+/// Without blanks and line ends at either end (a folded value keeps those inside it).
+fn trim(bytes: &[u8]) -> &[u8] {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !space(b)).map_or(start, |last| last + 1);
+    &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests;
