@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use geofence_core::{Decision, Looked, Policy};
+use std::collections::BTreeMap;
+
+use geofence_core::sip::{self, SipMessage};
+use geofence_core::{Decision, Looked, Policy, Verdict};
 use pcap_parser::{create_reader, Block, Linktype, PcapBlockOwned, PcapError};
 
 use crate::error::CliError;
@@ -33,6 +36,46 @@ struct Tally {
     frames: u64,
     not_ip: u64,
     unsupported_links: Vec<i32>,
+    sip: SipDrops,
+}
+
+/// The packets dropped by a rule that reads SIP, by what the payload said.
+#[derive(Default)]
+struct SipDrops {
+    /// By rule, then by method (or the payload's kind) and User-Agent.
+    by_reason: BTreeMap<(String, String, String), u64>,
+}
+
+impl SipDrops {
+    fn record(&mut self, policy: &Policy, decision: &Decision<'_>, packet: &[u8]) {
+        let by_sip_rule =
+            decision.rule_index.and_then(|index| policy.rules().nth(index)).is_some_and(|r| r.reads_payload());
+        if decision.verdict != Verdict::Drop || !by_sip_rule {
+            return;
+        }
+        let Ok(meta) = &decision.packet else { return };
+        let (what, agent) = match sip::parse(meta.payload(packet)) {
+            Ok(SipMessage::Request(request)) => {
+                let agent = request.user_agent.map_or("-".into(), |agent| printable(agent));
+                let method = match request.uri.host_is_address() {
+                    true => format!("{} to an address", request.method),
+                    false => request.method.to_string(),
+                };
+                (method, agent)
+            }
+            Ok(SipMessage::Response { status }) => (format!("response {status}"), "-".into()),
+            Ok(SipMessage::KeepAlive) => ("keep-alive".into(), "-".into()),
+            Err(error) => (format!("not SIP ({error})"), "-".into()),
+        };
+        let rule = decision.rule.unwrap_or_default().to_owned();
+        *self.by_reason.entry((rule, what, agent)).or_default() += 1;
+    }
+}
+
+/// A header value for a terminal: at most 40 characters, control characters escaped.
+fn printable(value: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(value).chars().take(40).collect();
+    text.escape_debug().to_string()
 }
 
 /// Decides every IP packet of the capture and prints what would have been accepted and dropped:
@@ -43,13 +86,17 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let totals = Mutex::new(Totals::default());
     let mut local = Local::new(names.len());
     let mut tally = Tally::default();
+    let mut sip_drops = SipDrops::default();
     read_capture(&args.pcap, &mut tally, |packet| {
-        local.record(&explain_fully(&policy, packet));
+        let decision = explain_fully(&policy, packet);
+        sip_drops.record(&policy, &decision, packet);
+        local.record(&decision);
         if local.is_full() {
             local.flush(&totals, &names);
         }
     })?;
     local.flush(&totals, &names);
+    tally.sip = sip_drops;
     let mut totals = totals.into_inner().unwrap_or_default();
     print_report(&args.pcap, &tally, &mut totals).map_err(CliError::Output)?;
     Ok(ExitCode::SUCCESS)
@@ -183,6 +230,14 @@ fn print_report(path: &Path, tally: &Tally, totals: &mut Totals) -> std::io::Res
     writeln!(out, "\n{:<20} {:>10}", "rule", "packets")?;
     for (rule, count) in &totals.per_rule {
         writeln!(out, "{rule:<20} {:>10}", thousands(*count))?;
+    }
+    if !tally.sip.by_reason.is_empty() {
+        writeln!(out, "\n{:<20} {:<28} {:<40} {:>10}", "dropped on SIP", "request", "user agent", "packets")?;
+        let mut reasons: Vec<_> = tally.sip.by_reason.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for ((rule, what, agent), count) in reasons.iter().take(20) {
+            writeln!(out, "{rule:<20} {what:<28} {agent:<40} {:>10}", thousands(**count))?;
+        }
     }
     let interval = totals.take_interval();
     let mut sources: Vec<_> = interval.sources.iter().collect();

@@ -52,7 +52,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let files::Loaded { config, policy, sizes } = load(args)?;
     let deployment = &config.deployment;
     let (fail_open, flow_mark) = (deployment.fail_open, deployment.flow_mark);
-    let queue_configs = deployment::queue_configs(deployment);
+    let queue_configs = deployment::queue_configs(deployment, policy.reads_payload());
+    let copy_range = queue_configs.first().map_or(0, |queue| queue.copy_range);
     let queues = bind_queues(queue_configs)?;
     // Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
     let metrics = deployment.metrics.map(bind_metrics).transpose()?;
@@ -68,6 +69,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         if deployment.fail_open { "open" } else { "closed" },
         deployment.flow_mark,
     );
+    if policy.reads_payload() && copy_range != deployment::WHOLE_DATAGRAM {
+        log::warn!(
+            "rules read SIP payloads, but copy_range = {copy_range} cuts longer datagrams short: leave it out to copy \
+             whole datagrams"
+        );
+    }
     let shared = Arc::new(Shared {
         policy: ArcSwap::from(Arc::new(policy)),
         generation: AtomicU64::new(0),
@@ -188,6 +195,12 @@ fn reload(args: &RunArgs, running: &Deployment, running_sizes: &mut Sizes, share
     }
     let files::Loaded { config, policy, sizes } = loaded;
     *running_sizes = sizes;
+    if policy.reads_payload() && !shared.policy.load().reads_payload() && running.copy_range.is_none() {
+        log::warn!(
+            "reload: the new rules read SIP payloads, but the queues were bound to copy only headers: restart \
+             geofence to copy whole datagrams (until then they read only the bytes the queue copies)"
+        );
+    }
     if config.deployment != *running {
         log::warn!(
             "reload: the deployment settings (queue, fail_open, queue_length, copy_range, hashlimit, flow_mark, \
@@ -427,7 +440,9 @@ impl Handler for Worker {
                 decision.verdict
             );
         }
-        deployment::with_flow_mark(decision.verdict, self.shared.flow_mark)
+        // A verdict a later datagram's payload could change is not given to the flow.
+        let flow_mark = if self.policy.settles_flow(decision.rule_index) { self.shared.flow_mark } else { 0 };
+        deployment::with_flow_mark(decision.verdict, flow_mark)
     }
 
     fn burst_done(&mut self) {

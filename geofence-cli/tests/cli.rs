@@ -486,3 +486,56 @@ fn the_voip_blocklists_example_lets_trunks_and_customers_in_and_keeps_hosting_an
     assert!(report.contains(rules), "{report}");
     assert!(report.contains("accept                        3\n"), "{report}");
 }
+
+/// A SIP request from `source` to 192.0.2.1:5060 with this Request-URI host and User-Agent.
+fn sip_request(source: &str, host: &str, agent: &str) -> Vec<u8> {
+    let payload = format!(
+        "REGISTER sip:{host} SIP/2.0\r\nVia: SIP/2.0/UDP {source}:5062;branch=z9hG4bK1\r\n\
+         From: <sip:1001@{host}>;tag=1\r\nTo: <sip:1001@{host}>\r\nCall-ID: 1@{source}\r\nCSeq: 1 REGISTER\r\n\
+         User-Agent: {agent}\r\nContent-Length: 0\r\n\r\n"
+    );
+    sample::udp_packet(source.parse().unwrap(), "192.0.2.1".parse().unwrap(), (5062, 5060), payload.as_bytes())
+}
+
+#[test]
+fn the_sip_example_drops_scanners_and_address_sweeps_from_allowed_countries_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.pcap");
+    let packets = [
+        // From GB, a phone, then scanners' requests.
+        sip_request("192.0.2.10", "pbx.example.com", "Yealink SIP-T46S 66.86.0.15"),
+        sip_request("192.0.2.11", "pbx.example.com", "friendly-scanner"),
+        sip_request("192.0.2.12", "pbx.example.com", "PortSIP VoIP SDK 11.2"),
+        sip_request("192.0.2.13", "192.0.2.1", "Yealink SIP-T46S 66.86.0.15"),
+        sample::udp_packet("192.0.2.14".parse().unwrap(), "192.0.2.1".parse().unwrap(), (5062, 5060), b"\x00\x01junk"),
+        // A trunk may send anything.
+        sip_request("203.0.113.10", "192.0.2.1", "friendly-scanner"),
+        // From CN, a phone.
+        sip_request("198.51.100.5", "pbx.example.com", "Yealink SIP-T46S 66.86.0.15"),
+    ];
+    std::fs::write(&capture, pcap(101, &packets)).unwrap();
+    let output = geofence(&[
+        "check",
+        "--config",
+        &repo("examples/voip-sip.toml"),
+        "--db",
+        &repo("tests/fixtures/countries.csv"),
+        "--pcap",
+        capture.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report = text(&output.stdout);
+    let rules = "rule                    packets\naddress-literal               1\nallowed-countries             1\n\
+                 everyone-else                 1\nnot-sip                       1\nscanners                      2\n\
+                 trunks                        1\n";
+    assert!(report.contains(rules), "{report}");
+    for line in [
+        "scanners             REGISTER                     friendly-scanner                                  1\n",
+        "scanners             REGISTER                     PortSIP VoIP SDK 11.2                             1\n",
+        "address-literal      REGISTER to an address       Yealink SIP-T46S 66.86.0.15                       1\n",
+        "not-sip              not SIP (the first line is neither a SIP request line nor a status line) -",
+    ] {
+        assert!(report.contains(line), "{line:?} in\n{report}");
+    }
+    assert!(!report.contains("everyone-else        REGISTER"), "only drops by SIP rules are listed:\n{report}");
+}

@@ -10,8 +10,14 @@ use geofence_core::Verdict;
 use crate::rules::RuleOptions;
 use crate::QueueConfig;
 
-/// The settings of each queue a deployment binds, first to last.
-pub fn queue_configs(deployment: &Deployment) -> Vec<QueueConfig> {
+/// The copy range of a policy that reads payloads: a whole datagram, so that no IPv6
+/// extension header pushes a SIP request out of the copied bytes.
+pub const WHOLE_DATAGRAM: u16 = u16::MAX;
+
+/// The settings of each queue a deployment binds, first to last, for a policy that reads each
+/// datagram's payload when `reads_payload` (then the kernel copies whole datagrams unless the
+/// deployment sets a copy range).
+pub fn queue_configs(deployment: &Deployment, reads_payload: bool) -> Vec<QueueConfig> {
     let (first, last) = deployment.queues;
     (first..=last)
         .map(|number| {
@@ -21,8 +27,10 @@ pub fn queue_configs(deployment: &Deployment) -> Vec<QueueConfig> {
             if let Some(length) = deployment.queue_length {
                 queue.max_len = length;
             }
-            if let Some(range) = deployment.copy_range {
-                queue.copy_range = range;
+            match deployment.copy_range {
+                Some(range) => queue.copy_range = range,
+                None if reads_payload => queue.copy_range = WHOLE_DATAGRAM,
+                None => {}
             }
             queue
         })
@@ -39,6 +47,7 @@ pub fn rule_options(deployment: &Deployment, malformed: Verdict) -> RuleOptions 
         hashlimit_rate: deployment.hashlimit_rate,
         hashlimit_burst: deployment.hashlimit_burst,
         flow_mark: deployment.flow_mark,
+        every_datagram: Vec::new(),
     }
 }
 
@@ -71,12 +80,16 @@ mod tests {
             "queue = \"2-3\"\nfail_open = true\nqueue_length = 64\ncopy_range = 1500\ndefault = \"drop\"\n",
         )
         .unwrap();
-        let queues = queue_configs(&config.deployment);
+        let queues = queue_configs(&config.deployment, false);
         assert_eq!(
             queues.iter().map(|q| (q.queue, q.fail_open, q.max_len, q.copy_range)).collect::<Vec<_>>(),
             [(2, true, 64, 1500), (3, true, 64, 1500)]
         );
         assert!(queues.iter().all(|q| q.fallback == Verdict::Accept));
+        let sip = geofence_core::Config::parse("default = \"drop\"\n").unwrap();
+        assert_eq!(queue_configs(&sip.deployment, true)[0].copy_range, WHOLE_DATAGRAM);
+        assert_eq!(queue_configs(&sip.deployment, false)[0].copy_range, 256);
+        assert_eq!(queue_configs(&config.deployment, true)[0].copy_range, 1500, "a copy range set is kept");
         let options = rule_options(&config.deployment, Verdict::Drop);
         assert_eq!((options.queues, options.bypass, options.flow_mark), ((2, 3), true, 0x4000_0000));
     }

@@ -16,6 +16,14 @@
 //! nor its connection's was not decided by geofence, and a rule commented
 //! [`UNEXAMINED_COMMENT`] counts it.
 //!
+//! A policy that reads SIP payloads must see every datagram its SIP rules could decide, not
+//! only a flow's first: otherwise a scanner that keeps its source port rides the verdict of its
+//! first, harmless request. For those rules' UDP ports the rules queue every datagram that does
+//! not carry the flow mark, still behind the per-source hashlimit (which then counts every
+//! datagram of the source, not only new flows); only verdicts of rules ahead of every SIP rule
+//! (trunks, the LAN) give the flow mark, so trusted sources keep the kernel bypass. SIP over TCP
+//! is not read: a connection's first queued packet is its SYN, which carries no payload.
+//!
 //! Pure text generation for iptables/ip6tables command lines and for an nft ruleset.
 
 use std::fmt::Write;
@@ -52,13 +60,42 @@ pub struct RuleOptions {
     /// Whether packets of the selected traffic that conntrack calls INVALID are dropped ahead
     /// of the queue (the policy's `malformed` verdict is drop) rather than let through.
     pub drop_invalid: bool,
+    /// Traffic whose every datagram is queued (not only a flow's first): what rules that read
+    /// SIP payloads could decide. Its rules come first.
+    pub every_datagram: Vec<Selector>,
 }
 
 /// What a config's rules send to the queue, and how: the inputs of [`iptables`] and [`nft`].
 pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     let policy = &config.policy.builder;
-    let options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
-    (selectors(policy.rules(), policy.default_verdict()), options)
+    let mut options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
+    options.every_datagram = datagram_selectors(policy.rules());
+    let mut flows = selectors(policy.rules(), policy.default_verdict());
+    flows.retain(|selector| !options.every_datagram.contains(selector));
+    (flows, options)
+}
+
+/// The UDP traffic rules that read SIP payloads could decide: their ports, or all of UDP.
+pub fn datagram_selectors(rules: &[Rule]) -> Vec<Selector> {
+    let mut wanted: Vec<Selector> = Vec::new();
+    for rule in rules.iter().filter(|rule| rule.reads_payload()) {
+        if !rule.protocols().is_empty() && !rule.protocols().contains(&Protocol::UDP) {
+            continue;
+        }
+        let selectors: Vec<Selector> = match rule.ports() {
+            [] => vec![Selector::Protocol(Protocol::UDP)],
+            ranges => ranges.iter().map(|range| Selector::Ports(Protocol::UDP, *range)).collect(),
+        };
+        for selector in selectors {
+            if !wanted.contains(&selector) {
+                wanted.push(selector);
+            }
+        }
+    }
+    if wanted.contains(&Selector::Protocol(Protocol::UDP)) {
+        wanted.retain(|selector| !matches!(selector, Selector::Ports(..)));
+    }
+    wanted
 }
 
 /// The traffic a policy must see: what its rules name, or everything when a rule names no
@@ -100,6 +137,25 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
     let mut out = String::new();
     for family in [Family::V4, Family::V6] {
         let (tool, suffix) = if family == Family::V4 { ("iptables", "4") } else { ("ip6tables", "6") };
+        for selector in &options.every_datagram {
+            let Some(matched) = iptables_match(*selector, family) else { continue };
+            if options.drop_invalid {
+                let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m conntrack --ctstate INVALID -j DROP");
+            }
+            let mark = options.flow_mark;
+            if mark != 0 {
+                let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m connmark --mark {mark:#x}/{mark:#x} -j ACCEPT");
+            }
+            if options.hashlimit_rate > 0 {
+                let _ = writeln!(
+                    out,
+                    "{tool} -w -A INPUT{matched} -m hashlimit --hashlimit-above {}/sec --hashlimit-burst {} \
+                     --hashlimit-mode srcip --hashlimit-name geofence{suffix} -j DROP",
+                    options.hashlimit_rate, options.hashlimit_burst
+                );
+            }
+            let _ = writeln!(out, "{tool} -w -A INPUT{matched} -j NFQUEUE {}", queue_target(options));
+        }
         for selector in selectors {
             let Some(matched) = iptables_match(*selector, family) else { continue };
             if options.drop_invalid {
@@ -129,7 +185,8 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
                 out,
                 "{tool} -w -t security -A INPUT -m mark --mark {mark:#x}/{mark:#x} -j CONNMARK --save-mark --nfmask {mark:#x} --ctmask {mark:#x}"
             );
-            for matched in selectors.iter().filter(|_| options.bypass).filter_map(|s| iptables_match(*s, family)) {
+            let counted = options.every_datagram.iter().chain(selectors).filter(|_| options.bypass);
+            for matched in counted.filter_map(|s| iptables_match(*s, family)) {
                 let _ = writeln!(
                     out,
                     "{tool} -w -t security -A INPUT{matched} -m conntrack --ctstate NEW -m connmark ! --mark {mark:#x}/{mark:#x} \
@@ -187,6 +244,26 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     let (first, last) = options.queues;
     let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
     let queue = if options.bypass { format!("{queue} bypass") } else { queue };
+    for selector in &options.every_datagram {
+        let matched = nft_match(*selector);
+        if options.drop_invalid {
+            let _ = writeln!(out, "        {matched}ct state invalid drop");
+        }
+        let mark = options.flow_mark;
+        if mark != 0 {
+            let _ = writeln!(out, "        {matched}ct mark & {mark:#x} == {mark:#x} accept");
+        }
+        if options.hashlimit_rate > 0 {
+            for (set, address) in [("geofence4", "ip saddr"), ("geofence6", "ip6 saddr")] {
+                let _ = writeln!(
+                    out,
+                    "        {matched}meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
+                    options.hashlimit_rate, options.hashlimit_burst
+                );
+            }
+        }
+        let _ = writeln!(out, "        {matched}{queue}");
+    }
     for selector in selectors {
         let matched = nft_match(*selector);
         if options.drop_invalid {
@@ -212,7 +289,8 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
         let mark = options.flow_mark;
         let _ =
             writeln!(out, "    chain save-flow-mark {{\n        type filter hook input priority 100; policy accept;");
-        for matched in selectors.iter().filter(|_| options.bypass).map(|s| nft_match(*s)) {
+        let counted = options.every_datagram.iter().chain(selectors).filter(|_| options.bypass);
+        for matched in counted.map(|s| nft_match(*s)) {
             let _ = writeln!(
                 out,
                 "        {matched}ct state new ct mark & {mark:#x} != {mark:#x} meta mark & {mark:#x} != {mark:#x} \
@@ -264,6 +342,44 @@ mod tests {
         );
     }
 
+    /// Trunks keep the flow bypass; every other datagram to the port a SIP rule reads is queued.
+    #[test]
+    fn a_policy_that_reads_sip_queues_every_datagram_of_its_ports() {
+        let config = Config::parse(
+            "default = \"accept\"\n[lists]\ntrunks = [\"203.0.113.10\"]\n\
+             [[rule]]\nsource = [\"trunks\"]\nprotocol = [\"udp\", \"tcp\"]\nports = [5060]\naction = \"accept\"\n\
+             [[rule]]\nprotocol = \"udp\"\nports = [5060]\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n\
+             [[rule]]\nprotocol = \"tcp\"\nports = [5061]\naction = \"drop\"\n",
+        )
+        .unwrap();
+        let (selectors, options) = for_config(&config);
+        let sip = Selector::Ports(Protocol::UDP, PortRange::single(5060));
+        assert_eq!(options.every_datagram, [sip]);
+        assert_eq!(
+            selectors,
+            [
+                Selector::Ports(Protocol::TCP, PortRange::single(5060)),
+                Selector::Ports(Protocol::TCP, PortRange::single(5061))
+            ],
+            "the UDP port is queued datagram by datagram, not by flow"
+        );
+        let lines = iptables(&selectors, &options);
+        assert!(lines.starts_with(
+            "iptables -w -A INPUT -p udp --dport 5060 -m conntrack --ctstate INVALID -j DROP\n\
+             iptables -w -A INPUT -p udp --dport 5060 -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n\
+             iptables -w -A INPUT -p udp --dport 5060 -m hashlimit --hashlimit-above 2/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name geofence4 -j DROP\n\
+             iptables -w -A INPUT -p udp --dport 5060 -j NFQUEUE --queue-num 0\n\
+             iptables -w -A INPUT -p tcp --dport 5060 -m conntrack --ctstate INVALID -j DROP\n"
+        ), "{lines}");
+        assert!(nft(&selectors, &options).contains(
+            "        udp dport 5060 meter geofence4 { ip saddr limit rate over 2/second burst 5 packets } drop\n\
+             \x20       udp dport 5060 meter geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n\
+             \x20       udp dport 5060 queue num 0\n"
+        ));
+        let geography = Config::parse("default = \"drop\"\n[[rule]]\nports = [5060]\naction = \"accept\"\n").unwrap();
+        assert!(for_config(&geography).1.every_datagram.is_empty());
+    }
+
     #[test]
     fn options_change_the_queue_target_and_drop_what_is_off() {
         let (selectors, mut options) = asterisk();
@@ -309,6 +425,7 @@ mod tests {
                 hashlimit_burst: 0,
                 flow_mark: 0,
                 drop_invalid: false,
+                every_datagram: Vec::new(),
             },
         );
         assert_eq!(icmp, "iptables -w -A INPUT -p icmp -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n");
