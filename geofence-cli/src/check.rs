@@ -56,7 +56,7 @@ impl SipDrops {
         let Ok(meta) = &decision.packet else { return };
         let (what, agent) = match sip::parse(meta.payload(packet)) {
             Ok(SipMessage::Request(request)) => {
-                let agent = request.user_agent.map_or("-".into(), |agent| printable(agent));
+                let agent = request.user_agent.map_or("-".into(), printable);
                 let method = match request.uri.host_is_address() {
                     true => format!("{} to an address", request.method),
                     false => request.method.to_string(),
