@@ -941,3 +941,92 @@ fn a_feed_reloaded_under_traffic_changes_decisions_with_nothing_lost_and_a_shrun
     );
     assert_eq!(stderr.matches("reloaded").count(), 2, "{stderr}");
 }
+
+/// examples/voip-sip.toml (`config` adds the fixture countries: 192.0.2.0/25 GB,
+/// 198.51.100.0/24 CN, 203.0.113.0/25 RU, 2001:db8:1::/48 GB).
+fn voip_sip() -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/voip-sip.toml")).unwrap()
+}
+
+const PHONE_UA: &str = "Yealink SIP-T46S 66.86.0.15";
+const DOMAIN: &str = "pbx.example.com";
+
+#[test]
+fn from_an_allowed_country_a_scanner_is_dropped_while_a_phone_registers_ipv4_and_ipv6() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (phone, scanner, sdk, phone6, scanner6) =
+        ("192.0.2.10", "192.0.2.11", "192.0.2.12", "2001:db8:1::10", "2001:db8:1::11");
+    pair.add_sources(&[phone, scanner, sdk, phone6, scanner6]);
+    let (_dir, path) = config(&voip_sip());
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    let register = |source: &str, ua: &str| {
+        pair.sipp("register.xml", source, 5062, "1001", &[("host", DOMAIN), ("ua", ua)], 3);
+    };
+    register(phone, PHONE_UA);
+    register(scanner, "friendly-scanner");
+    register(sdk, "PortSIP VoIP SDK 11.2.4");
+    register(phone6, PHONE_UA);
+    register(scanner6, "sipvicious 0.3.4");
+    let received = [phone, scanner, sdk, phone6, scanner6].map(|source| server.count(source));
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(received, [3, 0, 0, 3, 0], "phones register, scanners do not: {stderr}");
+    // Each datagram was decided, not only each flow's first: 3 a source.
+    assert_eq!(Geofence::verdicts(&stdout), 15, "{stdout}");
+    assert!(stderr.contains("scanners") && stderr.contains("allowed-countries"), "{stderr}");
+}
+
+#[test]
+fn a_request_uri_that_names_the_address_is_dropped_while_the_domain_passes() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (phone, sweeper, trunk) = ("192.0.2.20", "192.0.2.21", "203.0.113.10");
+    pair.add_sources(&[phone, sweeper, trunk]);
+    let (_dir, path) = config(&voip_sip());
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    let invite = |source: &str, host: &str, ua: &str| {
+        pair.sipp("invite.xml", source, 5064, "00441234567890", &[("host", host), ("ua", ua)], 2);
+    };
+    invite(phone, DOMAIN, PHONE_UA);
+    invite(sweeper, SERVER_V4, PHONE_UA);
+    // A trunk (from a country the policy drops) may name the address and say anything.
+    invite(trunk, SERVER_V4, "friendly-scanner");
+    let received = [phone, sweeper, trunk].map(|source| server.count(source));
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(received, [2, 0, 2], "{stderr}");
+    // The trunk's flow was decided once and then kept in the kernel: 2 + 2 + 1 verdicts.
+    assert_eq!(Geofence::verdicts(&stdout), 5, "{stdout}");
+    assert_eq!(pair.counter(false, "filter", "connmark match"), 1, "the trunk's second datagram");
+}
+
+#[test]
+fn a_scanner_that_sends_a_harmless_request_first_on_the_same_port_is_still_caught() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (scanner, scanner6) = ("192.0.2.30", "2001:db8:1::30");
+    pair.add_sources(&[scanner, scanner6]);
+    let (_dir, path) = config(&voip_sip());
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    for source in [scanner, scanner6] {
+        pair.sipp("harmless-then-scan.xml", source, 5070, "100", &[("host", DOMAIN), ("ua", "friendly-scanner")], 1);
+    }
+    let received = [scanner, scanner6].map(|source| server.count(source));
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(received, [1, 1], "the OPTIONS arrives, the REGISTER from the same flow does not: {stderr}");
+    assert_eq!(Geofence::verdicts(&stdout), 4, "{stdout}");
+}

@@ -257,6 +257,34 @@ impl NetnsPair {
         Traffic { stop, rounds, thread }
     }
 
+    /// Runs sipp in the client namespace: `calls` of scenario `scenario` (a file of
+    /// tests/sipp/) from `source`, port `port`, to the server's port 5060, with `keys` for the
+    /// scenario's fields and `user` as the extension; waits for sipp to finish, then lets the
+    /// datagrams arrive.
+    pub fn sipp(&self, scenario: &str, source: &str, port: u16, user: &str, keys: &[(&str, &str)], calls: u32) {
+        let ip: IpAddr = source.parse().unwrap();
+        let server = if ip.is_ipv4() { format!("{SERVER_V4}:{SIP}") } else { format!("[{SERVER_V6}]:{SIP}") };
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.client, "sipp", &server, "-sf"])
+            .arg(&file)
+            .args(["-i", source, "-p", &port.to_string(), "-s", user, "-m", &calls.to_string()])
+            .args(["-r", "20", "-nostdin", "-timeout", "20s", "-timeout_error", "-trace_err"])
+            .current_dir(std::env::temp_dir());
+        for (key, value) in keys {
+            command.args(["-key", key, value]);
+        }
+        let output = command.output().expect("sipp runs (scripts/install-deps installs sip-tester)");
+        assert!(
+            output.status.success(),
+            "sipp {scenario} from {source} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(SETTLE);
+    }
+
     /// Sends raw IP packets (header included) from the client namespace.
     pub fn send_raw(&self, packets: Vec<Vec<u8>>) {
         NetnsPair::within(&self.client, move || {
