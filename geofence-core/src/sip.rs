@@ -262,24 +262,48 @@ pub fn parse(payload: &[u8]) -> Result<SipMessage<'_>, SipError> {
     if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t')) {
         return Ok(SipMessage::KeepAlive);
     }
-    let (start, mut offset) = line_at(payload, 0);
+    let (start, offset) = line_at(payload, 0);
     if let Some(status) = start.strip_prefix(b"SIP/2.0 ") {
         return status_code(status).map(|status| SipMessage::Response { status });
     }
     let mut request = request_line(start)?;
+    read_headers(&mut request, payload, offset)?;
+    Ok(SipMessage::Request(request))
+}
+
+/// Reads the header lines from `offset` into `request`: one search for line ends over all of
+/// them, then a look at each line's name, which is short.
+fn read_headers<'a>(request: &mut SipRequest<'a>, payload: &'a [u8], offset: usize) -> Result<(), SipError> {
+    let headers = payload.get(offset..).unwrap_or_default();
+    let (mut start, mut seen_header) = (0, false);
+    // The field the last header line filled, and where its value starts: a folded line
+    // continues it.
+    let mut last: Option<(Field, usize)> = None;
     loop {
-        let (line, next) = line_at(payload, offset);
-        if line.is_empty() {
-            request.complete = next <= payload.len() && next > offset;
-            return Ok(SipMessage::Request(request));
+        let (end, next) = match line_end(headers, start) {
+            Some(end) => (end, end + 1),
+            // A last line without an end: the payload was cut short, or the sender is sloppy.
+            None if start < headers.len() => (headers.len(), headers.len()),
+            None => return Ok(()),
+        };
+        let raw = &headers[start..end];
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        match line.first() {
+            None => {
+                request.complete = next > end;
+                return Ok(());
+            }
+            Some(b' ' | b'\t') if seen_header => {
+                if let Some((field, value_start)) = last {
+                    *request.field(field) = Some(trim(&headers[value_start..end]));
+                }
+            }
+            Some(_) => {
+                last = header(request, line, offset + start)?.map(|(field, value)| (field, start + value));
+                seen_header = true;
+            }
         }
-        // A header's value may run on over folded lines.
-        let mut end = next;
-        while payload.get(end).is_some_and(|b| is_blank(*b)) {
-            end = line_at(payload, end).1;
-        }
-        header(&mut request, &payload[offset..end.min(payload.len())], offset)?;
-        offset = end;
+        start = next;
     }
 }
 
@@ -287,7 +311,7 @@ pub fn parse(payload: &[u8]) -> Result<SipMessage<'_>, SipError> {
 /// the payload's end when this line runs to it unterminated).
 fn line_at(payload: &[u8], offset: usize) -> (&[u8], usize) {
     let rest = payload.get(offset..).unwrap_or_default();
-    match memchr::memchr(b'\n', rest) {
+    match line_end(rest, 0) {
         Some(at) => {
             let line = &rest[..at];
             (line.strip_suffix(b"\r").unwrap_or(line), offset + at + 1)
@@ -334,45 +358,117 @@ fn request_line(line: &[u8]) -> Result<SipRequest<'_>, SipError> {
     })
 }
 
-/// One header (with any folded lines), starting at `offset`, kept in `request` when it is one
-/// geofence reads and the first of its name.
-fn header<'a>(request: &mut SipRequest<'a>, line: &'a [u8], offset: usize) -> Result<(), SipError> {
-    let colon = memchr::memchr(b':', line).ok_or(SipError::BadHeader { offset })?;
-    let name = trim(&line[..colon]);
-    if name.is_empty() || !name.iter().all(|b| is_token(*b)) {
-        return Err(SipError::BadHeader { offset });
-    }
-    let value = trim(&line[colon + 1..]);
-    let slot = match name.len() {
-        1 => match name[0].to_ascii_lowercase() {
-            b'f' => &mut request.from,
-            b't' => &mut request.to,
-            b'v' => &mut request.via,
-            b'm' => &mut request.contact,
-            b'i' => &mut request.call_id,
-            b'l' => return keep_number(&mut request.content_length, value),
-            _ => return Ok(()),
-        },
-        _ if name.eq_ignore_ascii_case(b"from") => &mut request.from,
-        _ if name.eq_ignore_ascii_case(b"to") => &mut request.to,
-        _ if name.eq_ignore_ascii_case(b"via") => &mut request.via,
-        _ if name.eq_ignore_ascii_case(b"contact") => &mut request.contact,
-        _ if name.eq_ignore_ascii_case(b"call-id") => &mut request.call_id,
-        _ if name.eq_ignore_ascii_case(b"cseq") => &mut request.cseq,
-        _ if name.eq_ignore_ascii_case(b"user-agent") => &mut request.user_agent,
-        _ if name.eq_ignore_ascii_case(b"max-forwards") => return keep_number(&mut request.max_forwards, value),
-        _ if name.eq_ignore_ascii_case(b"content-length") => return keep_number(&mut request.content_length, value),
-        _ => return Ok(()),
-    };
-    slot.get_or_insert(value);
-    Ok(())
+/// The headers geofence keeps as text.
+#[derive(Clone, Copy)]
+enum Field {
+    From,
+    To,
+    Contact,
+    Via,
+    UserAgent,
+    CallId,
+    Cseq,
 }
 
-fn keep_number(slot: &mut Option<u32>, value: &[u8]) -> Result<(), SipError> {
+impl<'a> SipRequest<'a> {
+    fn field(&mut self, field: Field) -> &mut Option<&'a [u8]> {
+        match field {
+            Field::From => &mut self.from,
+            Field::To => &mut self.to,
+            Field::Contact => &mut self.contact,
+            Field::Via => &mut self.via,
+            Field::UserAgent => &mut self.user_agent,
+            Field::CallId => &mut self.call_id,
+            Field::Cseq => &mut self.cseq,
+        }
+    }
+}
+
+/// One header line, starting at `offset` of the payload, kept in `request` when it is one
+/// geofence reads and the first of its name: then the field, and where in `line` its value
+/// starts.
+fn header<'a>(request: &mut SipRequest<'a>, line: &'a [u8], offset: usize) -> Result<Option<(Field, usize)>, SipError> {
+    let colon = find_byte(line, 0, b':').ok_or(SipError::BadHeader { offset })?;
+    let name = trim(&line[..colon]);
+    if name.is_empty() {
+        return Err(SipError::BadHeader { offset });
+    }
+    let mut value_start = colon + 1;
+    while line.get(value_start).is_some_and(|b| is_blank(*b)) {
+        value_start += 1;
+    }
+    let value = trim(&line[value_start..]);
+    // By length and the folded name first: one comparison for most lines, which are headers
+    // geofence does not read; a candidate is then checked byte by byte.
+    let (field, spelled): (Field, &[u8]) = match (name.len(), folded(name)) {
+        (1, F) => (Field::From, b"f"),
+        (1, T) => (Field::To, b"t"),
+        (1, V) => (Field::Via, b"v"),
+        (1, M) => (Field::Contact, b"m"),
+        (1, I) => (Field::CallId, b"i"),
+        (1, L) if name.eq_ignore_ascii_case(b"l") => return Ok(keep_number(&mut request.content_length, value)),
+        (2, TO) => (Field::To, b"to"),
+        (3, VIA) => (Field::Via, b"via"),
+        (4, FROM) => (Field::From, b"from"),
+        (4, CSEQ) => (Field::Cseq, b"cseq"),
+        (7, CONTACT) => (Field::Contact, b"contact"),
+        (7, CALL_ID) => (Field::CallId, b"call-id"),
+        (10, USER_AGENT) => (Field::UserAgent, b"user-agent"),
+        (12, MAX_FORWARDS) if name.eq_ignore_ascii_case(b"max-forwards") => {
+            return Ok(keep_number(&mut request.max_forwards, value))
+        }
+        (14, CONTENT_LENGTH) if name.eq_ignore_ascii_case(b"content-length") => {
+            return Ok(keep_number(&mut request.content_length, value))
+        }
+        _ => return Ok(None),
+    };
+    if !name.eq_ignore_ascii_case(spelled) {
+        return Ok(None);
+    }
+    let slot = request.field(field);
+    if slot.is_some() {
+        return Ok(None);
+    }
+    *slot = Some(value);
+    Ok(Some((field, value_start)))
+}
+
+/// A header name folded to lower case as one number to compare (its first 8 and next 8 bytes
+/// XORed): setting bit 5 of every byte folds letters and keeps `-` and digits, so names that
+/// differ only in case fold alike. Other names may fold alike too: a match is a candidate,
+/// which the caller checks.
+const fn folded(name: &[u8]) -> u64 {
+    let mut key = 0u64;
+    let mut index = 0;
+    while index < name.len() && index < 16 {
+        key ^= ((name[index] | 0x20) as u64) << (8 * (index % 8));
+        index += 1;
+    }
+    key
+}
+
+const F: u64 = folded(b"f");
+const T: u64 = folded(b"t");
+const V: u64 = folded(b"v");
+const M: u64 = folded(b"m");
+const I: u64 = folded(b"i");
+const L: u64 = folded(b"l");
+const TO: u64 = folded(b"to");
+const VIA: u64 = folded(b"via");
+const FROM: u64 = folded(b"from");
+const CSEQ: u64 = folded(b"cseq");
+const CONTACT: u64 = folded(b"contact");
+const CALL_ID: u64 = folded(b"call-id");
+const USER_AGENT: u64 = folded(b"user-agent");
+const MAX_FORWARDS: u64 = folded(b"max-forwards");
+const CONTENT_LENGTH: u64 = folded(b"content-length");
+
+/// Keeps a number header's value if it is the first of its name; numbers are not folded.
+fn keep_number(slot: &mut Option<u32>, value: &[u8]) -> Option<(Field, usize)> {
     if slot.is_none() {
         *slot = number(value);
     }
-    Ok(())
+    None
 }
 
 /// A decimal number of at most ten digits that fits 32 bits.
@@ -385,10 +481,10 @@ fn number(text: &[u8]) -> Option<u32> {
 
 /// A name-addr or addr-spec header value: `"Bob" <sip:bob@host>;tag=1` or `sip:bob@host;tag=1`.
 fn name_addr(value: &[u8]) -> Option<SipUri<'_>> {
-    let uri = match memchr::memchr(b'<', value) {
+    let uri = match find(value, b'<') {
         Some(open) => {
             let rest = &value[open + 1..];
-            &rest[..memchr::memchr(b'>', rest)?]
+            &rest[..find(rest, b'>')?]
         }
         // Without brackets, parameters after `;` belong to the header, not the URI.
         None => value.split(|b| matches!(b, b';' | b',')).next().unwrap_or_default(),
@@ -398,14 +494,25 @@ fn name_addr(value: &[u8]) -> Option<SipUri<'_>> {
 
 /// `scheme:[user[:password]@]host[:port][;params][?headers]`.
 fn uri_of(uri: &[u8]) -> Option<SipUri<'_>> {
-    let colon = memchr::memchr(b':', uri)?;
+    let colon = find(uri, b':')?;
     let (scheme, rest) = (&uri[..colon], &uri[colon + 1..]);
     if scheme.is_empty() || !scheme.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
         return None;
     }
-    let end = rest.iter().position(|b| matches!(b, b';' | b'?')).unwrap_or(rest.len());
+    // One pass for where the parameters start and the last `@` before them.
+    let (mut end, mut at) = (rest.len(), None);
+    for (index, byte) in rest.iter().enumerate() {
+        match byte {
+            b'@' => at = Some(index),
+            b';' | b'?' => {
+                end = index;
+                break;
+            }
+            _ => {}
+        }
+    }
     let rest = &rest[..end];
-    let (user, host_port_part) = match memchr::memrchr(b'@', rest) {
+    let (user, host_port_part) = match at {
         Some(at) => {
             let userinfo = &rest[..at];
             let user = userinfo.split(|b| *b == b':').next().unwrap_or_default();
@@ -420,10 +527,10 @@ fn uri_of(uri: &[u8]) -> Option<SipUri<'_>> {
 /// `host[:port]`, the host a name, an IPv4 address or `[IPv6]`.
 fn host_port(text: &[u8]) -> Option<(&[u8], Option<u16>)> {
     let (host, port) = if text.first() == Some(&b'[') {
-        let close = memchr::memchr(b']', text)?;
+        let close = find(text, b']')?;
         (&text[..=close], text[close + 1..].strip_prefix(b":"))
     } else {
-        match memchr::memchr(b':', text) {
+        match find(text, b':') {
             Some(colon) => (&text[..colon], Some(&text[colon + 1..])),
             None => (text, None),
         }
@@ -438,14 +545,60 @@ fn host_port(text: &[u8]) -> Option<(&[u8], Option<u16>)> {
     Some((host, port))
 }
 
+/// Where the first `byte` of a short text is: inline, as a call into a vector search costs
+/// more than a URI's few bytes.
+fn find(text: &[u8], byte: u8) -> Option<usize> {
+    text.iter().position(|b| *b == byte)
+}
+
+/// The first line feed of `bytes` from `from` on.
+fn line_end(bytes: &[u8], from: usize) -> Option<usize> {
+    find_byte(bytes, from, b'\n')
+}
+
+/// The first `byte` of `bytes` from `from` on, eight bytes at a time: a request's lines are a
+/// few dozen bytes, too short for a vector search to pay for its set-up on each.
+fn find_byte(bytes: &[u8], from: usize, byte: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let pattern = u64::from_ne_bytes([byte; 8]);
+    let rest = bytes.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = from;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default()) ^ pattern;
+        // A byte of `word` is zero where the chunk holds `byte`; this sets its high bit (and
+        // may set bits above the first such byte, which the lowest set bit ignores).
+        let found = word.wrapping_sub(ONES) & !word & HIGHS;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    find(chunks.remainder(), byte).map(|at| offset + at)
+}
+
 fn is_blank(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t')
 }
 
 /// A character of an RFC 3261 token (method and header names).
 fn is_token(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte)
+    TOKEN[usize::from(byte)]
 }
+
+/// [`is_token`] by byte: one load a character of every header name.
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        byte += 1;
+    }
+    table
+};
 
 /// Without blanks and line ends at either end (a folded value keeps those inside it).
 fn trim(bytes: &[u8]) -> &[u8] {

@@ -96,7 +96,10 @@ proptest! {
             Protocol::UDP
         };
         let (source, destination) = if v6 { (IpAddr::from(s6), IpAddr::from(d6)) } else { (IpAddr::from(s4), IpAddr::from(d4)) };
-        prop_assert_eq!(parse(&bytes), Ok(expected(source, destination, protocol, ports)));
+        let meta = parse(&bytes).unwrap();
+        let wanted = expected(source, destination, protocol, ports);
+        prop_assert_eq!((meta.source, meta.destination, meta.protocol, meta.transport), (wanted.source, wanted.destination, wanted.protocol, wanted.transport));
+        prop_assert_eq!(meta.payload(&bytes), &payload[..], "the transport payload, as built");
         let theirs = theirs(&bytes).unwrap();
         prop_assert_eq!((theirs.source, theirs.destination, theirs.protocol, theirs.ports), (source, destination, protocol.0, Some(ports)));
     }

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -121,6 +121,8 @@ impl Patterns {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostFirst)
+                // A few dozen short patterns make a small DFA: one table step a byte.
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(plain.iter().map(|p| p.as_bytes()))
                 .expect("patterns are short and few: the automaton fits")
         });
