@@ -54,6 +54,19 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
         config.policy.builder.default_verdict(),
         config.policy.builder.malformed_verdict()
     ));
+    if let Some(behaviour) = &config.policy.behaviour {
+        let limits = behaviour.limits;
+        let most = |n: u32| if n == u32::MAX { "any number of".to_owned() } else { n.to_string() };
+        text.push_str(&format!(
+            "behaviour: a source sending more than {} SIP requests or asking more than {} users in {} ms is \
+             dropped for {} ms; {} sources tracked\n",
+            most(limits.max_requests),
+            most(limits.max_targets),
+            limits.window_ms,
+            limits.penalty_ms,
+            behaviour.max_sources
+        ));
+    }
     for warning in &config.policy.warnings {
         text.push_str(&format!("warning: {warning}\n"));
     }

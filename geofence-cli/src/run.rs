@@ -18,6 +18,7 @@ use geofence_nfq::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
+use crate::behaviour::SharedTracker;
 use crate::error::CliError;
 use crate::files::{self, Sizes};
 use crate::privileges;
@@ -44,6 +45,7 @@ struct Shared {
     totals: Mutex<Totals>,
     flow_mark: u32,
     queues: Vec<(u16, Arc<QueueCounters>)>,
+    behaviour: SharedTracker,
 }
 
 /// Serves the queues until SIGTERM or SIGINT; then every packet still queued gets the fallback
@@ -81,6 +83,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         totals: Mutex::new(Totals::default()),
         flow_mark: deployment.flow_mark,
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
+        behaviour: SharedTracker::new(config.policy.behaviour),
     });
     let fixed = deployment.clone();
     let summary_seconds = deployment.summary_seconds.max(1);
@@ -213,6 +216,7 @@ fn reload(args: &RunArgs, running: &Deployment, running_sizes: &mut Sizes, share
         policy.rules().len(),
         policy.default_verdict()
     );
+    shared.behaviour.apply(config.policy.behaviour);
     let old = shared.policy.swap(Arc::new(policy));
     shared.generation.fetch_add(1, Ordering::Release);
     dispose_here(old, DISPOSE_WAIT);
@@ -425,7 +429,7 @@ impl Handler for Worker {
         if self.shared.generation.load(Ordering::Acquire) != self.generation {
             self.take_new_policy();
         }
-        let decision = self.policy.explain(packet.payload);
+        let decision = self.shared.behaviour.judge(&self.policy, self.policy.explain(packet.payload), packet.payload);
         self.local.record(&decision);
         if self.debug {
             log::debug!(
@@ -498,6 +502,7 @@ mod tests {
             totals: Mutex::new(Totals::default()),
             flow_mark: 0,
             queues: Vec::new(),
+            behaviour: SharedTracker::new(None),
         });
         let mut worker = Worker::new(Arc::clone(&shared));
         shared.policy.store(policy("default = \"accept\"\n"));

@@ -32,7 +32,7 @@ pub struct Totals {
     /// Per country index ([`CountryCode::index`], then unknown, then not looked up):
     /// [accepted, dropped].
     per_country: Vec<[u64; 2]>,
-    /// Per rule name, `(default)` and `(malformed)`: packets decided by it.
+    /// Per rule name, `(default)`, `(malformed)` and `(behaviour)`: packets decided by it.
     pub per_rule: BTreeMap<String, u64>,
     interval: Interval,
 }
@@ -66,6 +66,9 @@ impl Totals {
     }
 }
 
+/// Counters after the rules': the default verdict, malformed packets, behaviour drops.
+const EXTRA_SLOTS: usize = 3;
+
 /// One worker's counts since its last flush.
 pub struct Local {
     accepted: u64,
@@ -89,7 +92,7 @@ impl Local {
             malformed: 0,
             per_country: vec![[0; 2]; SKIPPED + 1],
             touched_countries: Vec::new(),
-            per_rule: vec![0; rules + 2],
+            per_rule: vec![0; rules + EXTRA_SLOTS],
             drops: Vec::new(),
         }
     }
@@ -102,10 +105,11 @@ impl Local {
             Verdict::AcceptWithMark(_) => self.marked += 1,
             Verdict::Drop => self.dropped += 1,
         }
-        let rules = self.per_rule.len() - 2;
+        let rules = self.per_rule.len() - EXTRA_SLOTS;
         let rule_slot = match (decision.packet.is_err(), decision.rule_index) {
             (true, _) => rules + 1,
             (false, Some(index)) => index.min(rules),
+            (false, None) if decision.rule == Some(crate::behaviour::RULE) => rules + 2,
             (false, None) => rules,
         };
         self.per_rule[rule_slot] += 1;
@@ -155,7 +159,7 @@ impl Local {
             totals.per_country[country][0] += accepted;
             totals.per_country[country][1] += dropped;
         }
-        let rules = self.per_rule.len() - 2;
+        let rules = self.per_rule.len() - EXTRA_SLOTS;
         for (slot, count) in self.per_rule.iter_mut().enumerate().filter(|(_, count)| **count > 0) {
             let numbered;
             let name = match slot {
@@ -167,7 +171,8 @@ impl Local {
                     }
                 },
                 s if s == rules => "(default)",
-                _ => "(malformed)",
+                s if s == rules + 1 => "(malformed)",
+                _ => crate::behaviour::RULE,
             };
             let count = std::mem::take(count);
             add_to(&mut totals.per_rule, name, |total| *total += count);

@@ -1030,3 +1030,33 @@ fn a_scanner_that_sends_a_harmless_request_first_on_the_same_port_is_still_caugh
     assert_eq!(received, [1, 1], "the OPTIONS arrives, the REGISTER from the same flow does not: {stderr}");
     assert_eq!(Geofence::verdicts(&stdout), 4, "{stdout}");
 }
+
+#[test]
+fn a_source_that_enumerates_extensions_is_stopped_while_another_keeps_registering_and_a_reload_keeps_it_stopped() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (enumerator, phone) = ("192.0.2.40", "192.0.2.41");
+    pair.add_sources(&[enumerator, phone]);
+    // The hashlimit would stop a fast enumerator ahead of the queue; raised here so that the
+    // behaviour threshold (8 users in 10 s) is what stops it.
+    let (_dir, path) = config(&format!("hashlimit_rate = 1000\nhashlimit_burst = 1000\n{}", voip_sip()));
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    let keys = [("host", DOMAIN), ("ua", PHONE_UA)];
+    pair.sipp("enumerate.xml", enumerator, 5080, "100", &keys, 20);
+    pair.sipp("register.xml", phone, 5082, "1001", &keys, 20);
+    let after_enumeration = server.count(enumerator);
+    geofence.signal(nix::sys::signal::Signal::SIGHUP);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    pair.sipp("register.xml", enumerator, 5084, "1001", &keys, 2);
+    let received = [server.count(enumerator), server.count(phone)];
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    // Eight users pass; the ninth distinct one (or the tenth, if two users hash alike) is over.
+    assert!((8..=10).contains(&after_enumeration), "{after_enumeration} of 20 enumerating REGISTERs arrived: {stderr}");
+    assert_eq!(received, [after_enumeration, 20], "the penalty outlives the reload; the phone is never stopped");
+    assert!(stderr.contains("reloaded") && stderr.contains("(behaviour)"), "{stderr}");
+}

@@ -180,6 +180,10 @@ pub struct PolicyConfig {
     /// The lists the config reads from files, which the caller reads (with
     /// [`crate::feed::parse`]) and adds to `builder` under their names before building.
     pub feeds: Vec<FeedSource>,
+    /// The per-source thresholds of `[behaviour]`, if the config sets them: the caller keeps
+    /// a [`crate::behaviour::Tracker`] of `max_sources` and hands it the requests the policy
+    /// accepts from untrusted sources.
+    pub behaviour: Option<Behaviour>,
     /// The rules, lists and verdicts.
     pub builder: PolicyBuilder,
     /// Things that are legal but almost certainly not what was meant.
@@ -196,6 +200,25 @@ impl PolicyConfig {
     pub fn build_with_asn(self, db: Arc<dyn CountryDb>, asn: Arc<crate::AsnTable>) -> Result<Policy, PolicyError> {
         self.builder.asn_database(asn).build(db)
     }
+}
+
+/// The `[behaviour]` table: thresholds on what one source does, and the table's size.
+///
+/// ```toml
+/// [behaviour]
+/// window = "10s"       # counts start again after this
+/// max_requests = 50    # SIP requests a source may send in a window
+/// max_targets = 8      # distinct To users it may ask (extension enumeration); at most 32
+/// penalty = "10m"      # a source over either is dropped this long
+/// max_sources = 65536  # sources remembered (56 bytes each); the table's fixed size
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Behaviour {
+    /// The thresholds.
+    pub limits: crate::behaviour::Limits,
+    /// How many sources the table holds.
+    pub max_sources: usize,
 }
 
 /// A list read from files (`[feeds]`): a blocklist in one of [`crate::feed`]'s formats.
@@ -318,6 +341,7 @@ const POLICY_KEYS: &[&str] = &[
     "lists",
     "feeds",
     "sip_patterns",
+    "behaviour",
     "rule",
 ];
 /// The keys of the deployment part, as [`RawDeployment`] reads them.
@@ -352,6 +376,7 @@ struct RawPolicy {
     feeds: BTreeMap<String, Spanned<RawFeed>>,
     #[serde(default)]
     sip_patterns: sip::PatternLists,
+    behaviour: Option<Spanned<RawBehaviour>>,
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RawRule>>,
     #[serde(flatten)]
@@ -376,6 +401,27 @@ struct RawDeployment {
     metrics: Option<Spanned<String>>,
     #[serde(default = "default_summary_seconds")]
     summary_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBehaviour {
+    window: Spanned<String>,
+    #[serde(default = "unlimited")]
+    max_requests: u32,
+    #[serde(default = "unlimited")]
+    max_targets: u32,
+    penalty: Spanned<String>,
+    #[serde(default = "default_max_sources")]
+    max_sources: Spanned<u32>,
+}
+
+fn unlimited() -> u32 {
+    u32::MAX
+}
+
+fn default_max_sources() -> Spanned<u32> {
+    Spanned::new(0..0, 65_536)
 }
 
 #[derive(Deserialize)]
@@ -586,7 +632,17 @@ fn policy_config(at: &Locator, raw: RawPolicy) -> Result<PolicyConfig, ConfigErr
         .into_iter()
         .map(|u| ConfigWarning { line: lines[u.index], rule: names[u.index].clone(), reason: u.reason })
         .collect();
+    let behaviour = raw.behaviour.as_ref().map(|raw| behaviour(at, raw)).transpose()?;
+    if behaviour.is_some() && !policy.reads_payload() {
+        let raw = raw.behaviour.as_ref().map_or(0, |raw| raw.span().start);
+        return Err(at.error(
+            raw,
+            "[behaviour] counts SIP requests, but no rule reads SIP".into(),
+            Some("add a SIP rule (user_agent, sip_method, …) before the rules it should guard".into()),
+        ));
+    }
     Ok(PolicyConfig {
+        behaviour,
         database: raw.database,
         database_may_shrink: raw.database_may_shrink,
         asn_database: raw.asn_database.into_vec(),
@@ -630,6 +686,54 @@ fn feed_sources(at: &Locator, raw: &RawPolicy) -> Result<Vec<FeedSource>, Config
         feeds.push(FeedSource { name: name.clone(), files, may_shrink: feed.get_ref().may_shrink });
     }
     Ok(feeds)
+}
+
+fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, ConfigError> {
+    let table = raw.get_ref();
+    if table.max_targets > 32 && table.max_targets != unlimited() {
+        return Err(at.at(
+            raw,
+            format!("max_targets = {} is more than geofence counts (32)", table.max_targets),
+            Some("enumeration shows within a few users: 5 to 20".into()),
+        ));
+    }
+    let max_sources = *table.max_sources.get_ref();
+    if !(1..=16_777_216).contains(&max_sources) {
+        return Err(at.at(&table.max_sources, format!("max_sources = {max_sources} is not 1 to 16777216"), None));
+    }
+    let limits = crate::behaviour::Limits {
+        window_ms: duration_ms(at, &table.window)?,
+        max_requests: table.max_requests,
+        max_targets: table.max_targets,
+        penalty_ms: duration_ms(at, &table.penalty)?,
+    };
+    Ok(Behaviour { limits, max_sources: max_sources as usize })
+}
+
+/// `"500ms"`, `"10s"`, `"10m"`, `"2h"` or `"1d"`, in milliseconds (more than nothing).
+fn duration_ms(at: &Locator, text: &Spanned<String>) -> Result<u64, ConfigError> {
+    let written = text.get_ref().trim();
+    let split = written.find(|c: char| !c.is_ascii_digit()).unwrap_or(written.len());
+    let (digits, unit) = written.split_at(split);
+    let scale = match unit.trim() {
+        "ms" => Some(1),
+        "s" => Some(1000),
+        "m" => Some(60_000),
+        "h" => Some(3_600_000),
+        "d" => Some(86_400_000),
+        _ => None,
+    };
+    match (digits.parse::<u64>(), scale) {
+        (Ok(n), Some(scale)) if n > 0 => n.checked_mul(scale).ok_or(()),
+        _ => Err(()),
+    }
+    .map_err(|()| {
+        at.at(
+            text,
+            format!("`{written}` is not a duration"),
+            Some("write a number and a unit: 500ms, 10s, 10m, 2h".into()),
+        )
+    })
 }
 
 /// Turns byte offsets into the line and column a person finds in an editor.

@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asn;
+pub mod behaviour;
 mod condition;
 pub mod config;
 pub mod country;

@@ -205,7 +205,7 @@ fn the_policy_part_reads_from_a_table_of_another_file() {
     let outer: Outer = toml::from_str(stray).unwrap();
     assert_eq!(
         outer.firewall.check(stray).unwrap_err().to_string(),
-        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, asn_database, asn_groups, default, malformed, lists, feeds, sip_patterns, rule)"
+        "line 2, column 1: unknown policy setting `queue` (expected one of database, database_may_shrink, asn_database, asn_groups, default, malformed, lists, feeds, sip_patterns, behaviour, rule)"
     );
     let bad_list = "name = \"pbx\"\n[firewall]\ndefault = \"drop\"\n[[firewall.rule]]\nsource = [\"trunk\"]\naction = \"accept\"\n";
     let outer: Outer = toml::from_str(bad_list).unwrap();
@@ -397,4 +397,63 @@ fn feed_names_and_files_are_checked() {
     assert!(error(typo).contains("unknown field `file`"), "{}", error(typo));
     let misspelt = "default = \"drop\"\n[feeds]\nvoipbl = { files = [\"a\"] }\n[[rule]]\nsource = [\"voipbI\"]\naction = \"drop\"\n";
     assert!(error(misspelt).contains("unknown list `voipbI` (did you mean `voipbl`?)"), "{}", error(misspelt));
+}
+
+const SIP_RULE: &str = "[[rule]]\nports = [5060]\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n";
+
+#[test]
+fn sip_keys_are_read_and_their_mistakes_located() {
+    let config = Config::parse(&format!("default = \"accept\"\n{SIP_RULE}")).unwrap();
+    assert!(config.policy.builder.reads_payload());
+    let text = config.policy.builder.rules()[0].conditions().to_string();
+    assert_eq!(text, "port 5060 and user agent @scanners");
+    let cases = [
+        ("sip_method = [\"register\"]", "line 3, column 15: `register` is not a SIP method geofence knows (SIP methods are upper case: `REGISTER`)"),
+        ("user_agent = [\"@mine\"]", "line 3, column 15: `@mine` names no pattern list (define it under [sip_patterns], or use the built-in @scanners)"),
+        ("user_agent = [\" \"]", "line 3, column 15: an empty pattern would match every value: ` `"),
+        ("sip = \"sip\"", "line 3, column 7: `sip` is not a kind of SIP payload (expected request, response, keep-alive, empty or not-sip)"),
+    ];
+    for (key, expected) in cases {
+        assert_eq!(error(&format!("default = \"accept\"\n[[rule]]\n{key}\naction = \"drop\"\n")), expected);
+    }
+    let own = "default = \"accept\"\n[sip_patterns]\nscanners = [\"only-mine\"]\n[[rule]]\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n";
+    assert!(
+        Config::parse(own).unwrap().policy.builder.reads_payload(),
+        "a list named scanners replaces the built-in one"
+    );
+    let never = "default = \"accept\"\n[[rule]]\nprotocol = \"icmp\"\nsip_method = [\"INVITE\"]\naction = \"drop\"\n";
+    let warnings = Config::parse(never).unwrap().policy.warnings;
+    assert!(warnings[0].reason.contains("reads SIP, but none of its protocols carries it"), "{warnings:?}");
+}
+
+#[test]
+fn the_behaviour_table_is_read_and_checked() {
+    let good = format!(
+        "default = \"accept\"\n[behaviour]\nwindow = \"10s\"\nmax_targets = 8\npenalty = \"10m\"\nmax_sources = 1000\n{SIP_RULE}"
+    );
+    let behaviour = Config::parse(&good).unwrap().policy.behaviour.unwrap();
+    assert_eq!(
+        (
+            behaviour.limits.window_ms,
+            behaviour.limits.max_requests,
+            behaviour.limits.max_targets,
+            behaviour.limits.penalty_ms
+        ),
+        (10_000, u32::MAX, 8, 600_000)
+    );
+    assert_eq!(behaviour.max_sources, 1000);
+    for (change, expected) in [
+        (("window = \"10s\"", "window = \"ten\""), "line 3, column 10: `ten` is not a duration"),
+        (("max_targets = 8", "max_targets = 40"), "max_targets = 40 is more than geofence counts (32)"),
+        (("max_sources = 1000", "max_sources = 0"), "line 6, column 15: max_sources = 0 is not 1 to 16777216"),
+    ] {
+        let text = good.replace(change.0, change.1);
+        assert!(error(&text).contains(expected), "{change:?}: {}", error(&text));
+    }
+    let without_sip = "default = \"accept\"\n[behaviour]\nwindow = \"1s\"\npenalty = \"1s\"\n";
+    assert!(
+        error(without_sip).contains("[behaviour] counts SIP requests, but no rule reads SIP"),
+        "{}",
+        error(without_sip)
+    );
 }

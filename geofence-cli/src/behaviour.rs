@@ -1,0 +1,75 @@
+//! The `[behaviour]` state of a running geofence: one per-source tracker, shared by the
+//! workers, kept across reloads (a reload changes its thresholds, not its counts).
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use geofence_core::behaviour::{Seen, Tracker};
+use geofence_core::config::Behaviour;
+use geofence_core::sip::{self, SipMessage};
+use geofence_core::{Decision, Policy, Verdict};
+
+/// The name drops by a behaviour threshold are counted and logged under.
+pub const RULE: &str = "(behaviour)";
+
+/// The tracker, if the config has a `[behaviour]` table, and the clock it is handed.
+pub struct SharedTracker {
+    started: Instant,
+    tracker: Mutex<Option<Tracker>>,
+}
+
+impl SharedTracker {
+    pub fn new(behaviour: Option<Behaviour>) -> SharedTracker {
+        let shared = SharedTracker { started: Instant::now(), tracker: Mutex::new(None) };
+        shared.apply(behaviour);
+        shared
+    }
+
+    /// Takes a (re)loaded config's `[behaviour]`: new thresholds keep the counts; a larger
+    /// `max_sources` than the table has starts a new table; none drops the state.
+    pub fn apply(&self, behaviour: Option<Behaviour>) {
+        let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *tracker = match (tracker.take(), behaviour) {
+            (_, None) => None,
+            (Some(mut running), Some(wanted)) if running.capacity() >= wanted.max_sources => {
+                running.set_limits(wanted.limits);
+                Some(running)
+            }
+            (_, Some(wanted)) => {
+                // The bucket hash's key: unknown to senders, so they cannot aim at one bucket.
+                let key = std::collections::hash_map::RandomState::new().hash_one(0u64);
+                let fresh = Tracker::new(wanted.limits, wanted.max_sources, key);
+                log::info!(
+                    "behaviour: {} sources tracked in {:.1} MiB",
+                    fresh.capacity(),
+                    fresh.memory_bytes() as f64 / 1048576.0
+                );
+                Some(fresh)
+            }
+        };
+    }
+
+    /// The decision with the thresholds applied: a SIP request that `policy` let through from
+    /// an untrusted source (a rule at or after its first SIP rule) is counted, and dropped when
+    /// its source is over a threshold. Trusted sources are never counted.
+    pub fn judge<'a>(&self, policy: &Policy, decision: Decision<'a>, packet: &[u8]) -> Decision<'a> {
+        let counted =
+            decision.verdict != Verdict::Drop && decision.read_payload && !policy.settles_flow(decision.rule_index);
+        let (Ok(meta), Some(source), true) = (&decision.packet, decision.source, counted) else { return decision };
+        let Ok(SipMessage::Request(request)) = sip::parse(meta.payload(packet)) else { return decision };
+        let target = request.to().and_then(|to| to.user);
+        let mut judged = decision;
+        if self.observe(source, target) == Some(Seen::Penalised) {
+            (judged.verdict, judged.rule, judged.rule_index) = (Verdict::Drop, Some(RULE), None);
+        }
+        judged
+    }
+
+    fn observe(&self, source: IpAddr, target: Option<&[u8]>) -> Option<Seen> {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tracker.as_mut().map(|tracker| tracker.observe(source, target, now))
+    }
+}

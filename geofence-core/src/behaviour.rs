@@ -1,0 +1,278 @@
+//! What a source does over time: per-source counters of SIP requests, with thresholds that
+//! give a source that crosses them a penalty (its requests are dropped) for a while.
+//!
+//! A [`Tracker`] is the state, kept outside the pure [`Policy`](crate::Policy): the caller
+//! owns it (across reloads too), hands it each request a policy accepted from an untrusted
+//! source, with the time, and drops what it says to drop. Nothing here reads a clock.
+//!
+//! - **Counted**: requests in a window (`max_requests`), and the distinct target users (the
+//!   To user) in it (`max_targets`), the sign of extension enumeration. Windows are fixed
+//!   intervals that start with a source's first request; targets are counted in a 64-bit
+//!   set of hashed users, so `max_targets` is at most 32, where that count is still close.
+//! - **Bounded**: the table has a fixed number of slots, chosen when it is made; a source
+//!   hashes (with a per-table key, so a flood cannot aim at one bucket) to a bucket of
+//!   [`BUCKET`] slots. A new source takes an empty slot of its bucket, else the slot of the
+//!   one seen longest ago that is not penalised, else the one seen longest ago: under a flood
+//!   of spoofed sources the state stays the same size, and a penalised source is the last to
+//!   be forgotten.
+//!
+//! ```
+//! use geofence_core::behaviour::{Limits, Tracker, Seen};
+//! let limits = Limits { window_ms: 10_000, max_requests: 100, max_targets: 3, penalty_ms: 60_000 };
+//! let mut tracker = Tracker::new(limits, 1024, 7);
+//! let source = "192.0.2.9".parse()?;
+//! for (user, now) in [(&b"100"[..], 0), (b"101", 10), (b"102", 20)] {
+//!     assert_eq!(tracker.observe(source, Some(user), now), Seen::Fine);
+//! }
+//! assert_eq!(tracker.observe(source, Some(b"103"), 30), Seen::Penalised);
+//! assert_eq!(tracker.observe(source, Some(b"100"), 60_029), Seen::Penalised, "for the penalty");
+//! assert_eq!(tracker.observe(source, Some(b"100"), 60_031), Seen::Fine, "then it starts again");
+//! # Ok::<(), std::net::AddrParseError>(())
+//! ```
+
+use std::net::IpAddr;
+
+/// Slots a source may take: its bucket.
+pub const BUCKET: usize = 4;
+
+/// The thresholds: a source that sends more requests, or asks more distinct users, than
+/// these within one window is penalised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The window, in milliseconds.
+    pub window_ms: u64,
+    /// Requests a source may send in a window.
+    pub max_requests: u32,
+    /// Distinct target users a source may ask in a window (at most 32).
+    pub max_targets: u32,
+    /// How long a penalised source's requests are dropped, in milliseconds.
+    pub penalty_ms: u64,
+}
+
+/// What a request makes of its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Under the thresholds.
+    Fine,
+    /// Penalised, now or by this request: drop it.
+    Penalised,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// The source as a 128-bit number (an IPv4 address mapped) in two halves (which keeps a
+    /// slot 8-byte aligned: 56 bytes, not 64), and whether the slot is used.
+    source: [u64; 2],
+    used: bool,
+    window_start: u64,
+    last_seen: u64,
+    penalty_until: u64,
+    requests: u32,
+    /// One bit a hashed target user.
+    targets: u64,
+}
+
+/// The per-source state, of a fixed size.
+pub struct Tracker {
+    slots: Box<[Slot]>,
+    limits: Limits,
+    key: u64,
+}
+
+impl Tracker {
+    /// A tracker of at least `capacity` sources (rounded up to a power of two buckets), whose
+    /// bucket hash is keyed by `key` (take it from a random source).
+    pub fn new(limits: Limits, capacity: usize, key: u64) -> Tracker {
+        let buckets = capacity.div_ceil(BUCKET).max(1).next_power_of_two();
+        Tracker { slots: vec![Slot::default(); buckets * BUCKET].into_boxed_slice(), limits, key }
+    }
+
+    /// The thresholds, changed by a reload; the counts so far stay.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The thresholds.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// How many sources it can hold.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The bytes its table takes.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+
+    /// Counts one request from `source` asking `target` (the To user), at `now_ms` (any
+    /// clock that does not go back, in milliseconds), and says whether to drop it.
+    pub fn observe(&mut self, source: IpAddr, target: Option<&[u8]>, now_ms: u64) -> Seen {
+        let limits = self.limits;
+        let target_bit = target.map(|user| 1u64 << (hash_bytes(user, self.key) & 63));
+        let slot = self.slot_for(number(source), now_ms);
+        slot.last_seen = now_ms;
+        if slot.penalty_until > now_ms {
+            return Seen::Penalised;
+        }
+        if now_ms.saturating_sub(slot.window_start) >= limits.window_ms {
+            slot.window_start = now_ms;
+            slot.requests = 0;
+            slot.targets = 0;
+        }
+        slot.requests = slot.requests.saturating_add(1);
+        slot.targets |= target_bit.unwrap_or(0);
+        if slot.requests > limits.max_requests || slot.targets.count_ones() > limits.max_targets {
+            slot.penalty_until = now_ms.saturating_add(limits.penalty_ms);
+            return Seen::Penalised;
+        }
+        Seen::Fine
+    }
+
+    /// Whether `source` is penalised at `now_ms` (without counting anything).
+    pub fn is_penalised(&self, source: IpAddr, now_ms: u64) -> bool {
+        let source = number(source);
+        self.bucket(source).iter().any(|slot| slot.used && slot.source == source && slot.penalty_until > now_ms)
+    }
+
+    fn bucket(&self, source: [u64; 2]) -> &[Slot] {
+        let start = self.bucket_start(source);
+        &self.slots[start..start + BUCKET]
+    }
+
+    fn bucket_start(&self, source: [u64; 2]) -> usize {
+        let buckets = self.slots.len() / BUCKET;
+        (hash_source(source, self.key) as usize & (buckets - 1)) * BUCKET
+    }
+
+    /// The source's slot: its own, else an empty one, else the one seen longest ago (not
+    /// penalised, if there is one), reset for it.
+    fn slot_for(&mut self, source: [u64; 2], now_ms: u64) -> &mut Slot {
+        let start = self.bucket_start(source);
+        let bucket = &mut self.slots[start..start + BUCKET];
+        let index = match bucket.iter().position(|slot| slot.used && slot.source == source) {
+            Some(own) => own,
+            None => {
+                let victim = bucket.iter().position(|slot| !slot.used).unwrap_or_else(|| {
+                    let oldest = |penalised: bool| {
+                        (0..BUCKET)
+                            .filter(|i| (bucket[*i].penalty_until > now_ms) == penalised)
+                            .min_by_key(|i| bucket[*i].last_seen)
+                    };
+                    oldest(false).or_else(|| oldest(true)).unwrap_or(0)
+                });
+                bucket[victim] = Slot { source, used: true, window_start: now_ms, ..Slot::default() };
+                victim
+            }
+        };
+        &mut bucket[index]
+    }
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker").field("limits", &self.limits).field("capacity", &self.capacity()).finish()
+    }
+}
+
+/// An address as one number: IPv4 as its IPv4-mapped IPv6 form, so both families share a
+/// table and a mapped source is the IPv4 one.
+fn number(source: IpAddr) -> [u64; 2] {
+    let value = match source.to_canonical() {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    [(value >> 64) as u64, value as u64]
+}
+
+/// A keyed mix of a 128-bit number (the key keeps the buckets unknown to a sender).
+fn hash_source([high, low]: [u64; 2], key: u64) -> u64 {
+    mix(mix(low ^ key) ^ high)
+}
+
+fn hash_bytes(bytes: &[u8], key: u64) -> u64 {
+    bytes.iter().fold(key ^ 0x9e37_79b9_7f4a_7c15, |h, b| mix(h ^ u64::from(*b)))
+}
+
+/// A 64-bit finaliser (splitmix64's).
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits { window_ms: 1000, max_requests: 5, max_targets: 32, penalty_ms: 5000 }
+    }
+
+    #[test]
+    fn too_many_requests_in_a_window_penalise_and_a_new_window_forgives() {
+        let mut tracker = Tracker::new(limits(), 64, 1);
+        let source: IpAddr = "198.51.100.4".parse().unwrap();
+        for now in 0..5 {
+            assert_eq!(tracker.observe(source, None, now * 100), Seen::Fine);
+        }
+        // Five in the next window are fine again.
+        for now in 0..5 {
+            assert_eq!(tracker.observe(source, None, 1000 + now), Seen::Fine);
+        }
+        assert_eq!(tracker.observe(source, None, 1005), Seen::Penalised);
+        assert!(tracker.is_penalised(source, 6004) && !tracker.is_penalised(source, 6005));
+        assert!(!tracker.is_penalised("198.51.100.5".parse().unwrap(), 1005), "another source is not");
+        assert!(tracker.is_penalised("::ffff:198.51.100.4".parse().unwrap(), 1005), "its mapped form is");
+    }
+
+    #[test]
+    fn a_flood_of_new_sources_keeps_the_size_and_forgets_the_penalised_last() {
+        let mut tracker = Tracker::new(Limits { max_requests: 0, ..limits() }, 1024, 2);
+        let size = tracker.memory_bytes();
+        let offender: IpAddr = "192.0.2.66".parse().unwrap();
+        assert_eq!(tracker.observe(offender, None, 0), Seen::Penalised);
+        for n in 0..200_000u32 {
+            let spoofed = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            tracker.observe(spoofed, None, 1);
+        }
+        assert_eq!(tracker.memory_bytes(), size);
+        // The flood's sources are penalised too (max_requests 0), so the offender competes
+        // only by age; with penalties the same, it may be forgotten. With a flood that is not
+        // penalised, it is kept:
+        let mut tracker = Tracker::new(limits(), 1024, 2);
+        for _ in 0..6 {
+            tracker.observe(offender, None, 0);
+        }
+        for n in 0..200_000u32 {
+            tracker.observe(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), None, 1);
+        }
+        assert!(tracker.is_penalised(offender, 2), "penalised sources are the last to be forgotten");
+    }
+
+    #[test]
+    fn the_table_rounds_up_to_whole_buckets_and_a_million_sources_fit_64_mib() {
+        assert_eq!(Tracker::new(limits(), 1, 0).capacity(), BUCKET);
+        let million = Tracker::new(limits(), 1_000_000, 0);
+        assert_eq!(million.capacity(), 1 << 20);
+        assert_eq!(million.memory_bytes(), 56 << 20);
+    }
+
+    #[test]
+    fn enumerating_users_penalises_where_calling_one_does_not() {
+        let limits = Limits { window_ms: 10_000, max_requests: 1000, max_targets: 10, penalty_ms: 60_000 };
+        let mut tracker = Tracker::new(limits, 64, 3);
+        let (scanner, phone): (IpAddr, IpAddr) = ("192.0.2.7".parse().unwrap(), "192.0.2.8".parse().unwrap());
+        let mut seen = Vec::new();
+        for n in 0..40u32 {
+            seen.push(tracker.observe(scanner, Some(format!("{}", 100 + n).as_bytes()), u64::from(n)));
+            assert_eq!(tracker.observe(phone, Some(b"1001"), u64::from(n)), Seen::Fine);
+        }
+        let first = seen.iter().position(|s| *s == Seen::Penalised).expect("penalised");
+        // Hashed into 64 bits, 11 distinct users set 10 to 11 bits.
+        assert!((10..=16).contains(&first), "penalised at the {first}th user");
+        assert!(seen[first..].iter().all(|s| *s == Seen::Penalised));
+    }
+}
