@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use geofence_core::behaviour::{Seen, Tracker};
 use geofence_core::config::Behaviour;
-use geofence_core::sip::{self, SipMessage};
+use geofence_core::sip::{self, Method, SipMessage};
 use geofence_core::{Decision, Policy, Verdict};
 
 /// The name drops by a behaviour threshold are counted and logged under.
@@ -61,15 +61,15 @@ impl SharedTracker {
         let Ok(SipMessage::Request(request)) = sip::parse(meta.payload(packet)) else { return decision };
         let target = request.to().and_then(|to| to.user);
         let mut judged = decision;
-        if self.observe(source, target) == Some(Seen::Penalised) {
+        if self.observe(source, request.method, target) == Some(Seen::Penalised) {
             (judged.verdict, judged.rule, judged.rule_index) = (Verdict::Drop, Some(RULE), None);
         }
         judged
     }
 
-    fn observe(&self, source: IpAddr, target: Option<&[u8]>) -> Option<Seen> {
+    fn observe(&self, source: IpAddr, method: Method, target: Option<&[u8]>) -> Option<Seen> {
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tracker.as_mut().map(|tracker| tracker.observe(source, target, now))
+        tracker.as_mut().map(|tracker| tracker.observe(source, method, target, now))
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use geofence_core::db::CountryTable;
+use geofence_core::sip::Method;
 use geofence_core::{PolicyBuilder, Verdict};
 
 use crate::error::CliError;
@@ -57,8 +58,16 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     if let Some(behaviour) = &config.policy.behaviour {
         let limits = behaviour.limits;
         let most = |n: u32| if n == u32::MAX { "any number of".to_owned() } else { n.to_string() };
+        let watched = match limits.max_watched {
+            u32::MAX => String::new(),
+            most => {
+                let methods: Vec<&str> =
+                    Method::NAMED.iter().filter(|m| limits.watched.contains(**m)).map(|m| m.name()).collect();
+                format!(", more than {most} {} requests,", methods.join("/"))
+            }
+        };
         text.push_str(&format!(
-            "behaviour: a source sending more than {} SIP requests or asking more than {} users in {} ms is \
+            "behaviour: a source sending more than {} SIP requests{watched} or asking more than {} users in {} ms is \
              dropped for {} ms; {} sources tracked\n",
             most(limits.max_requests),
             most(limits.max_targets),

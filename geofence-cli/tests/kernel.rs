@@ -1060,3 +1060,26 @@ fn a_source_that_enumerates_extensions_is_stopped_while_another_keeps_registerin
     assert_eq!(received, [after_enumeration, 20], "the penalty outlives the reload; the phone is never stopped");
     assert!(stderr.contains("reloaded") && stderr.contains("(behaviour)"), "{stderr}");
 }
+
+#[test]
+fn a_register_flood_for_one_user_is_stopped_at_the_watched_methods_limit() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (guesser, options) = ("192.0.2.42", "192.0.2.43");
+    pair.add_sources(&[guesser, options]);
+    let (_dir, path) = config(&format!("hashlimit_rate = 1000\nhashlimit_burst = 1000\n{}", voip_sip()));
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    let keys = [("host", DOMAIN), ("ua", PHONE_UA)];
+    // Password guessing: REGISTER after REGISTER for one user (30 REGISTERs allowed in 10 s).
+    pair.sipp("register.xml", guesser, 5086, "1001", &keys, 40);
+    // The same number of requests of a method not watched (60 requests allowed in 10 s).
+    pair.sipp("invite.xml", options, 5088, "1001", &keys, 40);
+    let received = [server.count(guesser), server.count(options)];
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(received, [30, 40], "{stderr}");
+}

@@ -5,8 +5,9 @@
 //! owns it (across reloads too), hands it each request a policy accepted from an untrusted
 //! source, with the time, and drops what it says to drop. Nothing here reads a clock.
 //!
-//! - **Counted**: requests in a window (`max_requests`), and the distinct target users (the
-//!   To user) in it (`max_targets`), the sign of extension enumeration. Windows are fixed
+//! - **Counted**: requests in a window (`max_requests`), requests of the methods `watched`
+//!   (`max_watched`: REGISTER floods of password guessing, OPTIONS sweeps), and the distinct
+//!   target users (the To user) in it (`max_targets`), the sign of extension enumeration. Windows are fixed
 //!   intervals that start with a source's first request; targets are counted in a 64-bit
 //!   set of hashed users, so `max_targets` is at most 32, where that count is still close.
 //! - **Bounded**: the table has a fixed number of slots, chosen when it is made; a source
@@ -17,20 +18,30 @@
 //!   be forgotten.
 //!
 //! ```
-//! use geofence_core::behaviour::{Limits, Tracker, Seen};
-//! let limits = Limits { window_ms: 10_000, max_requests: 100, max_targets: 3, penalty_ms: 60_000 };
+//! use geofence_core::behaviour::{Limits, Methods, Tracker, Seen};
+//! use geofence_core::sip::Method::Register;
+//! let limits = Limits { window_ms: 10_000, max_requests: 100, max_targets: 3, penalty_ms: 60_000, ..Limits::default() };
 //! let mut tracker = Tracker::new(limits, 1024, 7);
 //! let source = "192.0.2.9".parse()?;
 //! for (user, now) in [(&b"100"[..], 0), (b"101", 10), (b"102", 20)] {
-//!     assert_eq!(tracker.observe(source, Some(user), now), Seen::Fine);
+//!     assert_eq!(tracker.observe(source, Register, Some(user), now), Seen::Fine);
 //! }
-//! assert_eq!(tracker.observe(source, Some(b"103"), 30), Seen::Penalised);
-//! assert_eq!(tracker.observe(source, Some(b"100"), 60_029), Seen::Penalised, "for the penalty");
-//! assert_eq!(tracker.observe(source, Some(b"100"), 60_031), Seen::Fine, "then it starts again");
+//! assert_eq!(tracker.observe(source, Register, Some(b"103"), 30), Seen::Penalised);
+//! assert_eq!(tracker.observe(source, Register, Some(b"100"), 60_029), Seen::Penalised, "for the penalty");
+//! assert_eq!(tracker.observe(source, Register, Some(b"100"), 60_031), Seen::Fine, "then it starts again");
+//!
+//! // At most 2 REGISTERs a window, whatever they ask.
+//! let limits = Limits { watched: Methods::of([Register]), max_watched: 2, ..limits };
+//! let mut tracker = Tracker::new(limits, 1024, 7);
+//! assert_eq!(tracker.observe(source, Register, Some(b"100"), 0), Seen::Fine);
+//! assert_eq!(tracker.observe(source, Register, Some(b"100"), 1), Seen::Fine);
+//! assert_eq!(tracker.observe(source, Register, Some(b"100"), 2), Seen::Penalised);
 //! # Ok::<(), std::net::AddrParseError>(())
 //! ```
 
 use std::net::IpAddr;
+
+use crate::sip::Method;
 
 /// Slots a source may take: its bucket.
 pub const BUCKET: usize = 4;
@@ -47,6 +58,45 @@ pub struct Limits {
     pub max_targets: u32,
     /// How long a penalised source's requests are dropped, in milliseconds.
     pub penalty_ms: u64,
+    /// The methods whose requests `max_watched` limits.
+    pub watched: Methods,
+    /// Requests of the `watched` methods a source may send in a window (at most 65,535).
+    pub max_watched: u32,
+}
+
+/// No limit at all, and a window of a second: a base to set some limits on.
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            window_ms: 1000,
+            max_requests: u32::MAX,
+            max_targets: u32::MAX,
+            penalty_ms: 1000,
+            watched: Methods::default(),
+            max_watched: u32::MAX,
+        }
+    }
+}
+
+/// A set of SIP methods, one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Methods(u16);
+
+impl Methods {
+    /// The set of these methods.
+    pub fn of(methods: impl IntoIterator<Item = Method>) -> Methods {
+        Methods(methods.into_iter().fold(0, |bits, method| bits | Methods::bit(method)))
+    }
+
+    /// Whether `method` is in the set.
+    pub fn contains(self, method: Method) -> bool {
+        self.0 & Methods::bit(method) != 0
+    }
+
+    fn bit(method: Method) -> u16 {
+        let index = Method::NAMED.iter().position(|named| *named == method).unwrap_or(Method::NAMED.len());
+        1 << index
+    }
 }
 
 /// What a request makes of its source.
@@ -67,7 +117,10 @@ struct Slot {
     window_start: u64,
     last_seen: u64,
     penalty_until: u64,
-    requests: u32,
+    /// Requests in the window, all and of the watched methods (saturating: the limits that
+    /// matter are far below).
+    requests: u16,
+    watched: u16,
     /// One bit a hashed target user.
     targets: u64,
 }
@@ -107,9 +160,9 @@ impl Tracker {
         std::mem::size_of_val(&*self.slots)
     }
 
-    /// Counts one request from `source` asking `target` (the To user), at `now_ms` (any
-    /// clock that does not go back, in milliseconds), and says whether to drop it.
-    pub fn observe(&mut self, source: IpAddr, target: Option<&[u8]>, now_ms: u64) -> Seen {
+    /// Counts one request of `method` from `source` asking `target` (the To user), at
+    /// `now_ms` (any clock that does not go back, in milliseconds), and says whether to drop it.
+    pub fn observe(&mut self, source: IpAddr, method: Method, target: Option<&[u8]>, now_ms: u64) -> Seen {
         let limits = self.limits;
         let target_bit = target.map(|user| 1u64 << (hash_bytes(user, self.key) & 63));
         let slot = self.slot_for(number(source), now_ms);
@@ -120,11 +173,16 @@ impl Tracker {
         if now_ms.saturating_sub(slot.window_start) >= limits.window_ms {
             slot.window_start = now_ms;
             slot.requests = 0;
+            slot.watched = 0;
             slot.targets = 0;
         }
         slot.requests = slot.requests.saturating_add(1);
+        slot.watched = slot.watched.saturating_add(u16::from(limits.watched.contains(method)));
         slot.targets |= target_bit.unwrap_or(0);
-        if slot.requests > limits.max_requests || slot.targets.count_ones() > limits.max_targets {
+        let over = u32::from(slot.requests) > limits.max_requests
+            || u32::from(slot.watched) > limits.max_watched
+            || slot.targets.count_ones() > limits.max_targets;
+        if over {
             slot.penalty_until = now_ms.saturating_add(limits.penalty_ms);
             return Seen::Penalised;
         }
@@ -208,7 +266,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { window_ms: 1000, max_requests: 5, max_targets: 32, penalty_ms: 5000 }
+        Limits { window_ms: 1000, max_requests: 5, max_targets: 32, penalty_ms: 5000, ..Limits::default() }
     }
 
     #[test]
@@ -216,13 +274,13 @@ mod tests {
         let mut tracker = Tracker::new(limits(), 64, 1);
         let source: IpAddr = "198.51.100.4".parse().unwrap();
         for now in 0..5 {
-            assert_eq!(tracker.observe(source, None, now * 100), Seen::Fine);
+            assert_eq!(tracker.observe(source, Method::Options, None, now * 100), Seen::Fine);
         }
         // Five in the next window are fine again.
         for now in 0..5 {
-            assert_eq!(tracker.observe(source, None, 1000 + now), Seen::Fine);
+            assert_eq!(tracker.observe(source, Method::Options, None, 1000 + now), Seen::Fine);
         }
-        assert_eq!(tracker.observe(source, None, 1005), Seen::Penalised);
+        assert_eq!(tracker.observe(source, Method::Options, None, 1005), Seen::Penalised);
         assert!(tracker.is_penalised(source, 6004) && !tracker.is_penalised(source, 6005));
         assert!(!tracker.is_penalised("198.51.100.5".parse().unwrap(), 1005), "another source is not");
         assert!(tracker.is_penalised("::ffff:198.51.100.4".parse().unwrap(), 1005), "its mapped form is");
@@ -233,10 +291,10 @@ mod tests {
         let mut tracker = Tracker::new(Limits { max_requests: 0, ..limits() }, 1024, 2);
         let size = tracker.memory_bytes();
         let offender: IpAddr = "192.0.2.66".parse().unwrap();
-        assert_eq!(tracker.observe(offender, None, 0), Seen::Penalised);
+        assert_eq!(tracker.observe(offender, Method::Options, None, 0), Seen::Penalised);
         for n in 0..200_000u32 {
             let spoofed = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
-            tracker.observe(spoofed, None, 1);
+            tracker.observe(spoofed, Method::Options, None, 1);
         }
         assert_eq!(tracker.memory_bytes(), size);
         // The flood's sources are penalised too (max_requests 0), so the offender competes
@@ -244,10 +302,10 @@ mod tests {
         // penalised, it is kept:
         let mut tracker = Tracker::new(limits(), 1024, 2);
         for _ in 0..6 {
-            tracker.observe(offender, None, 0);
+            tracker.observe(offender, Method::Options, None, 0);
         }
         for n in 0..200_000u32 {
-            tracker.observe(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), None, 1);
+            tracker.observe(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), Method::Options, None, 1);
         }
         assert!(tracker.is_penalised(offender, 2), "penalised sources are the last to be forgotten");
     }
@@ -262,13 +320,14 @@ mod tests {
 
     #[test]
     fn enumerating_users_penalises_where_calling_one_does_not() {
-        let limits = Limits { window_ms: 10_000, max_requests: 1000, max_targets: 10, penalty_ms: 60_000 };
+        let limits =
+            Limits { window_ms: 10_000, max_requests: 1000, max_targets: 10, penalty_ms: 60_000, ..Limits::default() };
         let mut tracker = Tracker::new(limits, 64, 3);
         let (scanner, phone): (IpAddr, IpAddr) = ("192.0.2.7".parse().unwrap(), "192.0.2.8".parse().unwrap());
         let mut seen = Vec::new();
         for n in 0..40u32 {
-            seen.push(tracker.observe(scanner, Some(format!("{}", 100 + n).as_bytes()), u64::from(n)));
-            assert_eq!(tracker.observe(phone, Some(b"1001"), u64::from(n)), Seen::Fine);
+            seen.push(tracker.observe(scanner, Method::Options, Some(format!("{}", 100 + n).as_bytes()), u64::from(n)));
+            assert_eq!(tracker.observe(phone, Method::Options, Some(b"1001"), u64::from(n)), Seen::Fine);
         }
         let first = seen.iter().position(|s| *s == Seen::Penalised).expect("penalised");
         // Hashed into 64 bits, 11 distinct users set 10 to 11 bits.

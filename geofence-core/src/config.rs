@@ -209,7 +209,9 @@ impl PolicyConfig {
 /// window = "10s"       # counts start again after this
 /// max_requests = 50    # SIP requests a source may send in a window
 /// max_targets = 8      # distinct To users it may ask (extension enumeration); at most 32
-/// penalty = "10m"      # a source over either is dropped this long
+/// watched_methods = ["REGISTER"]  # and requests of these methods
+/// max_watched = 20     #   it may send (password guessing is REGISTER after REGISTER)
+/// penalty = "10m"      # a source over any of these is dropped this long
 /// max_sources = 65536  # sources remembered (56 bytes each); the table's fixed size
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,6 +414,10 @@ struct RawBehaviour {
     #[serde(default = "unlimited")]
     max_targets: u32,
     penalty: Spanned<String>,
+    #[serde(default)]
+    watched_methods: Vec<Spanned<String>>,
+    #[serde(default = "unlimited")]
+    max_watched: u32,
     #[serde(default = "default_max_sources")]
     max_sources: Spanned<u32>,
 }
@@ -697,6 +703,12 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
             Some("enumeration shows within a few users: 5 to 20".into()),
         ));
     }
+    for (key, value) in [("max_requests", table.max_requests), ("max_watched", table.max_watched)] {
+        if value > u32::from(u16::MAX) && value != unlimited() {
+            return Err(at.at(raw, format!("{key} = {value} is more than geofence counts (65535)"), None));
+        }
+    }
+    let watched = table.watched_methods.iter().map(|name| sip::method(at, name)).collect::<Result<Vec<_>, _>>()?;
     let max_sources = *table.max_sources.get_ref();
     if !(1..=16_777_216).contains(&max_sources) {
         return Err(at.at(&table.max_sources, format!("max_sources = {max_sources} is not 1 to 16777216"), None));
@@ -706,6 +718,8 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
         max_requests: table.max_requests,
         max_targets: table.max_targets,
         penalty_ms: duration_ms(at, &table.penalty)?,
+        watched: crate::behaviour::Methods::of(watched),
+        max_watched: table.max_watched,
     };
     Ok(Behaviour { limits, max_sources: max_sources as usize })
 }

@@ -356,7 +356,8 @@ fn kinds(at: &Locator, spec: &Spanned<RawKinds>) -> Result<Vec<Kind>, ConfigErro
     Ok(kinds)
 }
 
-fn method(at: &Locator, name: &Spanned<String>) -> Result<Method, ConfigError> {
+/// A method named in the config, upper case as on the wire.
+pub(crate) fn method(at: &Locator, name: &Spanned<String>) -> Result<Method, ConfigError> {
     let written = name.get_ref();
     match Method::of(written.as_bytes()) {
         Method::Other => {
