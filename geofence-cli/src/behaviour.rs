@@ -3,6 +3,7 @@
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -18,11 +19,15 @@ pub const RULE: &str = "(behaviour)";
 pub struct SharedTracker {
     started: Instant,
     tracker: Mutex<Option<Tracker>>,
+    /// Whether there is a tracker: read without the lock, so that a policy without
+    /// `[behaviour]` pays neither the lock nor a second parse of the request.
+    active: AtomicBool,
 }
 
 impl SharedTracker {
     pub fn new(behaviour: Option<Behaviour>) -> SharedTracker {
-        let shared = SharedTracker { started: Instant::now(), tracker: Mutex::new(None) };
+        let shared =
+            SharedTracker { started: Instant::now(), tracker: Mutex::new(None), active: AtomicBool::new(false) };
         shared.apply(behaviour);
         shared
     }
@@ -49,14 +54,17 @@ impl SharedTracker {
                 Some(fresh)
             }
         };
+        self.active.store(tracker.is_some(), Ordering::Release);
     }
 
     /// The decision with the thresholds applied: a SIP request that `policy` let through from
     /// an untrusted source (a rule at or after its first SIP rule) is counted, and dropped when
     /// its source is over a threshold. Trusted sources are never counted.
     pub fn judge<'a>(&self, policy: &Policy, decision: Decision<'a>, packet: &[u8]) -> Decision<'a> {
-        let counted =
-            decision.verdict != Verdict::Drop && decision.read_payload && !policy.settles_flow(decision.rule_index);
+        let counted = self.active.load(Ordering::Acquire)
+            && decision.verdict != Verdict::Drop
+            && decision.read_payload
+            && !policy.settles_flow(decision.rule_index);
         let (Ok(meta), Some(source), true) = (&decision.packet, decision.source, counted) else { return decision };
         let Ok(SipMessage::Request(request)) = sip::parse(meta.payload(packet)) else { return decision };
         let target = request.to().and_then(|to| to.user);
