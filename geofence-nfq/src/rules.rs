@@ -137,7 +137,7 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
     let mut out = String::new();
     for family in [Family::V4, Family::V6] {
         let (tool, suffix) = if family == Family::V4 { ("iptables", "4") } else { ("ip6tables", "6") };
-        for selector in &options.every_datagram {
+        for (selector, state) in queued(selectors, options, " -m conntrack --ctstate NEW") {
             let Some(matched) = iptables_match(*selector, family) else { continue };
             if options.drop_invalid {
                 let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m conntrack --ctstate INVALID -j DROP");
@@ -149,35 +149,12 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
             if options.hashlimit_rate > 0 {
                 let _ = writeln!(
                     out,
-                    "{tool} -w -A INPUT{matched} -m hashlimit --hashlimit-above {}/sec --hashlimit-burst {} \
+                    "{tool} -w -A INPUT{matched}{state} -m hashlimit --hashlimit-above {}/sec --hashlimit-burst {} \
                      --hashlimit-mode srcip --hashlimit-name geofence{suffix} -j DROP",
                     options.hashlimit_rate, options.hashlimit_burst
                 );
             }
-            let _ = writeln!(out, "{tool} -w -A INPUT{matched} -j NFQUEUE {}", queue_target(options));
-        }
-        for selector in selectors {
-            let Some(matched) = iptables_match(*selector, family) else { continue };
-            if options.drop_invalid {
-                let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m conntrack --ctstate INVALID -j DROP");
-            }
-            let mark = options.flow_mark;
-            if mark != 0 {
-                let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m connmark --mark {mark:#x}/{mark:#x} -j ACCEPT");
-            }
-            if options.hashlimit_rate > 0 {
-                let _ = writeln!(
-                    out,
-                    "{tool} -w -A INPUT{matched} -m conntrack --ctstate NEW -m hashlimit --hashlimit-above {}/sec \
-                     --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name geofence{suffix} -j DROP",
-                    options.hashlimit_rate, options.hashlimit_burst
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{tool} -w -A INPUT{matched} -m conntrack --ctstate NEW -j NFQUEUE {}",
-                queue_target(options)
-            );
+            let _ = writeln!(out, "{tool} -w -A INPUT{matched}{state} -j NFQUEUE {}", queue_target(options));
         }
         if options.flow_mark != 0 {
             let mark = options.flow_mark;
@@ -196,6 +173,16 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
         }
     }
     out
+}
+
+/// What the rules queue, in order, each with the match that limits it to new flows: first the
+/// traffic queued datagram by datagram (no such match), then the flows' first packets (`new`).
+fn queued<'a>(
+    selectors: &'a [Selector],
+    options: &'a RuleOptions,
+    new: &'static str,
+) -> impl Iterator<Item = (&'a Selector, &'static str)> {
+    options.every_datagram.iter().map(|selector| (selector, "")).chain(selectors.iter().map(move |s| (s, new)))
 }
 
 fn queue_target(options: &RuleOptions) -> String {
@@ -244,7 +231,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     let (first, last) = options.queues;
     let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
     let queue = if options.bypass { format!("{queue} bypass") } else { queue };
-    for selector in &options.every_datagram {
+    for (selector, state) in queued(selectors, options, "ct state new ") {
         let matched = nft_match(*selector);
         if options.drop_invalid {
             let _ = writeln!(out, "        {matched}ct state invalid drop");
@@ -257,32 +244,12 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
             for (set, address) in [("geofence4", "ip saddr"), ("geofence6", "ip6 saddr")] {
                 let _ = writeln!(
                     out,
-                    "        {matched}meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
+                    "        {matched}{state}meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
                     options.hashlimit_rate, options.hashlimit_burst
                 );
             }
         }
-        let _ = writeln!(out, "        {matched}{queue}");
-    }
-    for selector in selectors {
-        let matched = nft_match(*selector);
-        if options.drop_invalid {
-            let _ = writeln!(out, "        {matched}ct state invalid drop");
-        }
-        let mark = options.flow_mark;
-        if mark != 0 {
-            let _ = writeln!(out, "        {matched}ct mark & {mark:#x} == {mark:#x} accept");
-        }
-        if options.hashlimit_rate > 0 {
-            for (set, address) in [("geofence4", "ip saddr"), ("geofence6", "ip6 saddr")] {
-                let _ = writeln!(
-                    out,
-                    "        {matched}ct state new meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
-                    options.hashlimit_rate, options.hashlimit_burst
-                );
-            }
-        }
-        let _ = writeln!(out, "        {matched}ct state new {queue}");
+        let _ = writeln!(out, "        {matched}{state}{queue}");
     }
     out.push_str("    }\n");
     if options.flow_mark != 0 {
