@@ -1,12 +1,11 @@
 //! `geofence check`: what a policy would have done to a capture, before it is turned on.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
-
-use std::collections::BTreeMap;
 
 use geofence_core::sip::{self, SipMessage};
 use geofence_core::{Decision, Looked, Policy, Verdict};

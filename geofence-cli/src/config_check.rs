@@ -60,10 +60,10 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
         let most = |n: u32| if n == u32::MAX { "any number of".to_owned() } else { n.to_string() };
         let watched = match limits.max_watched {
             u32::MAX => String::new(),
-            most => {
+            limit => {
                 let methods: Vec<&str> =
                     Method::NAMED.iter().filter(|m| limits.watched.contains(**m)).map(|m| m.name()).collect();
-                format!(", more than {most} {} requests,", methods.join("/"))
+                format!(", more than {limit} {} requests,", methods.join("/"))
             }
         };
         text.push_str(&format!(

@@ -468,23 +468,29 @@ fn the_voip_blocklists_example_lets_trunks_and_customers_in_and_keeps_hosting_an
         "198.51.100.23",
     ];
     let packets: Vec<Vec<u8>> = sources.iter().map(|s| sample::sip_options(s.parse().unwrap(), server)).collect();
-    let capture = dir.path().join("capture.pcap");
-    std::fs::write(&capture, pcap(101, &packets)).unwrap();
+    let report = check_capture(dir.path(), config.to_str().unwrap(), &packets);
+    let rules = "rule                    packets\nallowed-countries             1\nblocklisted                   3\n\
+                 everyone-else                 1\nhosting                       1\ntrunks-and-lan                2\n";
+    assert!(report.contains(rules), "{report}");
+    assert!(report.contains("accept                        3\n"), "{report}");
+}
+
+/// `geofence check`'s report on a raw-IP capture of `packets` (written into `dir`) under
+/// `config`, with the fixture countries.
+fn check_capture(dir: &Path, config: &str, packets: &[Vec<u8>]) -> String {
+    let capture = dir.join("capture.pcap");
+    std::fs::write(&capture, pcap(101, packets)).unwrap();
     let output = geofence(&[
         "check",
         "--config",
-        config.to_str().unwrap(),
+        config,
         "--db",
         &repo("tests/fixtures/countries.csv"),
         "--pcap",
         capture.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let report = text(&output.stdout);
-    let rules = "rule                    packets\nallowed-countries             1\nblocklisted                   3\n\
-                 everyone-else                 1\nhosting                       1\ntrunks-and-lan                2\n";
-    assert!(report.contains(rules), "{report}");
-    assert!(report.contains("accept                        3\n"), "{report}");
+    text(&output.stdout)
 }
 
 /// A SIP request from `source` to 192.0.2.1:5060 with this Request-URI host and User-Agent.
@@ -500,7 +506,6 @@ fn sip_request(source: &str, host: &str, agent: &str) -> Vec<u8> {
 #[test]
 fn the_sip_example_drops_scanners_and_address_sweeps_from_allowed_countries_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("capture.pcap");
     let packets = [
         // From GB, a phone, then scanners' requests.
         sip_request("192.0.2.10", "pbx.example.com", "Yealink SIP-T46S 66.86.0.15"),
@@ -513,18 +518,7 @@ fn the_sip_example_drops_scanners_and_address_sweeps_from_allowed_countries_and_
         // From CN, a phone.
         sip_request("198.51.100.5", "pbx.example.com", "Yealink SIP-T46S 66.86.0.15"),
     ];
-    std::fs::write(&capture, pcap(101, &packets)).unwrap();
-    let output = geofence(&[
-        "check",
-        "--config",
-        &repo("examples/voip-sip.toml"),
-        "--db",
-        &repo("tests/fixtures/countries.csv"),
-        "--pcap",
-        capture.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let report = text(&output.stdout);
+    let report = check_capture(dir.path(), &repo("examples/voip-sip.toml"), &packets);
     let rules = "rule                    packets\naddress-literal               1\nallowed-countries             1\n\
                  everyone-else                 1\nnot-sip                       1\nscanners                      2\n\
                  trunks                        1\n";

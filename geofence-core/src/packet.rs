@@ -400,37 +400,34 @@ fn ext_byte(bytes: &[u8], offset: usize, index: usize) -> Result<u8, PacketError
 fn read_transport(protocol: Protocol, bytes: &[u8], offset: usize) -> Result<(Transport, Span), PacketError> {
     let rest = bytes.get(offset..).unwrap_or_default();
     let short = |layer: Layer, needed: usize| truncated(layer, bytes, offset, needed);
-    Ok((
-        match protocol {
-            Protocol::TCP => {
-                let tcp = TcpPacket::new(rest).ok_or_else(|| short(Layer::Tcp, TcpPacket::minimum_packet_size()))?;
-                // A data offset below the 5-word minimum is no header length: the payload follows those.
-                let data = offset + usize::from(rest[12] >> 4).max(5) * 4;
-                return Ok((ports_at(tcp.packet()), Span::within(bytes, data, bytes.len())));
-            }
-            Protocol::UDP | Protocol::UDPLITE => {
-                let udp = UdpPacket::new(rest).ok_or_else(|| short(Layer::Udp, UdpPacket::minimum_packet_size()))?;
-                // UDP's length covers its header and payload; bytes past it are not the datagram's.
-                // UDP-Lite's field is a checksum coverage instead, so its payload runs to the end.
-                let length = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
-                let end = if protocol == Protocol::UDP && length >= 8 { offset + length } else { bytes.len() };
-                return Ok((ports_at(udp.packet()), Span::within(bytes, offset + 8, end)));
-            }
-            Protocol::SCTP => ports_at(window(bytes, offset, SCTP_COMMON_HEADER, Layer::Sctp)?),
-            Protocol::ICMP => {
-                let icmp =
-                    IcmpPacket::new(rest).ok_or_else(|| short(Layer::Icmp, IcmpPacket::minimum_packet_size()))?;
-                Transport::Icmp { kind: icmp.get_icmp_type().0, code: icmp.get_icmp_code().0 }
-            }
-            Protocol::ICMPV6 => {
-                let icmp =
-                    Icmpv6Packet::new(rest).ok_or_else(|| short(Layer::Icmp, Icmpv6Packet::minimum_packet_size()))?;
-                Transport::Icmp { kind: icmp.get_icmpv6_type().0, code: icmp.get_icmpv6_code().0 }
-            }
-            _ => Transport::Opaque,
-        },
-        Span::default(),
-    ))
+    let no_payload = |transport| (transport, Span::default());
+    Ok(match protocol {
+        Protocol::TCP => {
+            let tcp = TcpPacket::new(rest).ok_or_else(|| short(Layer::Tcp, TcpPacket::minimum_packet_size()))?;
+            // A data offset below the 5-word minimum is no header length: the payload follows those.
+            let data = offset + usize::from(rest[12] >> 4).max(5) * 4;
+            (ports_at(tcp.packet()), Span::within(bytes, data, bytes.len()))
+        }
+        Protocol::UDP | Protocol::UDPLITE => {
+            let udp = UdpPacket::new(rest).ok_or_else(|| short(Layer::Udp, UdpPacket::minimum_packet_size()))?;
+            // UDP's length covers its header and payload; bytes past it are not the datagram's.
+            // UDP-Lite's field is a checksum coverage instead, so its payload runs to the end.
+            let length = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
+            let end = if protocol == Protocol::UDP && length >= 8 { offset + length } else { bytes.len() };
+            (ports_at(udp.packet()), Span::within(bytes, offset + 8, end))
+        }
+        Protocol::SCTP => no_payload(ports_at(window(bytes, offset, SCTP_COMMON_HEADER, Layer::Sctp)?)),
+        Protocol::ICMP => {
+            let icmp = IcmpPacket::new(rest).ok_or_else(|| short(Layer::Icmp, IcmpPacket::minimum_packet_size()))?;
+            no_payload(Transport::Icmp { kind: icmp.get_icmp_type().0, code: icmp.get_icmp_code().0 })
+        }
+        Protocol::ICMPV6 => {
+            let icmp =
+                Icmpv6Packet::new(rest).ok_or_else(|| short(Layer::Icmp, Icmpv6Packet::minimum_packet_size()))?;
+            no_payload(Transport::Icmp { kind: icmp.get_icmpv6_type().0, code: icmp.get_icmpv6_code().0 })
+        }
+        _ => no_payload(Transport::Opaque),
+    })
 }
 
 /// The source and destination ports that open a TCP, UDP, UDP-Lite or SCTP header.

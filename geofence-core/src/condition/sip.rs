@@ -245,12 +245,8 @@ impl SipCondition {
     /// is an address literal (`not`: excludes those instead).
     pub(crate) fn set_request_hosts(&mut self, names: &[&str], address: bool, not: bool) {
         let owned: Vec<String> = names.iter().map(|p| (*p).to_owned()).collect();
-        let mut written = owned.clone();
-        if address {
-            written.push("address".into());
-        }
-        let hosts =
-            Some(Hosts { names: Patterns { written, ..Patterns::new(Vec::new(), &owned, Literal::Whole) }, address });
+        let written = owned.iter().cloned().chain(address.then(|| "address".to_owned())).collect();
+        let hosts = Some(Hosts { names: Patterns::new(written, &owned, Literal::Whole), address });
         if not {
             self.not_request_host = hosts;
         } else {
@@ -383,17 +379,22 @@ fn patterns(
     for entry in entries {
         expand(at, entry, lists, &mut expanded)?;
     }
-    let written = entries.iter().map(|entry| entry.get_ref().clone()).collect();
-    Ok(Patterns::new(written, &expanded, literal))
+    Ok(Patterns::new(written(entries), &expanded, literal))
 }
 
+/// The hosts of a `request_host` key: the word `address`, and name patterns.
 fn hosts(at: &Locator, entries: &[Spanned<String>], lists: &PatternLists) -> Result<Hosts, ConfigError> {
-    let (address, names): (Vec<&Spanned<String>>, Vec<&Spanned<String>>) =
-        entries.iter().partition(|entry| entry.get_ref() == "address");
-    let names: Vec<Spanned<String>> = names.into_iter().cloned().collect();
-    let mut hosts = Hosts { names: patterns(at, &names, lists, Literal::Whole)?, address: !address.is_empty() };
-    hosts.names.written = entries.iter().map(|entry| entry.get_ref().clone()).collect();
-    Ok(hosts)
+    let mut names = Vec::new();
+    for entry in entries.iter().filter(|entry| entry.get_ref() != "address") {
+        expand(at, entry, lists, &mut names)?;
+    }
+    let address = entries.iter().any(|entry| entry.get_ref() == "address");
+    Ok(Hosts { names: Patterns::new(written(entries), &names, Literal::Whole), address })
+}
+
+/// The entries as written, for `config check`.
+fn written(entries: &[Spanned<String>]) -> Vec<String> {
+    entries.iter().map(|entry| entry.get_ref().clone()).collect()
 }
 
 fn expand(
