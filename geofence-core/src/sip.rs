@@ -43,7 +43,7 @@ pub enum SipMessage<'a> {
     KeepAlive,
 }
 
-/// A SIP method (RFC 3261 and its extensions). Methods are case-sensitive.
+/// A SIP method (RFC 3261 and its extensions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Method {
@@ -98,9 +98,16 @@ impl Method {
         Method::Update,
     ];
 
-    /// The method a token names (`Other` for a token that is none of them).
+    /// The method a token names, ignoring case (`Other` for a token that is none of them).
+    ///
+    /// RFC 3261 makes methods case-sensitive, but servers read them ignoring case (Kamailio's
+    /// `parse_method_name` does): were `register` another method here than there, a scanner would
+    /// pass a method rule, and the count of watched methods, by writing its REGISTER in lower case.
     pub fn of(token: &[u8]) -> Method {
-        Method::NAMED.into_iter().find(|method| method.name().as_bytes() == token).unwrap_or(Method::Other)
+        Method::NAMED
+            .into_iter()
+            .find(|method| method.name().as_bytes().eq_ignore_ascii_case(token))
+            .unwrap_or(Method::Other)
     }
 
     /// Its name as written on the wire; `OTHER` for [`Method::Other`].

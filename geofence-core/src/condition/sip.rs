@@ -355,17 +355,18 @@ fn kinds(at: &Locator, spec: &Spanned<RawKinds>) -> Result<Vec<Kind>, ConfigErro
 /// A method named in the config, upper case as on the wire.
 pub(crate) fn method(at: &Locator, name: &Spanned<String>) -> Result<Method, ConfigError> {
     let written = name.get_ref();
-    match Method::of(written.as_bytes()) {
+    let method = Method::of(written.as_bytes());
+    if method != Method::Other && method.name() == written {
+        return Ok(method);
+    }
+    let help = match method {
         Method::Other => {
             let known: Vec<&str> = Method::NAMED.iter().map(|m| m.name()).collect();
-            let help = match Method::of(written.to_ascii_uppercase().as_bytes()) {
-                Method::Other => format!("expected one of {}", known.join(", ")),
-                method => format!("SIP methods are upper case: `{method}`"),
-            };
-            Err(at.at(name, format!("`{written}` is not a SIP method geofence knows"), Some(help)))
+            format!("expected one of {}", known.join(", "))
         }
-        method => Ok(method),
-    }
+        method => format!("SIP methods are upper case: `{method}`"),
+    };
+    Err(at.at(name, format!("`{written}` is not a SIP method geofence knows"), Some(help)))
 }
 
 /// The patterns of a key, `@name` entries expanded.

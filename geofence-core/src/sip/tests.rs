@@ -90,7 +90,9 @@ fn the_first_header_of_a_name_counts_and_case_is_ignored() {
     assert_eq!(request.user_agent, Some(&b"first"[..]));
     assert_eq!(request.content_length, Some(12));
     assert_eq!(request.method, Method::Bye);
-    assert_eq!(self::request(b"bye sip:a@b SIP/2.0\r\n\r\n").method, Method::Other, "methods are case-sensitive");
+    let lower = self::request(b"bye sip:a@b SIP/2.0\r\n\r\n");
+    assert_eq!((lower.method, lower.method_token), (Method::Bye, &b"bye"[..]), "read as servers read it");
+    assert_eq!(self::request(b"BYEE sip:a@b SIP/2.0\r\n\r\n").method, Method::Other);
 }
 
 #[test]
