@@ -48,7 +48,7 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
     let fail = if config.deployment.fail_open { "open" } else { "closed" };
     text.push_str(&format!("{queues}, fail-{fail}, database {database}\n"));
     for (index, rule) in config.policy.builder.rules().iter().enumerate() {
-        text.push_str(&format!("{}. {:<20} {} if {}\n", index + 1, rule.name(), rule.verdict(), rule.conditions()));
+        text.push_str(&format!("{}. {:<20} {} if {}\n", index + 1, rule.name(), rule.action(), rule.conditions()));
     }
     text.push_str(&format!(
         "otherwise {}; packets that cannot be parsed: {}\n",

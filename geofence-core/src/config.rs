@@ -88,6 +88,7 @@ use ip_network::IpNetwork;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::ban::{BanLimits, BanSpec, Duration as BanDuration, MAX_DURATION_MS};
 use crate::condition::asn::{self, AsnCondition};
 use crate::condition::country::{self, CountryCondition};
 use crate::condition::port::{self, PortCondition};
@@ -137,6 +138,8 @@ pub struct Deployment {
     pub metrics: Option<SocketAddr>,
     /// Seconds between the log's summaries of dropped packets.
     pub summary_seconds: u64,
+    /// The bounds of the ban sets (`[bans]`): their size and the longest ban.
+    pub bans: BanLimits,
 }
 
 impl Deployment {
@@ -159,6 +162,7 @@ impl Default for Deployment {
             flow_mark: default_flow_mark(),
             metrics: None,
             summary_seconds: default_summary_seconds(),
+            bans: BanLimits::default(),
         }
     }
 }
@@ -357,6 +361,7 @@ const DEPLOYMENT_KEYS: &[&str] = &[
     "flow_mark",
     "metrics",
     "summary_seconds",
+    "bans",
 ];
 
 /// The policy part of a file or table. Other keys are collected, not refused, so that the same
@@ -403,6 +408,14 @@ struct RawDeployment {
     metrics: Option<Spanned<String>>,
     #[serde(default = "default_summary_seconds")]
     summary_seconds: u64,
+    bans: Option<Spanned<RawBans>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBans {
+    max_entries: Option<Spanned<u32>>,
+    max_duration: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -465,6 +478,9 @@ struct RawRule {
     to_user: Option<Vec<Spanned<String>>>,
     action: Spanned<String>,
     mark: Option<Spanned<u32>>,
+    ban: Option<Spanned<String>>,
+    ban_prefix: Option<Spanned<u8>>,
+    ban_prefix6: Option<Spanned<u8>>,
 }
 
 fn default_hashlimit_rate() -> u32 {
@@ -565,7 +581,32 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
         flow_mark: raw.flow_mark,
         metrics: raw.metrics.as_ref().map(|address| metrics_address(at, address)).transpose()?,
         summary_seconds: raw.summary_seconds,
+        bans: raw.bans.as_ref().map(|bans| ban_limits(at, bans.get_ref())).transpose()?.unwrap_or_default(),
     })
+}
+
+/// `[bans]`: the kernel sets' size (ipset's `maxelem`, at most 2^24 here: a set's memory is
+/// the kernel's) and the cap on a repeat offender's ban.
+fn ban_limits(at: &Locator, raw: &RawBans) -> Result<BanLimits, ConfigError> {
+    let mut limits = BanLimits::default();
+    if let Some(entries) = &raw.max_entries {
+        let wanted = *entries.get_ref();
+        if !(1..=16_777_216).contains(&wanted) {
+            return Err(at.at(entries, format!("max_entries = {wanted} is not 1 to 16777216"), None));
+        }
+        limits.max_entries = wanted as usize;
+    }
+    if let Some(text) = &raw.max_duration {
+        limits.max_duration_ms = duration_ms(at, text)?;
+        if limits.max_duration_ms > MAX_DURATION_MS {
+            return Err(at.at(
+                text,
+                format!("max_duration = {} is longer than the kernel's sets keep an entry", text.get_ref()),
+                Some("at most \"24d\"".into()),
+            ));
+        }
+    }
+    Ok(limits)
 }
 
 /// A queue of no packets would decide nothing: fail-closed it drops every flow, fail-open it
@@ -783,6 +824,7 @@ fn verdict(at: &Locator, text: &Spanned<String>) -> Result<Verdict, ConfigError>
     match text.get_ref().as_str() {
         "accept" => Ok(Verdict::Accept),
         "drop" => Ok(Verdict::Drop),
+        "ban" => Err(at.at(text, "only a rule can ban".into(), Some("a default or malformed verdict is `accept` or `drop`".into()))),
         other => Err(at.at(text, format!("unknown action `{other}`"), Some("expected `accept` or `drop`".into()))),
     }
 }
@@ -795,7 +837,14 @@ fn rule(
     asn_groups: &asn::Groups,
     sip_patterns: &sip::PatternLists,
 ) -> Result<Rule, ConfigError> {
-    let mut verdict = verdict(at, &raw.action)?;
+    let ban = ban_spec(at, raw)?;
+    let mut verdict = match ban {
+        Some(_) => Verdict::Drop,
+        None => verdict(at, &raw.action).map_err(|error| ConfigError {
+            help: Some("expected `accept`, `drop` or `ban`".into()),
+            ..error
+        })?,
+    };
     if let Some(mark) = &raw.mark {
         if verdict != Verdict::Accept {
             return Err(at.at(
@@ -846,8 +895,61 @@ fn rule(
         Some(name) => printable_name(at, name)?,
         None => format!("rule {}", index + 1),
     };
-    Ok(Rule::with_conditions(name, verdict, conditions))
+    let rule = Rule::with_conditions(name, verdict, conditions);
+    Ok(match ban {
+        Some(spec) => rule.with_ban(spec),
+        None => rule,
+    })
 }
+
+/// A ban rule's `ban`, `ban_prefix` and `ban_prefix6`, which only a ban rule may have. The
+/// prefixes stop at /16 and /32: a hurried `ban_prefix = 0` would ban the whole Internet.
+fn ban_spec(at: &Locator, raw: &RawRule) -> Result<Option<BanSpec>, ConfigError> {
+    if raw.action.get_ref() != "ban" {
+        let stray = (raw.ban.as_ref().map(Spanned::span))
+            .or_else(|| raw.ban_prefix.as_ref().map(Spanned::span))
+            .or_else(|| raw.ban_prefix6.as_ref().map(Spanned::span));
+        return match stray {
+            Some(span) => Err(at.error(
+                span.start,
+                "ban, ban_prefix and ban_prefix6 belong to a ban rule".into(),
+                Some("use action = \"ban\"".into()),
+            )),
+            None => Ok(None),
+        };
+    }
+    let duration_ms = match &raw.ban {
+        Some(text) => duration_ms(at, text)?,
+        None => DEFAULT_BAN_MS,
+    };
+    if duration_ms > MAX_DURATION_MS {
+        return Err(at.at(
+            raw.ban.as_ref().unwrap_or(&raw.action),
+            format!("a ban of {} is longer than the kernel's sets keep an entry (24 days)", BanDuration(duration_ms)),
+            Some("ban for at most \"24d\"".into()),
+        ));
+    }
+    let prefix = |value: &Option<Spanned<u8>>, family: &str, range: std::ops::RangeInclusive<u8>, single| {
+        let Some(value) = value else { return Ok(single) };
+        let length = *value.get_ref();
+        if range.contains(&length) {
+            return Ok(length);
+        }
+        Err(at.at(
+            value,
+            format!("a {family} ban prefix of /{length} is not /{} to /{}", range.start(), range.end()),
+            Some("ban the source alone, or its /24 (IPv4) or /64 (IPv6)".into()),
+        ))
+    };
+    Ok(Some(BanSpec {
+        duration_ms,
+        prefix_v4: prefix(&raw.ban_prefix, "IPv4", 16..=32, 32)?,
+        prefix_v6: prefix(&raw.ban_prefix6, "IPv6", 32..=128, 128)?,
+    }))
+}
+
+/// A ban rule's ban when it names none.
+const DEFAULT_BAN_MS: u64 = 3_600_000;
 
 /// A name goes into logs and metrics labels: a control character (a line feed, say) could
 /// forge lines in either, so it is refused.

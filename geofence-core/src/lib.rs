@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asn;
+pub mod ban;
 pub mod behaviour;
 mod condition;
 pub mod config;

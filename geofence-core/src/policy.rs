@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::asn::{Asn, AsnTable, Resolved};
+use crate::ban::BanSpec;
 use crate::condition::port::{PortClasses, PortMask};
 use crate::condition::protocol::ProtocolMask;
 use crate::condition::sip::SipTests;
@@ -492,6 +493,35 @@ impl Policy {
             (Some(first), Some(index)) => index < first,
             (Some(_), None) => false,
         }
+    }
+
+    /// The ban a packet's source gets when rule `rule_index` decided it: the rule's
+    /// [`BanSpec`] if it is a ban rule, unless `source` is trusted, that is, in a list that an
+    /// accepting rule before it names. A trunk's address that a scanner forges to probe a
+    /// honeypot port is dropped, not banned: banning it would shut the trunk out.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use geofence_core::{Config, db::CountryTable};
+    /// let text = "default = \"drop\"\n[lists]\ntrunks = [\"192.0.2.10\"]\n\
+    ///     [[rule]]\nsource = [\"trunks\"]\nports = [5060]\naction = \"accept\"\n\
+    ///     [[rule]]\nports = [23]\naction = \"ban\"\nban = \"1h\"\n";
+    /// let policy = Config::parse(text)?.policy.build(Arc::new(CountryTable::empty()))?;
+    /// let probe = |source: &str| policy.ban_for(Some(1), source.parse().unwrap());
+    /// assert_eq!(probe("198.51.100.4").map(|spec| spec.duration_ms), Some(3_600_000));
+    /// assert_eq!(probe("192.0.2.10"), None, "a trunk is never banned");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ban_for(&self, rule_index: Option<usize>, source: IpAddr) -> Option<BanSpec> {
+        let index = rule_index?;
+        let spec = self.rules.get(index)?.ban()?;
+        let source = source.to_canonical();
+        let trusted = self.rules[..index].iter().filter(|rule| rule.verdict() != Verdict::Drop).any(|rule| {
+            rule.source_lists().iter().any(|name| {
+                self.lists.iter().any(|(listed, list)| listed == name && list.contains(source))
+            })
+        });
+        (!trusted).then_some(spec)
     }
 
     /// Whether a rule reads the payload (see [`PolicyBuilder::reads_payload`]).

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::asn::AsnSet;
+use crate::ban::BanSpec;
 use crate::condition::sip::Kind as SipKind;
 use crate::condition::{Condition, Conditions, Facts};
 use crate::country::CountrySet;
@@ -38,6 +39,17 @@ impl fmt::Display for Verdict {
     }
 }
 
+struct Action<'a>(&'a Rule);
+
+impl fmt::Display for Action<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.ban {
+            Some(spec) => spec.fmt(f),
+            None => self.0.verdict.fmt(f),
+        }
+    }
+}
+
 /// One rule: every condition that is set must hold for the rule to match.
 ///
 /// A new rule matches every packet; each `with_` method narrows it.
@@ -57,17 +69,18 @@ impl fmt::Display for Verdict {
 pub struct Rule {
     name: String,
     verdict: Verdict,
+    ban: Option<BanSpec>,
     pub(crate) conditions: Conditions,
 }
 
 impl Rule {
     /// A rule that matches every packet, to be narrowed with the `with_` methods.
     pub fn new(name: impl Into<String>, verdict: Verdict) -> Rule {
-        Rule { name: name.into(), verdict, conditions: Conditions::default() }
+        Rule { name: name.into(), verdict, ban: None, conditions: Conditions::default() }
     }
 
     pub(crate) fn with_conditions(name: String, verdict: Verdict, conditions: Conditions) -> Rule {
-        Rule { name, verdict, conditions }
+        Rule { name, verdict, ban: None, conditions }
     }
 
     /// The rule's name, for logs and counters.
@@ -78,6 +91,25 @@ impl Rule {
     /// What a matching packet gets.
     pub fn verdict(&self) -> Verdict {
         self.verdict
+    }
+
+    /// Makes the rule a ban rule (`action = "ban"`): a matching packet is dropped and its
+    /// source banned as `spec` says. The policy only says so
+    /// ([`Policy::ban_for`](crate::Policy::ban_for)); the caller gives the ban.
+    pub fn with_ban(mut self, spec: BanSpec) -> Rule {
+        self.verdict = Verdict::Drop;
+        self.ban = Some(spec);
+        self
+    }
+
+    /// The ban a matching packet's source gets, for a ban rule.
+    pub fn ban(&self) -> Option<BanSpec> {
+        self.ban
+    }
+
+    /// The action as `config check` shows it: the verdict, or the ban.
+    pub fn action(&self) -> impl fmt::Display + '_ {
+        Action(self)
     }
 
     /// Also admits transport protocol `protocol` (a rule with none admits any).

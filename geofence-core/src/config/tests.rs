@@ -135,7 +135,7 @@ fn syntax_and_schema_errors_give_the_line() {
     assert!(error(&format!("{RULE}action = \"drop\"\ncontry = [\"GB\"]\n")).contains("unknown field `contry`"));
     assert_eq!(
         error(&format!("{RULE}action = \"reject\"\n")),
-        "line 3, column 10: unknown action `reject` (expected `accept` or `drop`)"
+        "line 3, column 10: unknown action `reject` (expected `accept`, `drop` or `ban`)"
     );
     assert!(error("queue = 0\n").contains("missing field `default`"));
     assert_eq!(
@@ -462,4 +462,50 @@ fn the_behaviour_table_is_read_and_checked() {
         "{}",
         error(without_sip)
     );
+}
+
+#[test]
+fn a_ban_rule_drops_and_carries_its_ban_and_bans_has_its_bounds() {
+    let text = format!(
+        "default = \"drop\"\n[bans]\nmax_entries = 1000\nmax_duration = \"2d\"\n[[rule]]\nname = \"honeypot\"\nports = [23]\naction = \"ban\"\n\
+         ban = \"6h\"\nban_prefix = 24\nban_prefix6 = 64\n[[rule]]\nports = [2323]\naction = \"ban\"\n"
+    );
+    let config = Config::parse(&text).unwrap();
+    assert_eq!(config.deployment.bans, BanLimits { max_entries: 1000, max_duration_ms: 2 * 86_400_000 });
+    let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
+    let rules: Vec<&Rule> = policy.rules().collect();
+    assert_eq!(rules[0].verdict(), Verdict::Drop);
+    assert_eq!(rules[0].ban(), Some(BanSpec { duration_ms: 6 * 3_600_000, prefix_v4: 24, prefix_v6: 64 }));
+    assert_eq!(rules[0].action().to_string(), "ban 6h /24 /64");
+    assert_eq!(rules[1].ban(), Some(BanSpec { duration_ms: 3_600_000, prefix_v4: 32, prefix_v6: 128 }), "defaults");
+    assert_eq!(Config::parse("default = \"drop\"\n").unwrap().deployment.bans, BanLimits::default());
+}
+
+#[test]
+fn ban_settings_out_of_place_or_out_of_range_are_refused_where_written() {
+    assert_eq!(
+        error(&format!("{RULE}action = \"drop\"\nban = \"1h\"\n")),
+        "line 4, column 7: ban, ban_prefix and ban_prefix6 belong to a ban rule (use action = \"ban\")"
+    );
+    assert_eq!(
+        error(&format!("{RULE}action = \"ban\"\nban_prefix = 8\n")),
+        "line 4, column 14: a IPv4 ban prefix of /8 is not /16 to /32 (ban the source alone, or its /24 (IPv4) or \
+         /64 (IPv6))"
+    );
+    assert!(error(&format!("{RULE}action = \"ban\"\nban_prefix6 = 129\n")).contains("IPv6 ban prefix of /129"));
+    assert_eq!(
+        error(&format!("{RULE}action = \"ban\"\nban = \"30d\"\n")),
+        "line 4, column 7: a ban of 30d is longer than the kernel's sets keep an entry (24 days) (ban for at most \
+         \"24d\")"
+    );
+    assert!(error(&format!("{RULE}action = \"ban\"\nban = \"soon\"\n")).contains("`soon` is not a duration"));
+    assert!(error(&format!("{RULE}action = \"ban\"\nmark = 1\n")).contains("a mark is set only on accepted packets"));
+    assert!(error(&format!("{RULE}action = \"reject\"\n")).ends_with("(expected `accept`, `drop` or `ban`)"));
+    assert_eq!(
+        error("default = \"ban\"\n"),
+        "line 1, column 11: only a rule can ban (a default or malformed verdict is `accept` or `drop`)"
+    );
+    assert!(error("default = \"drop\"\n[bans]\nmax_entries = 0\n").contains("max_entries = 0 is not 1 to 16777216"));
+    assert!(error("default = \"drop\"\n[bans]\nmax_duration = \"25d\"\n").contains("longer than the kernel"));
+    assert!(error("default = \"drop\"\n[bans]\nsize = 1\n").contains("unknown field `size`"));
 }

@@ -1,0 +1,259 @@
+//! Bans: a rule with `action = "ban"` drops the packet and shuts its source (or the source's
+//! network) out for a while, on every port, in the kernel.
+//!
+//! This module is the pure part: what a ban rule asks for ([`BanSpec`]) and the book of bans
+//! given ([`BanBook`]), which decides each ban's length and remembers repeat offenders. The
+//! caller writes the bans it returns into the kernel's sets and hands it the time; nothing here
+//! reads a clock.
+//!
+//! - **Repeat offenders**: a network banned again while its last offence is remembered gets
+//!   twice the last ban's length, up to the book's cap ([`BanLimits::max_duration_ms`]). An
+//!   offence is remembered until its ban has ended and then for as long as the cap.
+//! - **Jitter**: each ban is 0 to 10% shorter than that, by a keyed hash of the network and
+//!   its offence count, so bans given in one flood do not all end in the same second.
+//! - **Bounded**: the book holds at most [`BanLimits::max_entries`] networks (the kernel set's
+//!   `maxelem` too). When it is full, networks whose ban has ended are forgotten (at most once
+//!   a second); if every entry is still banned, the new ban is refused and counted.
+//!
+//! ```
+//! use geofence_core::ban::{BanBook, BanLimits, BanSpec, Banned};
+//! let limits = BanLimits { max_entries: 1024, max_duration_ms: 86_400_000 };
+//! let mut book = BanBook::new(limits, 7);
+//! let spec = BanSpec { duration_ms: 3_600_000, prefix_v4: 32, prefix_v6: 128 };
+//! let network = spec.network_of("192.0.2.9".parse()?);
+//! let Banned::New(first) = book.ban(network, spec.duration_ms, 0) else { panic!() };
+//! assert!((3_240_000..=3_600_000).contains(&first.duration_ms), "an hour, less up to 10%");
+//! assert_eq!(book.ban(network, spec.duration_ms, 60_000), Banned::Already, "still banned");
+//! // Back after its ban: two hours this time.
+//! let Banned::New(second) = book.ban(network, spec.duration_ms, first.duration_ms) else { panic!() };
+//! assert!((6_480_000..=7_200_000).contains(&second.duration_ms));
+//! assert_eq!(second.offences, 2);
+//! # Ok::<(), std::net::AddrParseError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::behaviour::mix;
+use crate::IpNetwork;
+
+/// The longest ban the kernel's sets take: an ipset timeout is at most 2,147,483 seconds.
+pub const MAX_DURATION_MS: u64 = 2_147_483_000;
+
+/// What a ban rule asks for: how long, and how wide a network around the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanSpec {
+    /// A first offence's ban, in milliseconds.
+    pub duration_ms: u64,
+    /// The prefix length an IPv4 source is banned with (32: the address alone).
+    pub prefix_v4: u8,
+    /// The prefix length an IPv6 source is banned with (128: the address alone; 64: its subnet).
+    pub prefix_v6: u8,
+}
+
+impl BanSpec {
+    /// The network a ban of `source` shuts out: the source's own, cut to the spec's prefix. An
+    /// IPv4-mapped IPv6 source is banned as the IPv4 address it is.
+    pub fn network_of(&self, source: IpAddr) -> IpNetwork {
+        let (source, prefix) = match source.to_canonical() {
+            v4 @ IpAddr::V4(_) => (v4, self.prefix_v4.min(32)),
+            v6 => (v6, self.prefix_v6.min(128)),
+        };
+        // In range by the `min` above, so this cannot fail; the address alone if it did.
+        IpNetwork::new_truncate(source, prefix).unwrap_or_else(|_| IpNetwork::from(source))
+    }
+}
+
+impl fmt::Display for BanSpec {
+    /// `ban 1h`, with the prefixes when they are not single addresses: `ban 1h /24 /64`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ban {}", Duration(self.duration_ms))?;
+        if (self.prefix_v4, self.prefix_v6) != (32, 128) {
+            write!(f, " /{} /{}", self.prefix_v4, self.prefix_v6)?;
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds written in the largest unit that divides them, as the config reads them back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Duration(pub u64);
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
+        match units.iter().find(|(size, _)| self.0 != 0 && self.0 % size == 0) {
+            Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
+            None => write!(f, "{}ms", self.0),
+        }
+    }
+}
+
+/// The book's bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanLimits {
+    /// Networks the book (and the kernel set) holds at most.
+    pub max_entries: usize,
+    /// The longest ban a repeat offender gets, in milliseconds (at most [`MAX_DURATION_MS`]).
+    pub max_duration_ms: u64,
+}
+
+impl Default for BanLimits {
+    /// 65,536 networks, bans of up to a week.
+    fn default() -> BanLimits {
+        BanLimits { max_entries: 65_536, max_duration_ms: 7 * 86_400_000 }
+    }
+}
+
+/// One ban to write into the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ban {
+    /// What is shut out.
+    pub network: IpNetwork,
+    /// For how long from now, in milliseconds.
+    pub duration_ms: u64,
+    /// How many times the network has been banned while remembered, this one included.
+    pub offences: u32,
+}
+
+/// What [`BanBook::ban`] made of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Banned {
+    /// A new ban: write it into the kernel.
+    New(Ban),
+    /// The network is banned already (a packet that was queued before its ban took effect).
+    Already,
+    /// The book is full of bans still running: refused, and counted.
+    Full,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    until_ms: u64,
+    /// The last ban's length, before jitter: what a repeat doubles.
+    last_ms: u64,
+    offences: u32,
+}
+
+/// The bans given: their ends and the offenders' history, of a bounded size.
+#[derive(Debug)]
+pub struct BanBook {
+    entries: BTreeMap<IpNetwork, Entry>,
+    limits: BanLimits,
+    key: u64,
+    refused: u64,
+    last_purge_ms: Option<u64>,
+}
+
+impl BanBook {
+    /// An empty book whose jitter is keyed by `key` (take it from a random source, so a
+    /// sender cannot tell when its ban ends to the second).
+    pub fn new(limits: BanLimits, key: u64) -> BanBook {
+        BanBook { entries: BTreeMap::new(), limits, key, refused: 0, last_purge_ms: None }
+    }
+
+    /// The bounds, changed by a reload; the bans running keep their ends.
+    pub fn set_limits(&mut self, limits: BanLimits) {
+        self.limits = limits;
+    }
+
+    /// Bans `network` for `base_ms` (a first offence) at `now_ms`, or longer for a repeat.
+    pub fn ban(&mut self, network: IpNetwork, base_ms: u64, now_ms: u64) -> Banned {
+        let cap = self.limits.max_duration_ms.min(MAX_DURATION_MS);
+        let remembered = self.entries.get(&network).filter(|e| now_ms < e.until_ms.saturating_add(cap)).copied();
+        if remembered.is_some_and(|entry| entry.until_ms > now_ms) {
+            return Banned::Already;
+        }
+        if remembered.is_none() && !self.entries.contains_key(&network) && !self.make_room(now_ms) {
+            self.refused += 1;
+            return Banned::Full;
+        }
+        let (last_ms, offences) = match remembered {
+            Some(entry) => (entry.last_ms.saturating_mul(2), entry.offences.saturating_add(1)),
+            None => (base_ms, 1),
+        };
+        let last_ms = last_ms.clamp(1, cap.max(1));
+        let duration_ms = last_ms - jitter(last_ms, hash(network, offences, self.key));
+        self.entries.insert(network, Entry { until_ms: now_ms.saturating_add(duration_ms), last_ms, offences });
+        Banned::New(Ban { network, duration_ms, offences })
+    }
+
+    /// Puts back a ban saved before a restart, with the time it had left and its offences.
+    /// Refused (false) when the book is full of running bans.
+    pub fn restore(&mut self, ban: Ban, now_ms: u64) -> bool {
+        if !self.entries.contains_key(&ban.network) && !self.make_room(now_ms) {
+            self.refused += 1;
+            return false;
+        }
+        let entry = Entry { until_ms: now_ms.saturating_add(ban.duration_ms), last_ms: ban.duration_ms, offences: ban.offences };
+        self.entries.insert(ban.network, entry);
+        true
+    }
+
+    /// Lifts the ban of `network` and forgets its offences; whether it was in the book.
+    pub fn unban(&mut self, network: IpNetwork) -> bool {
+        self.entries.remove(&network).is_some()
+    }
+
+    /// Forgets every ban.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The bans still running at `now_ms`, in address order, each with the time it has left.
+    pub fn running(&self, now_ms: u64) -> impl Iterator<Item = Ban> + '_ {
+        self.entries.iter().filter(move |(_, entry)| entry.until_ms > now_ms).map(move |(network, entry)| Ban {
+            network: *network,
+            duration_ms: entry.until_ms - now_ms,
+            offences: entry.offences,
+        })
+    }
+
+    /// Networks in the book, banned now or remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the book is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bans refused because the book was full, since it was made.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Whether there is room for one more network, forgetting the ended bans to make it.
+    fn make_room(&mut self, now_ms: u64) -> bool {
+        if self.entries.len() < self.limits.max_entries {
+            return true;
+        }
+        // A full book is scanned at most once a second: a flood of new offenders against a
+        // book of running bans costs a comparison each, not a scan each.
+        if self.last_purge_ms.is_some_and(|last| now_ms < last.saturating_add(1000)) {
+            return false;
+        }
+        self.last_purge_ms = Some(now_ms);
+        self.entries.retain(|_, entry| entry.until_ms > now_ms);
+        self.entries.len() < self.limits.max_entries
+    }
+}
+
+/// 0 to 10% of `length`, by `hash`.
+fn jitter(length: u64, hash: u64) -> u64 {
+    ((u128::from(length) * u128::from(hash % 1001)) / 10_000) as u64
+}
+
+fn hash(network: IpNetwork, offences: u32, key: u64) -> u64 {
+    let address = match network.network_address() {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let seed = key ^ (u64::from(network.netmask()) << 32) ^ u64::from(offences);
+    mix(mix(seed ^ address as u64) ^ (address >> 64) as u64)
+}
+
+#[cfg(test)]
+mod tests;
