@@ -103,17 +103,29 @@ pub enum CliError {
     /// Writing to standard output failed.
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+    /// An argument that clap passed but that means nothing.
+    #[error("{0}")]
+    Usage(String),
+    /// The nft backend has no ban set writer yet.
+    #[error("the policy has ban rules, whose sets only the iptables backend has so far: use --backend iptables")]
+    NftBans,
+    /// A ban set could not be changed.
+    #[error(transparent)]
+    Bans(#[from] geofence_nfq::bans::SetError),
 }
 
 impl CliError {
-    /// 1: a runtime failure (queue, signals, output); 3: a bad config, database or file.
+    /// 1: a runtime failure (queue, signals, output, ban sets); 2: a bad argument; 3: a bad
+    /// config, database or file.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Queue(_)
             | CliError::Signals(_)
             | CliError::Output(_)
             | CliError::Metrics { .. }
-            | CliError::Demo(_) => 1,
+            | CliError::Demo(_)
+            | CliError::Bans(_) => 1,
+            CliError::Usage(_) => 2,
             _ => 3,
         }
     }

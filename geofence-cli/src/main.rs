@@ -2,6 +2,7 @@
 //! geofence-core and the queue handling by geofence-nfq.
 #![forbid(unsafe_code)]
 
+mod bans;
 mod behaviour;
 mod check;
 mod config_check;
@@ -77,6 +78,9 @@ enum Command {
     Demo,
     /// Dry-run a policy over a capture: what would have been accepted and dropped.
     Check(check::CheckArgs),
+    /// Ban an address or network in the kernel, lift a ban, or lift them all (needs root).
+    #[command(subcommand)]
+    Bans(bans::BansCommand),
     /// Print the iptables (or nft) rules that feed the config's queue.
     Rules(rules::RulesArgs),
     /// Check a config file.
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(&args),
         Command::Demo => demo::demo(),
         Command::Rules(args) => rules::print(&args),
+        Command::Bans(command) => bans::bans(&command),
         Command::Config(command) => config_check::config(&command),
         Command::Completions { shell } => {
             clap_complete::generate(

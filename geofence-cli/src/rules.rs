@@ -35,6 +35,7 @@ pub fn print(args: &RulesArgs) -> Result<ExitCode, CliError> {
     let (selectors, options) = rules::for_config(&config);
     let text = match args.backend {
         Backend::Iptables => rules::iptables(&selectors, &options),
+        Backend::Nft if options.bans.is_some() => return Err(CliError::NftBans),
         Backend::Nft => rules::nft(&selectors, &options),
     };
     crate::output(&text)?;

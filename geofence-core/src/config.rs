@@ -765,27 +765,34 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
     Ok(Behaviour { limits, max_sources: max_sources as usize })
 }
 
-/// `"500ms"`, `"10s"`, `"10m"`, `"2h"` or `"1d"`, in milliseconds (more than nothing).
-fn duration_ms(at: &Locator, text: &Spanned<String>) -> Result<u64, ConfigError> {
-    let written = text.get_ref().trim();
+/// A duration as the config writes it, `"500ms"`, `"10s"`, `"10m"`, `"2h"` or `"1d"`, in
+/// milliseconds; `None` for anything else, nothing included.
+///
+/// ```
+/// assert_eq!(geofence_core::config::parse_duration("90s"), Some(90_000));
+/// assert_eq!(geofence_core::config::parse_duration("0h"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let written = text.trim();
     let split = written.find(|c: char| !c.is_ascii_digit()).unwrap_or(written.len());
     let (digits, unit) = written.split_at(split);
     let scale = match unit.trim() {
-        "ms" => Some(1),
-        "s" => Some(1000),
-        "m" => Some(60_000),
-        "h" => Some(3_600_000),
-        "d" => Some(86_400_000),
-        _ => None,
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
     };
-    match (digits.parse::<u64>(), scale) {
-        (Ok(n), Some(scale)) if n > 0 => n.checked_mul(scale).ok_or(()),
-        _ => Err(()),
-    }
-    .map_err(|()| {
+    digits.parse::<u64>().ok().filter(|n| *n > 0)?.checked_mul(scale)
+}
+
+/// What [`parse_duration`] reads, with an error at its place.
+fn duration_ms(at: &Locator, text: &Spanned<String>) -> Result<u64, ConfigError> {
+    parse_duration(text.get_ref()).ok_or_else(|| {
         at.at(
             text,
-            format!("`{written}` is not a duration"),
+            format!("`{}` is not a duration", text.get_ref().trim()),
             Some("write a number and a unit: 500ms, 10s, 10m, 2h".into()),
         )
     })

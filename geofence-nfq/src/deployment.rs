@@ -48,6 +48,7 @@ pub fn rule_options(deployment: &Deployment, malformed: Verdict) -> RuleOptions 
         hashlimit_burst: deployment.hashlimit_burst,
         flow_mark: deployment.flow_mark,
         every_datagram: Vec::new(),
+        bans: None,
     }
 }
 

@@ -23,6 +23,7 @@
 //! `unsafe` block of geofence lives in this crate, in `socket` and `message`, each with the
 //! invariant it relies on. Binding a queue needs CAP_NET_ADMIN.
 
+pub mod bans;
 pub mod deployment;
 mod error;
 mod message;

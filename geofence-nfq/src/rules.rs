@@ -24,11 +24,17 @@
 //! (trunks, the LAN) give the flow mark, so trusted sources keep the kernel bypass. SIP over TCP
 //! is not read: a connection's first queued packet is its SYN, which carries no payload.
 //!
+//! A policy with ban rules gets the two ipsets of banned networks ([`crate::bans`]) and, first
+//! of all, a rule a family that drops their members on every port: a banned source's packets
+//! die in the kernel, before any queue or flow-mark accept.
+//!
 //! Pure text generation for iptables/ip6tables command lines and for an nft ruleset.
 
 use std::fmt::Write;
 
 use geofence_core::{Config, PortRange, Protocol, Rule, Verdict};
+
+use crate::bans::{SET_V4, SET_V6};
 
 /// The comment of the rules that count what fail-open let pass unexamined.
 pub const UNEXAMINED_COMMENT: &str = "geofence-unexamined";
@@ -63,6 +69,16 @@ pub struct RuleOptions {
     /// Traffic whose every datagram is queued (not only a flow's first): what rules that read
     /// SIP payloads could decide. Its rules come first.
     pub every_datagram: Vec<Selector>,
+    /// The ban sets, when a rule bans: created first, and their members dropped on every port
+    /// ahead of every other rule.
+    pub bans: Option<BanSetOptions>,
+}
+
+/// The kernel sets of banned networks, as `ipset create` makes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanSetOptions {
+    /// Entries each set holds at most (`maxelem`).
+    pub max_entries: usize,
 }
 
 /// What a config's rules send to the queue, and how: the inputs of [`iptables`] and [`nft`].
@@ -70,6 +86,9 @@ pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     let policy = &config.policy.builder;
     let mut options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
     options.every_datagram = datagram_selectors(policy.rules());
+    if policy.rules().iter().any(|rule| rule.ban().is_some()) {
+        options.bans = Some(BanSetOptions { max_entries: config.deployment.bans.max_entries });
+    }
     let mut flows = selectors(policy.rules(), policy.default_verdict());
     flows.retain(|selector| !options.every_datagram.contains(selector));
     (flows, options)
@@ -137,6 +156,16 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
     let mut out = String::new();
     for family in [Family::V4, Family::V6] {
         let (tool, suffix) = if family == Family::V4 { ("iptables", "4") } else { ("ip6tables", "6") };
+        if let Some(bans) = options.bans {
+            let (set, inet) = if family == Family::V4 { (SET_V4, "inet") } else { (SET_V6, "inet6") };
+            // The set's default timeout only marks it as a set with timeouts: each ban gives its own.
+            let _ = writeln!(
+                out,
+                "ipset create {set} hash:net family {inet} timeout 3600 maxelem {} -exist",
+                bans.max_entries
+            );
+            let _ = writeln!(out, "{tool} -w -A INPUT -m set --match-set {set} src -j DROP");
+        }
         for (selector, state) in queued(selectors, options, " -m conntrack --ctstate NEW") {
             let Some(matched) = iptables_match(*selector, family) else { continue };
             if options.drop_invalid {
@@ -309,6 +338,28 @@ mod tests {
         );
     }
 
+    /// The ban sets come first and drop their members on every port, ahead of the queue.
+    #[test]
+    fn a_policy_that_bans_creates_the_sets_and_drops_their_members_first() {
+        let config = Config::parse(
+            "default = \"accept\"\nhashlimit_rate = 0\nflow_mark = 0\nmalformed = \"accept\"\n[bans]\nmax_entries = 5000\n\
+             [[rule]]\nprotocol = \"tcp\"\nports = [23]\naction = \"ban\"\n",
+        )
+        .unwrap();
+        let (selectors, options) = for_config(&config);
+        assert_eq!(options.bans, Some(BanSetOptions { max_entries: 5000 }));
+        assert_eq!(
+            iptables(&selectors, &options),
+            "ipset create geofence-ban4 hash:net family inet timeout 3600 maxelem 5000 -exist\n\
+             iptables -w -A INPUT -m set --match-set geofence-ban4 src -j DROP\n\
+             iptables -w -A INPUT -p tcp --dport 23 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n\
+             ipset create geofence-ban6 hash:net family inet6 timeout 3600 maxelem 5000 -exist\n\
+             ip6tables -w -A INPUT -m set --match-set geofence-ban6 src -j DROP\n\
+             ip6tables -w -A INPUT -p tcp --dport 23 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n"
+        );
+        assert_eq!(asterisk().1.bans, None, "no ban rule, no sets");
+    }
+
     /// Trunks keep the flow bypass; every other datagram to the port a SIP rule reads is queued.
     #[test]
     fn a_policy_that_reads_sip_queues_every_datagram_of_its_ports() {
@@ -393,6 +444,7 @@ mod tests {
                 flow_mark: 0,
                 drop_invalid: false,
                 every_datagram: Vec::new(),
+                bans: None,
             },
         );
         assert_eq!(icmp, "iptables -w -A INPUT -p icmp -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n");

@@ -1,0 +1,66 @@
+//! `geofence bans`: the admin's hand on the kernel's ban sets.
+
+use std::process::ExitCode;
+
+use geofence_core::ban::{Ban, Duration, MAX_DURATION_MS};
+use geofence_core::IpNetwork;
+use geofence_nfq::bans::BanSets;
+
+use crate::error::CliError;
+
+/// What to do to the ban sets.
+#[derive(clap::Subcommand)]
+pub enum BansCommand {
+    /// Ban an address or network on every port, and forget its tracked flows.
+    Add {
+        /// An address (198.51.100.7) or a network (198.51.100.0/24, 2001:db8::/64).
+        network: String,
+        /// For how long: 90s, 10m, 2h, 7d (at most 24d).
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+        duration: String,
+    },
+    /// Lift the ban of an address or network, as it was added.
+    Del {
+        /// The address or network.
+        network: String,
+    },
+    /// Lift every ban.
+    Flush,
+}
+
+/// Changes the sets that the lines of `geofence rules` create (they must exist).
+pub fn bans(command: &BansCommand) -> Result<ExitCode, CliError> {
+    let mut sets = BanSets::open()?;
+    let said = match command {
+        BansCommand::Add { network, duration } => {
+            let network = parse_network(network)?;
+            let duration_ms = geofence_core::config::parse_duration(duration)
+                .filter(|ms| *ms <= MAX_DURATION_MS)
+                .ok_or_else(|| CliError::Usage(format!("`{duration}` is not a duration of 1ms to 24d (90s, 10m, 2h, 7d)")))?;
+            sets.ban(&[Ban { network, duration_ms, offences: 1 }]).pop().unwrap_or(Ok(()))?;
+            sets.forget_flows(network)?;
+            format!("banned {network} for {}\n", Duration(duration_ms))
+        }
+        BansCommand::Del { network } => {
+            let network = parse_network(network)?;
+            sets.unban(network)?;
+            format!("lifted the ban of {network}\n")
+        }
+        BansCommand::Flush => {
+            sets.flush()?;
+            "lifted every ban\n".to_owned()
+        }
+    };
+    crate::output(&said)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An address or a network; host bits are refused rather than cut, so a typo does not ban
+/// the wrong network.
+fn parse_network(text: &str) -> Result<IpNetwork, CliError> {
+    let parsed = match text.parse::<std::net::IpAddr>() {
+        Ok(address) => Ok(IpNetwork::from(address.to_canonical())),
+        Err(_) => text.parse::<IpNetwork>().map_err(|error| error.to_string()),
+    };
+    parsed.map_err(|error| CliError::Usage(format!("`{text}` is not an address or network: {error}")))
+}
