@@ -34,11 +34,12 @@ pub fn bans(command: &BansCommand) -> Result<ExitCode, CliError> {
     let said = match command {
         BansCommand::Add { network, duration } => {
             let network = parse_network(network)?;
-            let duration_ms = geofence_core::config::parse_duration(duration)
-                .filter(|ms| *ms <= MAX_DURATION_MS)
-                .ok_or_else(|| CliError::Usage(format!("`{duration}` is not a duration of 1ms to 24d (90s, 10m, 2h, 7d)")))?;
+            let duration_ms =
+                geofence_core::config::parse_duration(duration).filter(|ms| *ms <= MAX_DURATION_MS).ok_or_else(
+                    || CliError::Usage(format!("`{duration}` is not a duration of 1ms to 24d (90s, 10m, 2h, 7d)")),
+                )?;
             sets.ban(&[Ban { network, duration_ms, offences: 1 }]).pop().unwrap_or(Ok(()))?;
-            sets.forget_flows(network)?;
+            sets.forget_flows(&[network]).pop().unwrap_or(Ok(()))?;
             format!("banned {network} for {}\n", Duration(duration_ms))
         }
         BansCommand::Del { network } => {

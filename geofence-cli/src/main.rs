@@ -2,6 +2,7 @@
 //! geofence-core and the queue handling by geofence-nfq.
 #![forbid(unsafe_code)]
 
+mod banning;
 mod bans;
 mod behaviour;
 mod check;

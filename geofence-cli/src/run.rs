@@ -18,6 +18,7 @@ use geofence_nfq::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
+use crate::banning::Banner;
 use crate::behaviour::SharedTracker;
 use crate::error::CliError;
 use crate::files::{self, Sizes};
@@ -46,6 +47,7 @@ struct Shared {
     flow_mark: u32,
     queues: Vec<(u16, Arc<QueueCounters>)>,
     behaviour: SharedTracker,
+    banner: Banner,
 }
 
 /// Serves the queues until SIGTERM or SIGINT; then every packet still queued gets the fallback
@@ -84,6 +86,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         flow_mark: deployment.flow_mark,
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
         behaviour: SharedTracker::new(config.policy.behaviour),
+        banner: Banner::start(deployment.bans),
     });
     let fixed = deployment.clone();
     let summary_seconds = deployment.summary_seconds.max(1);
@@ -296,6 +299,16 @@ fn report(shared: &Shared, kernel: impl Fn(u16) -> Option<KernelQueueStats>) {
     log::info!("per country (accepted/dropped): {}", countries.join(", "));
     let rules: Vec<String> = totals.per_rule.iter().map(|(rule, count)| format!("{rule} {count}")).collect();
     log::info!("per rule: {}", rules.join(", "));
+    let bans = shared.banner.counters();
+    log::info!(
+        "bans: {} written, {} already banned, {} refused (set full), {} not taken by the kernel, {} lost (channel \
+         full)",
+        bans.banned.load(Ordering::Relaxed),
+        bans.already.load(Ordering::Relaxed),
+        bans.full.load(Ordering::Relaxed),
+        bans.failed.load(Ordering::Relaxed),
+        bans.lost.load(Ordering::Relaxed),
+    );
     for (queue, counters) in &shared.queues {
         let dropped = kernel(*queue).map_or("kernel counters unreadable".to_owned(), |k| {
             format!("kernel dropped {} (queue full) + {} (reader behind)", k.queue_dropped, k.user_dropped)
@@ -377,6 +390,17 @@ fn prometheus(shared: &Shared) -> String {
     for (rule, count) in &totals.per_rule {
         out.push_str(&format!("geofence_rule_packets_total{{rule=\"{}\"}} {count}\n", label_value(rule)));
     }
+    out.push_str("# TYPE geofence_bans_total counter\n");
+    let bans = shared.banner.counters();
+    for (outcome, counter) in [
+        ("written", &bans.banned),
+        ("already", &bans.already),
+        ("full", &bans.full),
+        ("failed", &bans.failed),
+        ("lost", &bans.lost),
+    ] {
+        out.push_str(&format!("geofence_bans_total{{outcome=\"{outcome}\"}} {}\n", counter.load(Ordering::Relaxed)));
+    }
     out.push_str("# TYPE geofence_queue_enobufs_total counter\n");
     for (queue, counters) in &shared.queues {
         out.push_str(&format!(
@@ -401,6 +425,8 @@ struct Worker {
     generation: u64,
     policy: Arc<Policy>,
     names: Vec<String>,
+    /// The rule names again, shared with the ban thread's log lines.
+    ban_names: Vec<Arc<str>>,
     local: Local,
     debug: bool,
 }
@@ -409,9 +435,9 @@ impl Worker {
     fn new(shared: Arc<Shared>) -> Worker {
         let generation = shared.generation.load(Ordering::Acquire);
         let policy = shared.policy.load_full();
-        let names = policy.rules().map(|rule| rule.name().to_owned()).collect();
+        let (names, ban_names) = rule_names(&policy);
         let local = Local::new(policy.rules().len());
-        Worker { shared, generation, policy, names, local, debug: log::log_enabled!(log::Level::Debug) }
+        Worker { shared, generation, policy, names, ban_names, local, debug: log::log_enabled!(log::Level::Debug) }
     }
 
     /// Publishes the counts made under the old policy, then takes the new one.
@@ -419,9 +445,14 @@ impl Worker {
         self.local.flush(&self.shared.totals, &self.names);
         self.generation = self.shared.generation.load(Ordering::Acquire);
         self.policy = self.shared.policy.load_full();
-        self.names = self.policy.rules().map(|rule| rule.name().to_owned()).collect();
+        (self.names, self.ban_names) = rule_names(&self.policy);
         self.local = Local::new(self.policy.rules().len());
     }
+}
+
+/// The rules' names, for the counters and for the ban log.
+fn rule_names(policy: &Policy) -> (Vec<String>, Vec<Arc<str>>) {
+    policy.rules().map(|rule| (rule.name().to_owned(), Arc::from(rule.name()))).unzip()
 }
 
 impl Handler for Worker {
@@ -431,6 +462,11 @@ impl Handler for Worker {
         }
         let decision = self.shared.behaviour.judge(&self.policy, self.policy.explain(packet.payload), packet.payload);
         self.local.record(&decision);
+        if let (Verdict::Drop, Some(source), Some(index)) = (decision.verdict, decision.source, decision.rule_index) {
+            if let Some(spec) = self.policy.ban_for(Some(index), source) {
+                self.shared.banner.ask(source, spec, &self.ban_names[index]);
+            }
+        }
         if self.debug {
             log::debug!(
                 "{} {} {} rule {} -> {}",
@@ -503,6 +539,7 @@ mod tests {
             flow_mark: 0,
             queues: Vec::new(),
             behaviour: SharedTracker::new(None),
+            banner: Banner::start(geofence_core::ban::BanLimits::default()),
         });
         let mut worker = Worker::new(Arc::clone(&shared));
         shared.policy.store(policy("default = \"accept\"\n"));

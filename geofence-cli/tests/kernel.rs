@@ -1083,3 +1083,101 @@ fn a_register_flood_for_one_user_is_stopped_at_the_watched_methods_limit() {
     assert!(ok, "{stderr}");
     assert_eq!(received, [30, 40], "{stderr}");
 }
+
+const HONEYPOT: &str = r#"
+default = "drop"
+malformed = "accept"
+hashlimit_rate = 0
+[lists]
+trunks = ["203.0.113.10"]
+[[rule]]
+name = "trunks"
+source = ["trunks"]
+protocol = "udp"
+ports = [5060]
+action = "accept"
+[[rule]]
+name = "honeypot"
+protocol = "udp"
+ports = [5070]
+action = "ban"
+ban = "2s"
+ban_prefix6 = 64
+[[rule]]
+name = "sip"
+protocol = "udp"
+ports = [5060]
+action = "accept"
+"#;
+
+/// Whether `address` is in the server namespace's ipset `set`, as `ipset test` says.
+fn in_ban_set(pair: &NetnsPair, set: &str, address: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &pair.server, "ipset", "-q", "test", set, address])
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn flows_from(pair: &NetnsPair, source: &str) -> usize {
+    let listing = pair.in_server(&["conntrack", "-L", "-s", source]);
+    String::from_utf8_lossy(&listing.stdout).lines().count()
+}
+
+#[test]
+fn a_honeypot_probe_bans_its_source_in_the_kernel_until_the_ban_ends_and_a_forged_trunk_is_not_banned() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (scanner, trunk, scanner6, neighbour6) = ("192.0.2.66", "203.0.113.10", "2001:db8:7::66", "2001:db8:7::99");
+    pair.add_sources(&[scanner, trunk, scanner6, neighbour6]);
+    let (_dir, path) = config(HONEYPOT);
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+
+    // A flow the scanner opened before it showed itself is accepted, and tracked.
+    let flow = pair.steady_sip(&[scanner], std::time::Duration::from_millis(20));
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(server.count(scanner) > 0, "the flow is accepted before the ban");
+    assert_eq!(flows_from(&pair, scanner), 1);
+
+    pair.probe(scanner, 5070);
+    assert!(in_ban_set(&pair, "geofence-ban4", scanner), "the probe banned its source");
+    let (during, queued) = (server.count(scanner), pair.queue_stats(0).unwrap().3);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(server.count(scanner), during, "the flow accepted before the ban stopped with it");
+    assert_eq!(flows_from(&pair, scanner), 0, "and its tracked flow was forgotten");
+    pair.send_sip(&[scanner], 5);
+    assert_eq!(server.count(scanner), during, "new SIP flows of the banned source are dropped too");
+    assert_eq!(pair.queue_stats(0).unwrap().3, queued, "in the kernel: nothing more was queued");
+    assert!(pair.counter(false, "filter", "match-set geofence-ban4") >= 5);
+    flow.stop();
+
+    // A prefix ban: the scanner's /64 neighbour is shut out with it.
+    pair.send_sip(&[neighbour6], 1);
+    assert_eq!(server.count(neighbour6), 1);
+    pair.probe(scanner6, 5070);
+    assert!(in_ban_set(&pair, "geofence-ban6", neighbour6));
+    pair.send_sip(&[neighbour6], 3);
+    assert_eq!(server.count(neighbour6), 1, "banned with its /64");
+
+    // A trunk's address forged to probe the honeypot is dropped, never banned.
+    pair.probe(trunk, 5070);
+    assert!(!in_ban_set(&pair, "geofence-ban4", trunk));
+    pair.send_sip(&[trunk], 3);
+    assert_eq!(server.count(trunk), 3, "the trunk still gets through");
+
+    // The ban (2 s, less up to 10%) ends in the kernel on its own.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(!in_ban_set(&pair, "geofence-ban4", scanner));
+    pair.send_sip(&[scanner], 2);
+    assert_eq!(server.count(scanner), during + 2, "it passes again once the ban has ended");
+
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("banned 192.0.2.66/32 for 2s (offence 1, rule honeypot)"), "{stderr}");
+    assert!(stderr.contains("banned 2001:db8:7::/64 for 2s (offence 1, rule honeypot)"), "{stderr}");
+    assert!(stderr.contains("bans: 2 written, "), "{stderr}");
+}

@@ -83,7 +83,7 @@ pub struct Duration(pub u64);
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
-        match units.iter().find(|(size, _)| self.0 != 0 && self.0 % size == 0) {
+        match units.iter().find(|(size, _)| self.0 != 0 && self.0.is_multiple_of(*size)) {
             Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
             None => write!(f, "{}ms", self.0),
         }
@@ -186,7 +186,11 @@ impl BanBook {
             self.refused += 1;
             return false;
         }
-        let entry = Entry { until_ms: now_ms.saturating_add(ban.duration_ms), last_ms: ban.duration_ms, offences: ban.offences };
+        let entry = Entry {
+            until_ms: now_ms.saturating_add(ban.duration_ms),
+            last_ms: ban.duration_ms,
+            offences: ban.offences,
+        };
         self.entries.insert(ban.network, entry);
         true
     }

@@ -831,7 +831,11 @@ fn verdict(at: &Locator, text: &Spanned<String>) -> Result<Verdict, ConfigError>
     match text.get_ref().as_str() {
         "accept" => Ok(Verdict::Accept),
         "drop" => Ok(Verdict::Drop),
-        "ban" => Err(at.at(text, "only a rule can ban".into(), Some("a default or malformed verdict is `accept` or `drop`".into()))),
+        "ban" => Err(at.at(
+            text,
+            "only a rule can ban".into(),
+            Some("a default or malformed verdict is `accept` or `drop`".into()),
+        )),
         other => Err(at.at(text, format!("unknown action `{other}`"), Some("expected `accept` or `drop`".into()))),
     }
 }
@@ -847,10 +851,8 @@ fn rule(
     let ban = ban_spec(at, raw)?;
     let mut verdict = match ban {
         Some(_) => Verdict::Drop,
-        None => verdict(at, &raw.action).map_err(|error| ConfigError {
-            help: Some("expected `accept`, `drop` or `ban`".into()),
-            ..error
-        })?,
+        None => verdict(at, &raw.action)
+            .map_err(|error| ConfigError { help: Some("expected `accept`, `drop` or `ban`".into()), ..error })?,
     };
     if let Some(mark) = &raw.mark {
         if verdict != Verdict::Accept {

@@ -517,9 +517,9 @@ impl Policy {
         let spec = self.rules.get(index)?.ban()?;
         let source = source.to_canonical();
         let trusted = self.rules[..index].iter().filter(|rule| rule.verdict() != Verdict::Drop).any(|rule| {
-            rule.source_lists().iter().any(|name| {
-                self.lists.iter().any(|(listed, list)| listed == name && list.contains(source))
-            })
+            rule.source_lists()
+                .iter()
+                .any(|name| self.lists.iter().any(|(listed, list)| listed == name && list.contains(source)))
         });
         (!trusted).then_some(spec)
     }

@@ -172,11 +172,16 @@ impl BanSets {
         self.exchange(messages.to_vec()).into_iter().collect()
     }
 
-    /// Deletes the connection-tracking entries whose original source is in `network`, so a
-    /// flow accepted before its ban (whose packets the flow mark or an ESTABLISHED rule would
-    /// otherwise keep letting through) starts again as NEW, and meets the ban.
-    pub fn forget_flows(&mut self, network: IpNetwork) -> Result<(), SetError> {
-        self.exchange(vec![(flow_delete(network), "the connection table")]).pop().unwrap_or(Err(SetError::NoAnswer))
+    /// Deletes the connection-tracking entries whose original source is each of `networks`'
+    /// address, so a flow accepted before its ban (whose packets the flow mark or an
+    /// ESTABLISHED rule would otherwise keep letting through) starts again as NEW, and meets
+    /// the ban. Says, network by network, whether the kernel took it.
+    pub fn forget_flows(&mut self, networks: &[IpNetwork]) -> Vec<Result<(), SetError>> {
+        let mut results = Vec::with_capacity(networks.len());
+        for chunk in networks.chunks(BATCH) {
+            results.extend(self.exchange(chunk.iter().map(|n| (flow_delete(*n), "the connection table")).collect()));
+        }
+        results
     }
 
     /// Sends `messages` (each written with sequence 0) in one datagram and collects each one's
@@ -256,7 +261,9 @@ fn set_request(command: u8, set: &str, entry: Option<(IpNetwork, Option<u64>)>) 
     message.put(IPSET_ATTR_SETNAME, &nul_terminated(set));
     if let Some((network, timeout)) = entry {
         message.nest(IPSET_ATTR_DATA, |data| {
-            data.nest(IPSET_ATTR_IP, |ip| put_address(ip, network.network_address(), IPSET_ATTR_IPADDR_IPV4, IPSET_ATTR_IPADDR_IPV6));
+            data.nest(IPSET_ATTR_IP, |ip| {
+                put_address(ip, network.network_address(), IPSET_ATTR_IPADDR_IPV4, IPSET_ATTR_IPADDR_IPV6)
+            });
             data.put(IPSET_ATTR_CIDR, &[network.netmask()]);
             if let Some(milliseconds) = timeout {
                 let seconds = milliseconds.div_ceil(1000).clamp(1, IPSET_MAX_TIMEOUT) as u32;

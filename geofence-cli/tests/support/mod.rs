@@ -234,6 +234,18 @@ impl NetnsPair {
         std::thread::sleep(SETTLE);
     }
 
+    /// Sends one datagram from `source` to the server's `port`, then lets it arrive.
+    pub fn probe(&self, source: &str, port: u16) {
+        let source: IpAddr = source.parse().unwrap();
+        NetnsPair::within(&self.client, move || {
+            let server: IpAddr = if source.is_ipv4() { SERVER_V4 } else { SERVER_V6 }.parse().unwrap();
+            UdpSocket::bind(SocketAddr::new(source, 0)).unwrap().send_to(b"probe", (server, port)).unwrap();
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(SETTLE);
+    }
+
     /// Starts sending a SIP OPTIONS datagram from each source (one socket each: one flow a
     /// source) to the server, round after round with `pause` between, until stopped.
     pub fn steady_sip(&self, sources: &[&str], pause: Duration) -> Traffic {

@@ -466,11 +466,11 @@ fn the_behaviour_table_is_read_and_checked() {
 
 #[test]
 fn a_ban_rule_drops_and_carries_its_ban_and_bans_has_its_bounds() {
-    let text = format!(
-        "default = \"drop\"\n[bans]\nmax_entries = 1000\nmax_duration = \"2d\"\n[[rule]]\nname = \"honeypot\"\nports = [23]\naction = \"ban\"\n\
-         ban = \"6h\"\nban_prefix = 24\nban_prefix6 = 64\n[[rule]]\nports = [2323]\naction = \"ban\"\n"
+    let text = concat!(
+        "default = \"drop\"\n[bans]\nmax_entries = 1000\nmax_duration = \"2d\"\n[[rule]]\nname = \"honeypot\"\nports = [23]\naction = \"ban\"\n",
+        "ban = \"6h\"\nban_prefix = 24\nban_prefix6 = 64\n[[rule]]\nports = [2323]\naction = \"ban\"\n"
     );
-    let config = Config::parse(&text).unwrap();
+    let config = Config::parse(text).unwrap();
     assert_eq!(config.deployment.bans, BanLimits { max_entries: 1000, max_duration_ms: 2 * 86_400_000 });
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     let rules: Vec<&Rule> = policy.rules().collect();
