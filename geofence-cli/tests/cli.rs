@@ -533,3 +533,25 @@ fn the_sip_example_drops_scanners_and_address_sweeps_from_allowed_countries_and_
     }
     assert!(!report.contains("everyone-else        REGISTER"), "only drops by SIP rules are listed:\n{report}");
 }
+
+#[test]
+fn a_policy_that_bans_gets_its_sets_from_rules_and_bans_refuses_what_it_cannot_read() {
+    let voip = repo("examples/voip-sip.toml");
+    let iptables = geofence(&["rules", "--config", &voip]);
+    assert!(iptables.status.success(), "{}", text(&iptables.stderr));
+    let lines: Vec<String> = text(&iptables.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines[0], "ipset create geofence-ban4 hash:net family inet timeout 3600 maxelem 65536 -exist");
+    assert_eq!(lines[1], "iptables -w -A INPUT -m set --match-set geofence-ban4 src -j DROP");
+    let nft = geofence(&["rules", "--config", &voip, "--backend", "nft"]);
+    assert_eq!(nft.status.code(), Some(3));
+    assert!(text(&nft.stderr).contains("only the iptables backend has so far"), "{}", text(&nft.stderr));
+    for (args, says) in [
+        (&["bans", "add", "300.1.1.1"][..], "`300.1.1.1` is not an address or network"),
+        (&["bans", "add", "192.0.2.9", "--for", "30d"], "`30d` is not a duration of 1ms to 24d"),
+        (&["bans", "del", "192.0.2.0/33"], "`192.0.2.0/33` is not an address or network"),
+    ] {
+        let refused = geofence(args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        assert!(text(&refused.stderr).contains(says), "{args:?}: {}", text(&refused.stderr));
+    }
+}
