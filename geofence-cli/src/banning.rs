@@ -1,6 +1,7 @@
 //! The bans of a running geofence: workers ask, one thread gives them. It keeps the
 //! [`BanBook`] (repeats, jitter, its bound), writes the new bans into the kernel's sets in
-//! batches, forgets the banned sources' tracked flows, logs and counts.
+//! batches, forgets the banned sources' tracked flows, logs and counts, and saves the book to
+//! the `[bans] state` file, from which the next start restores it.
 //!
 //! A worker never waits: its request goes into a bounded channel with `try_send`, and a
 //! request that finds the channel full is counted as lost (the source's next packet asks
@@ -8,13 +9,15 @@
 //! already-banned sources the channel stays quiet.
 
 use std::hash::BuildHasher;
+use std::io::Write;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use geofence_core::ban::{Ban, BanBook, BanLimits, BanSpec, Banned, Duration as BanDuration};
+use geofence_core::ban::{self, Ban, BanBook, BanLimits, BanSpec, Banned, Duration as BanDuration};
 use geofence_core::IpNetwork;
 use geofence_nfq::bans::{BanSets, SetError};
 
@@ -25,6 +28,10 @@ const CHANNEL: usize = 16_384;
 const ROUND: usize = 1024;
 /// New bans a round logs one by one; a larger round is one line.
 const LOGGED_ONE_BY_ONE: usize = 5;
+/// How often a changed book is saved: a crash loses at most the bans of this long.
+const SAVE_EVERY: Duration = Duration::from_secs(10);
+/// The largest state file read back: 16M networks of about 60 bytes.
+const STATE_LIMIT: u64 = 1 << 30;
 
 /// The counters of bans, for SIGUSR1 and the metrics.
 #[derive(Default)]
@@ -48,47 +55,113 @@ struct Request {
     rule: Arc<str>,
 }
 
+/// What the workers, the ban thread and the exit share.
+struct State {
+    book: Mutex<BanBook>,
+    counters: BanCounters,
+    started: Instant,
+    /// The file the book is saved to, if any.
+    file: Option<PathBuf>,
+    /// Whether the book changed since it was last saved.
+    changed: AtomicBool,
+}
+
+impl State {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn book(&self) -> MutexGuard<'_, BanBook> {
+        self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Saves the book if it changed: a temporary file beside the state file, synced, renamed
+    /// over it, so a crash mid-save leaves the old file whole.
+    fn save(&self) {
+        let Some(file) = &self.file else { return };
+        if !self.changed.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let text = ban::write_records(self.book().records(self.now_ms()).collect::<Vec<_>>(), unix_now_ms());
+        if let Err(error) = replace(file, text.as_bytes()) {
+            self.changed.store(true, Ordering::Release);
+            log::error!("bans: cannot save them to {}: {error}", file.display());
+        }
+    }
+}
+
 /// The workers' side: asks for bans without waiting.
 pub struct Banner {
     requests: SyncSender<Request>,
-    counters: Arc<BanCounters>,
+    state: Arc<State>,
 }
 
 impl Banner {
-    /// Starts the thread that gives bans within `limits`.
-    pub fn start(limits: BanLimits) -> Banner {
-        let (requests, asked) = mpsc::sync_channel(CHANNEL);
-        let counters = Arc::new(BanCounters::default());
+    /// Restores the bans saved in `file` (if any), writes the running ones back into the
+    /// kernel, and starts the thread that gives new bans within `limits`.
+    pub fn start(limits: BanLimits, file: Option<PathBuf>) -> Banner {
         let key = std::collections::hash_map::RandomState::new().hash_one(1u64);
-        let book = BanBook::new(limits, key);
-        let thread_counters = Arc::clone(&counters);
-        std::thread::spawn(move || give_bans(&asked, book, &thread_counters));
-        Banner { requests, counters }
+        let state = Arc::new(State {
+            book: Mutex::new(BanBook::new(limits, key)),
+            counters: BanCounters::default(),
+            started: Instant::now(),
+            file,
+            changed: AtomicBool::new(false),
+        });
+        let mut sets = open_sets();
+        restore(&state, sets.as_mut());
+        let (requests, asked) = mpsc::sync_channel(CHANNEL);
+        let thread_state = Arc::clone(&state);
+        std::thread::spawn(move || give_bans(&asked, &thread_state, sets));
+        Banner { requests, state }
     }
 
     /// Asks for `source` to be banned as `spec` says, by rule `rule`.
     pub fn ask(&self, source: IpAddr, spec: BanSpec, rule: &Arc<str>) {
         let request = Request { network: spec.network_of(source), spec, rule: Arc::clone(rule) };
         if let Err(TrySendError::Full(_)) = self.requests.try_send(request) {
-            self.counters.lost.fetch_add(1, Ordering::Relaxed);
+            self.state.counters.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// The counters.
     pub fn counters(&self) -> &BanCounters {
-        &self.counters
+        &self.state.counters
+    }
+
+    /// Saves the book now, if it changed (at exit).
+    pub fn save(&self) {
+        self.state.save();
     }
 }
 
 /// The thread: waits for a request, takes whatever else is waiting (up to a round), books
-/// them and writes the new ones. It ends when every [`Banner`] is gone.
-fn give_bans(asked: &Receiver<Request>, mut book: BanBook, counters: &BanCounters) {
-    let started = Instant::now();
-    let mut sets = open_sets();
-    while let Ok(first) = asked.recv() {
-        let round: Vec<Request> = std::iter::once(first).chain(asked.try_iter().take(ROUND - 1)).collect();
-        let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let mut new = Vec::new();
+/// them and writes the new ones; saves the book when it changed, at most every
+/// [`SAVE_EVERY`]. It ends when every [`Banner`] is gone.
+fn give_bans(asked: &Receiver<Request>, state: &State, mut sets: Option<BanSets>) {
+    let mut saved_at = Instant::now();
+    loop {
+        match asked.recv_timeout(SAVE_EVERY) {
+            Ok(first) => {
+                let round: Vec<Request> = std::iter::once(first).chain(asked.try_iter().take(ROUND - 1)).collect();
+                give_round(round, state, &mut sets);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if saved_at.elapsed() >= SAVE_EVERY {
+            state.save();
+            saved_at = Instant::now();
+        }
+    }
+}
+
+fn give_round(round: Vec<Request>, state: &State, sets: &mut Option<BanSets>) {
+    let counters = &state.counters;
+    let mut new = Vec::new();
+    {
+        let now_ms = state.now_ms();
+        let mut book = state.book();
         for request in round {
             match book.ban(request.network, request.spec.duration_ms, now_ms) {
                 Banned::New(ban) => new.push((ban, request.rule)),
@@ -96,17 +169,17 @@ fn give_bans(asked: &Receiver<Request>, mut book: BanBook, counters: &BanCounter
                 Banned::Full => full(counters, book.len()),
             }
         }
-        if new.is_empty() {
-            continue;
-        }
-        if sets.is_none() {
-            sets = open_sets();
-        }
-        let Some(open) = sets.as_mut() else {
-            counters.failed.fetch_add(new.len() as u64, Ordering::Relaxed);
-            continue;
-        };
-        write(open, &mut book, &new, counters);
+    }
+    if new.is_empty() {
+        return;
+    }
+    state.changed.store(true, Ordering::Release);
+    if sets.is_none() {
+        *sets = open_sets();
+    }
+    match sets.as_mut() {
+        Some(open) => write(open, state, &new),
+        None => drop(counters.failed.fetch_add(new.len() as u64, Ordering::Relaxed)),
     }
 }
 
@@ -123,7 +196,8 @@ fn full(counters: &BanCounters, entries: usize) {
 
 /// Writes one round's new bans, forgets their sources' flows, and logs them. A ban the
 /// kernel refused is taken out of the book again, so the source's next packet asks anew.
-fn write(sets: &mut BanSets, book: &mut BanBook, new: &[(Ban, Arc<str>)], counters: &BanCounters) {
+fn write(sets: &mut BanSets, state: &State, new: &[(Ban, Arc<str>)]) {
+    let counters = &state.counters;
     let bans: Vec<Ban> = new.iter().map(|(ban, _)| *ban).collect();
     let mut written = Vec::with_capacity(bans.len());
     let mut first_error: Option<SetError> = None;
@@ -131,13 +205,12 @@ fn write(sets: &mut BanSets, book: &mut BanBook, new: &[(Ban, Arc<str>)], counte
         match result {
             Ok(()) => written.push((ban, rule)),
             Err(error) => {
-                book.unban(ban.network);
+                state.book().unban(ban.network);
                 first_error.get_or_insert(error);
             }
         }
     }
-    let failed = (bans.len() - written.len()) as u64;
-    counters.failed.fetch_add(failed, Ordering::Relaxed);
+    counters.failed.fetch_add((bans.len() - written.len()) as u64, Ordering::Relaxed);
     counters.banned.fetch_add(written.len() as u64, Ordering::Relaxed);
     if let Some(error) = first_error {
         log::error!("bans: the kernel took {} of {} bans: {error}", written.len(), bans.len());
@@ -160,14 +233,71 @@ fn write(sets: &mut BanSets, book: &mut BanBook, new: &[(Ban, Arc<str>)], counte
     }
 }
 
+/// Reads the state file into the book and writes its running bans into the kernel, with the
+/// time they have left. A missing file is a first start; a damaged one is logged and left
+/// for the admin to look at (the next save replaces it).
+fn restore(state: &State, sets: Option<&mut BanSets>) {
+    let Some(file) = &state.file else { return };
+    let text = match std::fs::read(file) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+        Err(error) => return log::error!("bans: cannot restore them from {}: {error}", file.display()),
+        Ok(bytes) if bytes.len() as u64 > STATE_LIMIT => {
+            return log::error!("bans: {} is larger than 1 GiB: not restored", file.display())
+        }
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let records = match ban::read_records(&text, unix_now_ms()) {
+        Ok(records) => records,
+        Err(error) => return log::error!("bans: cannot restore them from {}: {error}", file.display()),
+    };
+    let now_ms = state.now_ms();
+    let mut book = state.book();
+    let kept = records.iter().filter(|record| book.restore(**record, now_ms)).count();
+    let running: Vec<Ban> = book.running(now_ms).collect();
+    drop(book);
+    let written = sets.map_or(0, |sets| sets.ban(&running).iter().filter(|result| result.is_ok()).count());
+    state.counters.banned.fetch_add(written as u64, Ordering::Relaxed);
+    log::info!(
+        "bans: restored {} running bans ({written} written into the kernel) and {} past offenders from {}",
+        running.len(),
+        kept - running.len(),
+        file.display()
+    );
+}
+
+/// Replaces `file` with `bytes` atomically: written to a temporary file in the same folder,
+/// synced, then renamed over it.
+fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temporary = tempfile::NamedTempFile::new_in(folder)?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(file).map_err(|error| error.error)?;
+    std::fs::File::open(folder)?.sync_all()
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn state(file: Option<PathBuf>) -> Arc<State> {
+        Arc::new(State {
+            book: Mutex::new(BanBook::new(BanLimits::default(), 1)),
+            counters: BanCounters::default(),
+            started: Instant::now(),
+            file,
+            changed: AtomicBool::new(false),
+        })
+    }
+
     #[test]
     fn requests_beyond_the_channel_are_counted_not_waited_for() {
         let (requests, asked) = mpsc::sync_channel(2);
-        let banner = Banner { requests, counters: Arc::new(BanCounters::default()) };
+        let banner = Banner { requests, state: state(None) };
         let spec = BanSpec { duration_ms: 1000, prefix_v4: 32, prefix_v6: 128 };
         let rule: Arc<str> = Arc::from("honeypot");
         for n in 0..5u8 {
@@ -175,5 +305,29 @@ mod tests {
         }
         assert_eq!(banner.counters().lost.load(Ordering::Relaxed), 3);
         assert_eq!(asked.try_iter().count(), 2);
+    }
+
+    #[test]
+    fn a_changed_book_is_saved_whole_and_restored_and_a_damaged_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bans");
+        let saving = state(Some(file.clone()));
+        let network: IpNetwork = "198.51.100.0/24".parse().unwrap();
+        assert!(matches!(saving.book().ban(network, 3_600_000, 0), Banned::New(_)));
+        saving.save();
+        assert!(!file.exists(), "unchanged: not saved");
+        saving.changed.store(true, Ordering::Release);
+        saving.save();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.lines().nth(1).unwrap().starts_with("198.51.100.0/24 "), "{text}");
+        let restarted = state(Some(file.clone()));
+        restore(&restarted, None);
+        assert_eq!(restarted.book().running(restarted.now_ms()).map(|ban| ban.network).collect::<Vec<_>>(), [network]);
+        std::fs::write(&file, "198.51.100.0/24 garbage\n").unwrap();
+        let damaged = state(Some(file.clone()));
+        restore(&damaged, None);
+        assert!(damaged.book().is_empty());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "198.51.100.0/24 garbage\n", "left for the admin");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
     }
 }

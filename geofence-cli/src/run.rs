@@ -86,7 +86,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         flow_mark: deployment.flow_mark,
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
         behaviour: SharedTracker::new(config.policy.behaviour),
-        banner: Banner::start(deployment.bans),
+        banner: Banner::start(
+            deployment.bans.limits,
+            deployment.bans.state.as_deref().map(|state| files::beside_config(&args.config, state)),
+        ),
     });
     let fixed = deployment.clone();
     let summary_seconds = deployment.summary_seconds.max(1);
@@ -123,6 +126,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     handle.close();
     let _ = signal_thread.join();
 
+    shared.banner.save();
     // The queues are unbound now: their kernel counters are the ones read just before.
     report(&shared, |queue| reports.iter().filter_map(|r| r.kernel).find(|k| k.queue == queue));
     for report in &reports {
@@ -210,7 +214,7 @@ fn reload(args: &RunArgs, running: &Deployment, running_sizes: &mut Sizes, share
     if config.deployment != *running {
         log::warn!(
             "reload: the deployment settings (queue, fail_open, queue_length, copy_range, hashlimit, flow_mark, \
-             metrics, summary_seconds) take effect only on restart"
+             metrics, summary_seconds, bans) take effect only on restart"
         );
     }
     log::info!(
@@ -539,7 +543,7 @@ mod tests {
             flow_mark: 0,
             queues: Vec::new(),
             behaviour: SharedTracker::new(None),
-            banner: Banner::start(geofence_core::ban::BanLimits::default()),
+            banner: Banner::start(geofence_core::ban::BanLimits::default(), None),
         });
         let mut worker = Worker::new(Arc::clone(&shared));
         shared.policy.store(policy("default = \"accept\"\n"));

@@ -1181,3 +1181,51 @@ fn a_honeypot_probe_bans_its_source_in_the_kernel_until_the_ban_ends_and_a_forge
     assert!(stderr.contains("banned 2001:db8:7::/64 for 2s (offence 1, rule honeypot)"), "{stderr}");
     assert!(stderr.contains("bans: 2 written, "), "{stderr}");
 }
+
+/// The timeout `ipset` lists for `address` in the server namespace's `set`.
+fn ban_seconds_left(pair: &NetnsPair, set: &str, address: &str) -> Option<u64> {
+    let listing = pair.in_server(&["ipset", "list", set]);
+    String::from_utf8_lossy(&listing.stdout).lines().find_map(|line| {
+        let rest = line.strip_prefix(address)?.strip_prefix(" timeout ")?;
+        rest.trim().parse().ok()
+    })
+}
+
+#[test]
+fn bans_survive_a_restart_with_the_time_they_have_left() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let scanner = "192.0.2.66";
+    pair.add_sources(&[scanner]);
+    let policy =
+        HONEYPOT.replace("[lists]", "[bans]\nstate = \"bans\"\n[lists]").replace("ban = \"2s\"", "ban = \"60s\"");
+    let (dir, path) = config(&policy);
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let first = pair.start_geofence(&path, 0);
+    pair.probe(scanner, 5070);
+    assert!(in_ban_set(&pair, "geofence-ban4", scanner));
+    let (ok, _, stderr) = first.stop();
+    assert!(ok, "{stderr}");
+    let saved = std::fs::read_to_string(dir.path().join("bans")).unwrap();
+    assert!(saved.lines().any(|line| line.starts_with("192.0.2.66/32 ")), "{saved}");
+
+    // A reboot empties the kernel's sets; the next start fills them again.
+    pair.in_server(&["ipset", "flush", "geofence-ban4"]);
+    assert!(!in_ban_set(&pair, "geofence-ban4", scanner));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let second = pair.start_geofence(&path, 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = ban_seconds_left(&pair, "geofence-ban4", scanner).expect("restored into the kernel");
+    assert!((45..=58).contains(&left), "{left} s left of a ban of 54 to 60 s, 2 s after it was saved");
+    pair.send_sip(&[scanner], 3);
+    assert_eq!(server.count(scanner), 0, "still banned after the restart");
+    let (ok, _, stderr) = second.stop();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("bans: restored 1 running bans (1 written into the kernel) and 0 past offenders"),
+        "{stderr}"
+    );
+}

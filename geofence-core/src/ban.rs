@@ -117,6 +117,78 @@ pub struct Ban {
     pub offences: u32,
 }
 
+/// A network in the book, as a restart carries it over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The network.
+    pub network: IpNetwork,
+    /// The time its ban has left, in milliseconds (0: not banned now, but remembered).
+    pub remaining_ms: u64,
+    /// Its last ban's length before jitter, which a repeat doubles.
+    pub length_ms: u64,
+    /// Its offences while remembered.
+    pub offences: u32,
+}
+
+/// Why a saved book could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct SavedError {
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// The first line of a saved book.
+const SAVED_HEADER: &str = "# geofence bans: network, end of ban (Unix ms), last ban's length (ms), offences";
+
+/// The records as a text to save: a line each, with when each ban ends on the wall clock
+/// (`unix_now_ms` is the time of saving), so the time a restart took counts against it.
+///
+/// ```
+/// use geofence_core::ban::{read_records, write_records, Record};
+/// let record = Record { network: "192.0.2.9/32".parse()?, remaining_ms: 5000, length_ms: 3_600_000, offences: 2 };
+/// let saved = write_records([record], 1_000_000);
+/// assert!(saved.ends_with("192.0.2.9/32 1005000 3600000 2\n"));
+/// // Read back 2 s later: 3 s left.
+/// assert_eq!(read_records(&saved, 1_002_000)?, [Record { remaining_ms: 3000, ..record }]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_records(records: impl IntoIterator<Item = Record>, unix_now_ms: u64) -> String {
+    let mut text = format!("{SAVED_HEADER}\n");
+    for record in records {
+        let ends = unix_now_ms.saturating_add(record.remaining_ms);
+        text.push_str(&format!("{} {ends} {} {}\n", record.network, record.length_ms, record.offences));
+    }
+    text
+}
+
+/// Reads what [`write_records`] wrote, at `unix_now_ms`. Comment and blank lines are skipped;
+/// any other line that is not four fields of the right kinds refuses the whole text, with its
+/// line: a file half read would restore half the bans without saying so.
+pub fn read_records(text: &str, unix_now_ms: u64) -> Result<Vec<Record>, SavedError> {
+    let mut records = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let problem = |what: &str| SavedError { line: index + 1, problem: what.to_owned() };
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        let [network, ends, length, offences] = fields[..] else {
+            return Err(problem("expected a network, the ban's end, its length and the offences"));
+        };
+        let network: IpNetwork = network.parse().map_err(|_| problem("not a network"))?;
+        let number = |field: &str| field.parse::<u64>().map_err(|_| problem("not a whole number"));
+        let (ends, length) = (number(ends)?, number(length)?);
+        let offences = u32::try_from(number(offences)?).map_err(|_| problem("too many offences"))?;
+        let remaining_ms = ends.saturating_sub(unix_now_ms).min(MAX_DURATION_MS);
+        records.push(Record { network, remaining_ms, length_ms: length.min(MAX_DURATION_MS), offences });
+    }
+    Ok(records)
+}
+
 /// What [`BanBook::ban`] made of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Banned {
@@ -179,20 +251,33 @@ impl BanBook {
         Banned::New(Ban { network, duration_ms, offences })
     }
 
-    /// Puts back a ban saved before a restart, with the time it had left and its offences.
-    /// Refused (false) when the book is full of running bans.
-    pub fn restore(&mut self, ban: Ban, now_ms: u64) -> bool {
-        if !self.entries.contains_key(&ban.network) && !self.make_room(now_ms) {
+    /// Puts back a network saved before a restart: its ban, if any time is left, and its
+    /// offences. Refused (false) when the book is full of running bans.
+    pub fn restore(&mut self, record: Record, now_ms: u64) -> bool {
+        if !self.entries.contains_key(&record.network) && !self.make_room(now_ms) {
             self.refused += 1;
             return false;
         }
         let entry = Entry {
-            until_ms: now_ms.saturating_add(ban.duration_ms),
-            last_ms: ban.duration_ms,
-            offences: ban.offences,
+            until_ms: now_ms.saturating_add(record.remaining_ms),
+            last_ms: record.length_ms.max(1),
+            offences: record.offences,
         };
-        self.entries.insert(ban.network, entry);
+        self.entries.insert(record.network, entry);
         true
+    }
+
+    /// Every network the book remembers at `now_ms`, banned now or not, in address order: what
+    /// a restart needs to carry on.
+    pub fn records(&self, now_ms: u64) -> impl Iterator<Item = Record> + '_ {
+        let cap = self.limits.max_duration_ms.min(MAX_DURATION_MS);
+        let remembered = move |entry: &Entry| now_ms < entry.until_ms.saturating_add(cap);
+        self.entries.iter().filter(move |(_, entry)| remembered(entry)).map(move |(network, entry)| Record {
+            network: *network,
+            remaining_ms: entry.until_ms.saturating_sub(now_ms),
+            length_ms: entry.last_ms,
+            offences: entry.offences,
+        })
     }
 
     /// Lifts the ban of `network` and forgets its offences; whether it was in the book.

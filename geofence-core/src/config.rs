@@ -138,8 +138,26 @@ pub struct Deployment {
     pub metrics: Option<SocketAddr>,
     /// Seconds between the log's summaries of dropped packets.
     pub summary_seconds: u64,
-    /// The bounds of the ban sets (`[bans]`): their size and the longest ban.
-    pub bans: BanLimits,
+    /// The ban sets' settings (`[bans]`).
+    pub bans: BanSettings,
+}
+
+/// The `[bans]` table: the bounds of the ban sets and where the bans are kept across restarts.
+///
+/// ```toml
+/// [bans]
+/// max_entries = 65536                # each kernel set's size (maxelem)
+/// max_duration = "7d"                # the longest ban a repeat offender gets (at most 24d)
+/// state = "/var/lib/geofence/bans"   # saved on exit and every 10 s, restored at start
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BanSettings {
+    /// The sets' size and the longest ban.
+    pub limits: BanLimits,
+    /// The file the bans are saved to and restored from, as written (relative: to the config);
+    /// `None`: a restart forgets them (the kernel's sets keep theirs until they end).
+    pub state: Option<String>,
 }
 
 impl Deployment {
@@ -162,7 +180,7 @@ impl Default for Deployment {
             flow_mark: default_flow_mark(),
             metrics: None,
             summary_seconds: default_summary_seconds(),
-            bans: BanLimits::default(),
+            bans: BanSettings::default(),
         }
     }
 }
@@ -416,6 +434,7 @@ struct RawDeployment {
 struct RawBans {
     max_entries: Option<Spanned<u32>>,
     max_duration: Option<Spanned<String>>,
+    state: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -581,7 +600,10 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
         flow_mark: raw.flow_mark,
         metrics: raw.metrics.as_ref().map(|address| metrics_address(at, address)).transpose()?,
         summary_seconds: raw.summary_seconds,
-        bans: raw.bans.as_ref().map(|bans| ban_limits(at, bans.get_ref())).transpose()?.unwrap_or_default(),
+        bans: match &raw.bans {
+            Some(bans) => BanSettings { limits: ban_limits(at, bans.get_ref())?, state: bans.get_ref().state.clone() },
+            None => BanSettings::default(),
+        },
     })
 }
 

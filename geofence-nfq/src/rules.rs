@@ -87,7 +87,7 @@ pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     let mut options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
     options.every_datagram = datagram_selectors(policy.rules());
     if policy.rules().iter().any(|rule| rule.ban().is_some()) {
-        options.bans = Some(BanSetOptions { max_entries: config.deployment.bans.max_entries });
+        options.bans = Some(BanSetOptions { max_entries: config.deployment.bans.limits.max_entries });
     }
     let mut flows = selectors(policy.rules(), policy.default_verdict());
     flows.retain(|selector| !options.every_datagram.contains(selector));

@@ -126,6 +126,11 @@ pub(crate) struct ReceiveBatch {
     headers: Vec<libc::mmsghdr>,
 }
 
+// SAFETY: the raw pointers in `iovecs` and `headers` point into the heap buffers of `storage`
+// and `iovecs`, owned by this value alone; moving the value to another thread moves the
+// owning vectors, not their buffers, so the pointers stay valid and no other thread holds them.
+unsafe impl Send for ReceiveBatch {}
+
 impl ReceiveBatch {
     pub(crate) fn new(slots: usize, slot_len: usize) -> ReceiveBatch {
         let slot_words = slot_len.div_ceil(8);

@@ -102,11 +102,45 @@ fn a_spec_bans_the_source_or_its_network_and_a_mapped_source_as_ipv4() {
 fn restored_bans_keep_their_time_left_and_their_offences() {
     let mut book = book(16);
     let network = address("2001:db8::66");
-    assert!(book.restore(Ban { network, duration_ms: 1000, offences: 3 }, 5000));
+    assert!(book.restore(Record { network, remaining_ms: 1000, length_ms: 2 * HOUR, offences: 3 }, 5000));
     assert_eq!(book.running(5400).collect::<Vec<_>>(), [Ban { network, duration_ms: 600, offences: 3 }]);
     assert_eq!(book.ban(network, HOUR, 5500), Banned::Already);
     assert_eq!(book.running(6000).count(), 0, "ended");
-    assert_eq!(new_ban(&mut book, network, 6000).offences, 4, "and remembered");
+    let again = new_ban(&mut book, network, 6000);
+    assert_eq!(again.offences, 4, "and remembered");
+    assert!(again.duration_ms > 3 * HOUR, "twice the saved length: {} ms", again.duration_ms);
     assert!(book.unban(network));
     assert_eq!(new_ban(&mut book, network, 6001).offences, 1, "unbanned: forgotten");
+}
+
+#[test]
+fn a_saved_book_reads_back_what_it_remembers_and_a_damaged_one_is_refused_at_its_line() {
+    let mut book = book(16);
+    new_ban(&mut book, address("2001:db8::1"), 0);
+    new_ban(&mut book, address("198.51.100.7"), HOUR);
+    // The first ban has ended (it is remembered); the second has 53 to 59 minutes left.
+    let now = HOUR + 1000;
+    assert_eq!(book.running(now).count(), 1);
+    let saved = write_records(book.records(now), 1_000_000_000);
+    let records = read_records(&saved, 1_000_000_000).unwrap();
+    assert_eq!(records, book.records(now).collect::<Vec<_>>());
+    assert_eq!(records.len(), 2);
+    // A restart 10 minutes later, into a fresh book: the bans have 10 minutes less left.
+    let mut restarted = BanBook::new(BanLimits { max_entries: 16, max_duration_ms: 8 * HOUR }, 3);
+    for record in read_records(&saved, 1_000_000_000 + 600_000).unwrap() {
+        assert!(restarted.restore(record, 0));
+    }
+    let left: Vec<u64> = restarted.running(0).map(|ban| ban.duration_ms).collect();
+    let before: Vec<u64> = book.running(now).map(|ban| ban.duration_ms.saturating_sub(600_000)).collect();
+    assert_eq!(left, before.into_iter().filter(|ms| *ms > 0).collect::<Vec<_>>());
+    assert_eq!(left.len(), 1);
+    assert_eq!(restarted.records(0).count(), 2, "the ended ban's offence is remembered too");
+    for (text, line, problem) in [
+        ("# c\n192.0.2.0/24 1 2\n", 2, "expected a network, the ban's end, its length and the offences"),
+        ("192.0.2.1/24 1 2 3\n", 1, "not a network"),
+        ("\n\n192.0.2.0/24 1 x 3\n", 3, "not a whole number"),
+        ("192.0.2.0/24 1 2 99999999999\n", 1, "too many offences"),
+    ] {
+        assert_eq!(read_records(text, 0), Err(SavedError { line, problem: problem.into() }), "{text:?}");
+    }
 }

@@ -467,18 +467,19 @@ fn the_behaviour_table_is_read_and_checked() {
 #[test]
 fn a_ban_rule_drops_and_carries_its_ban_and_bans_has_its_bounds() {
     let text = concat!(
-        "default = \"drop\"\n[bans]\nmax_entries = 1000\nmax_duration = \"2d\"\n[[rule]]\nname = \"honeypot\"\nports = [23]\naction = \"ban\"\n",
+        "default = \"drop\"\n[bans]\nmax_entries = 1000\nmax_duration = \"2d\"\nstate = \"bans.txt\"\n[[rule]]\nname = \"honeypot\"\nports = [23]\naction = \"ban\"\n",
         "ban = \"6h\"\nban_prefix = 24\nban_prefix6 = 64\n[[rule]]\nports = [2323]\naction = \"ban\"\n"
     );
     let config = Config::parse(text).unwrap();
-    assert_eq!(config.deployment.bans, BanLimits { max_entries: 1000, max_duration_ms: 2 * 86_400_000 });
+    assert_eq!(config.deployment.bans.limits, BanLimits { max_entries: 1000, max_duration_ms: 2 * 86_400_000 });
+    assert_eq!(config.deployment.bans.state.as_deref(), Some("bans.txt"));
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     let rules: Vec<&Rule> = policy.rules().collect();
     assert_eq!(rules[0].verdict(), Verdict::Drop);
     assert_eq!(rules[0].ban(), Some(BanSpec { duration_ms: 6 * 3_600_000, prefix_v4: 24, prefix_v6: 64 }));
     assert_eq!(rules[0].action().to_string(), "ban 6h /24 /64");
     assert_eq!(rules[1].ban(), Some(BanSpec { duration_ms: 3_600_000, prefix_v4: 32, prefix_v6: 128 }), "defaults");
-    assert_eq!(Config::parse("default = \"drop\"\n").unwrap().deployment.bans, BanLimits::default());
+    assert_eq!(Config::parse("default = \"drop\"\n").unwrap().deployment.bans, BanSettings::default());
 }
 
 #[test]
