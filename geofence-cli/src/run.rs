@@ -58,6 +58,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let (fail_open, flow_mark) = (deployment.fail_open, deployment.flow_mark);
     let queue_configs = deployment::queue_configs(deployment, policy.reads_payload());
     let copy_range = queue_configs.first().map_or(0, |queue| queue.copy_range);
+    // Restored before the queues are bound: by the first queued packet, the kernel already
+    // drops the sources banned before a restart.
+    let banner = Banner::start(
+        deployment.bans.limits,
+        deployment.bans.state.as_deref().map(|state| files::beside_config(&args.config, state)),
+    );
     let queues = bind_queues(queue_configs)?;
     // Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
     let metrics = deployment.metrics.map(bind_metrics).transpose()?;
@@ -86,10 +92,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         flow_mark: deployment.flow_mark,
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
         behaviour: SharedTracker::new(config.policy.behaviour),
-        banner: Banner::start(
-            deployment.bans.limits,
-            deployment.bans.state.as_deref().map(|state| files::beside_config(&args.config, state)),
-        ),
+        banner,
     });
     let fixed = deployment.clone();
     let summary_seconds = deployment.summary_seconds.max(1);
