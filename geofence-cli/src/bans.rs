@@ -26,6 +26,8 @@ pub enum BansCommand {
     },
     /// Lift every ban.
     Flush,
+    /// Print every ban in the kernel's sets and the time it has left.
+    List,
 }
 
 /// Changes the sets that the lines of `geofence rules` create (they must exist).
@@ -50,6 +52,15 @@ pub fn bans(command: &BansCommand) -> Result<ExitCode, CliError> {
         BansCommand::Flush => {
             sets.flush()?;
             "lifted every ban\n".to_owned()
+        }
+        BansCommand::List => {
+            let listed = sets.list()?;
+            let mut text: String = listed
+                .iter()
+                .map(|entry| format!("{} {} left\n", entry.network, Duration(u64::from(entry.seconds_left) * 1000)))
+                .collect();
+            text.push_str(&format!("{} bans\n", listed.len()));
+            text
         }
     };
     crate::output(&said)?;

@@ -1153,6 +1153,9 @@ fn a_honeypot_probe_bans_its_source_in_the_kernel_until_the_ban_ends_and_a_forge
     assert_eq!(server.count(scanner), during, "new SIP flows of the banned source are dropped too");
     assert_eq!(pair.queue_stats(0).unwrap().3, queued, "in the kernel: nothing more was queued");
     assert!(pair.counter(false, "filter", "match-set geofence-ban4") >= 5);
+    let listed = pair.in_server(&[env!("CARGO_BIN_EXE_geofence"), "bans", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.starts_with("192.0.2.66/32 1s left\n") || listed.starts_with("192.0.2.66/32 2s left\n"), "{listed}");
     flow.stop();
 
     // A prefix ban: the scanner's /64 neighbour is shut out with it.

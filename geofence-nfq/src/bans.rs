@@ -16,7 +16,7 @@ use std::time::Duration;
 use geofence_core::ban::Ban;
 use geofence_core::IpNetwork;
 
-use crate::message::{incoming, Incoming};
+use crate::message::{attributes, incoming, nested, whole_messages, Incoming};
 use crate::socket::{NetlinkSocket, ReceiveBatch};
 
 /// The ipset of banned IPv4 networks that `geofence rules` creates.
@@ -28,11 +28,13 @@ const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const NFNL_SUBSYS_IPSET: u16 = 6;
 const IPSET_PROTOCOL: u8 = 7;
 const IPSET_CMD_FLUSH: u8 = 4;
+const IPSET_CMD_LIST: u8 = 7;
 const IPSET_CMD_ADD: u8 = 9;
 const IPSET_CMD_DEL: u8 = 10;
 const IPSET_ATTR_PROTOCOL: u16 = 1;
 const IPSET_ATTR_SETNAME: u16 = 2;
 const IPSET_ATTR_DATA: u16 = 7;
+const IPSET_ATTR_ADT: u16 = 8;
 const IPSET_ATTR_IP: u16 = 1;
 const IPSET_ATTR_CIDR: u16 = 3;
 const IPSET_ATTR_TIMEOUT: u16 = 6;
@@ -56,6 +58,9 @@ const CTA_FILTER_FLAG_IP_SRC: u32 = 1;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const NLA_F_NESTED: u16 = 1 << 15;
 const NLA_F_NET_BYTEORDER: u16 = 1 << 14;
 const NFPROTO_IPV4: u8 = 2;
@@ -114,6 +119,15 @@ pub enum SetError {
     NoAnswer,
 }
 
+/// An entry of a ban set, as the kernel lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The banned network.
+    pub network: IpNetwork,
+    /// The seconds its ban has left.
+    pub seconds_left: u32,
+}
+
 /// The two ban sets, written over one netlink socket.
 ///
 /// ```no_run
@@ -170,6 +184,44 @@ impl BanSets {
     pub fn flush(&mut self) -> Result<(), SetError> {
         let messages = [SET_V4, SET_V6].map(|set| (set_request(IPSET_CMD_FLUSH, set, None), set));
         self.exchange(messages.to_vec()).into_iter().collect()
+    }
+
+    /// Every entry of both sets, as the kernel holds them now.
+    pub fn list(&mut self) -> Result<Vec<Listed>, SetError> {
+        // A dump's datagrams are as large as the kernel's netlink buffers (up to 32 KiB), not
+        // the acknowledgements' size.
+        let mut dump = ReceiveBatch::new(4, 64 * 1024);
+        let mut listed = Vec::new();
+        for set in [SET_V4, SET_V6] {
+            let mut request = set_request(IPSET_CMD_LIST, set, None);
+            request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+            self.socket.send(&request).map_err(SetError::Io)?;
+            self.read_dump(&mut dump, set, &mut listed)?;
+        }
+        Ok(listed)
+    }
+
+    /// Reads a dump's answers into `listed` until its end.
+    fn read_dump(&self, dump: &mut ReceiveBatch, set: &'static str, listed: &mut Vec<Listed>) -> Result<(), SetError> {
+        loop {
+            let received = match self.socket.receive(dump, true) {
+                Ok(received) => received,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Err(SetError::NoAnswer),
+                Err(error) => return Err(SetError::Io(error)),
+            };
+            for index in 0..received {
+                for (kind, message) in whole_messages(dump.datagram(index).0) {
+                    match kind {
+                        NLMSG_DONE => return Ok(()),
+                        NLMSG_ERROR => {
+                            let errno = message.get(16..20).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                            status(errno, set)?;
+                        }
+                        _ => listed.extend(listed_entries(message)),
+                    }
+                }
+            }
+        }
     }
 
     /// Deletes the connection-tracking entries whose original source is each of `networks`'
@@ -233,6 +285,41 @@ fn set_of(network: IpNetwork) -> &'static str {
     match network {
         IpNetwork::V4(_) => SET_V4,
         IpNetwork::V6(_) => SET_V6,
+    }
+}
+
+/// The entries of one `IPSET_CMD_LIST` answer: its ADT attribute's DATA attributes, each
+/// an address, a prefix length and a timeout. A damaged entry is skipped.
+fn listed_entries(message: &[u8]) -> Vec<Listed> {
+    let adt = attributes(message).map_while(|a| a).find(|(kind, _)| *kind == IPSET_ATTR_ADT);
+    let Some((_, adt)) = adt else { return Vec::new() };
+    nested(adt)
+        .map_while(|a| a)
+        .filter(|(kind, _)| *kind == IPSET_ATTR_DATA)
+        .filter_map(|(_, data)| {
+            let (mut address, mut cidr, mut timeout) = (None, None, 0);
+            for (kind, value) in nested(data).map_while(|a| a) {
+                match kind {
+                    IPSET_ATTR_IP => address = nested(value).map_while(|a| a).find_map(|(_, v)| address_of(v)),
+                    IPSET_ATTR_CIDR => cidr = value.first().copied(),
+                    IPSET_ATTR_TIMEOUT => {
+                        timeout = value.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    }
+                    _ => {}
+                }
+            }
+            let address = address?;
+            let prefix = cidr.unwrap_or(if address.is_ipv4() { 32 } else { 128 });
+            Some(Listed { network: IpNetwork::new(address, prefix).ok()?, seconds_left: timeout })
+        })
+        .collect()
+}
+
+fn address_of(value: &[u8]) -> Option<IpAddr> {
+    match value.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(value).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(value).ok()?)),
+        _ => None,
     }
 }
 
@@ -383,6 +470,32 @@ mod tests {
         address.extend_from_slice(&"2001:db8::9".parse::<std::net::Ipv6Addr>().unwrap().octets());
         assert_eq!(&message[20..48], [&[28, 0, 1, 128, 24, 0, 1, 128][..], &address].concat());
         assert_eq!(&message[48..], [&[12, 0, 25, 128, 8, 0, 1, 0][..], &1u32.to_ne_bytes()].concat());
+    }
+
+    #[test]
+    fn a_listing_gives_each_entry_and_skips_a_damaged_one() {
+        let mut message = Message::new((NFNL_SUBSYS_IPSET << 8) | u16::from(IPSET_CMD_LIST), NFPROTO_IPV4, 0);
+        message.put(IPSET_ATTR_SETNAME, &nul_terminated(SET_V4));
+        message.nest(IPSET_ATTR_ADT, |adt| {
+            adt.nest(IPSET_ATTR_DATA, |data| {
+                data.nest(IPSET_ATTR_IP, |ip| ip.put(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, &[198, 51, 100, 0]));
+                data.put(IPSET_ATTR_CIDR, &[24]);
+                data.put(IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER, &7199u32.to_be_bytes());
+            });
+            adt.nest(IPSET_ATTR_DATA, |data| data.put(IPSET_ATTR_CIDR, &[24]));
+            adt.nest(IPSET_ATTR_DATA, |data| {
+                data.nest(IPSET_ATTR_IP, |ip| ip.put(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, &[192, 0, 2, 9]));
+            });
+        });
+        let entries = listed_entries(&message.finish());
+        let network = |text: &str| text.parse::<IpNetwork>().unwrap();
+        assert_eq!(
+            entries,
+            [
+                Listed { network: network("198.51.100.0/24"), seconds_left: 7199 },
+                Listed { network: network("192.0.2.9/32"), seconds_left: 0 },
+            ]
+        );
     }
 
     #[test]

@@ -140,12 +140,34 @@ fn be_u32(bytes: &[u8]) -> u32 {
     u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
-/// The attributes of a queue message, as (type, value); `None` for an attribute whose length
-/// does not fit the message, which ends the walk.
-fn attributes(message: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+/// The attributes of a netfilter message, as (type, value); `None` for an attribute whose
+/// length does not fit the message, which ends the walk.
+pub(crate) fn attributes(message: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+    attributes_from(message, NLMSG_HEADER + NFGENMSG)
+}
+
+/// The attributes nested in an attribute's value.
+pub(crate) fn nested(value: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+    attributes_from(value, 0)
+}
+
+/// The whole messages of a datagram, as (type, bytes); a message cut short ends the walk.
+pub(crate) fn whole_messages(datagram: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        let header = datagram.get(offset..offset + NLMSG_HEADER)?;
+        let declared = read_u32(header, 0) as usize;
+        let message = datagram.get(offset..offset.checked_add(declared)?).filter(|_| declared >= NLMSG_HEADER)?;
+        offset = offset.saturating_add(align(declared));
+        Some((u16::from_ne_bytes([message[4], message[5]]), message))
+    })
+}
+
+fn attributes_from(bytes: &[u8], start: usize) -> impl Iterator<Item = Option<(u16, &[u8])>> {
     const ATTRIBUTE_HEADER: usize = 4;
     const TYPE_MASK: u16 = 0x3fff; // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
-    let mut offset = NLMSG_HEADER + NFGENMSG;
+    let message = bytes;
+    let mut offset = start;
     std::iter::from_fn(move || {
         let header = message.get(offset..offset + ATTRIBUTE_HEADER)?;
         let length = usize::from(u16::from_ne_bytes([header[0], header[1]]));
