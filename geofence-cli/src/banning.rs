@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use geofence_core::ban::{self, Ban, BanBook, BanLimits, BanSpec, Banned, Duration as BanDuration};
+use geofence_core::ban::{self, Ban, BanBook, BanLimits, BanSpec, Banned, Duration as BanDuration, SetKind};
 use geofence_core::IpNetwork;
 use geofence_nfq::bans::{BanSets, SetError};
 
@@ -98,8 +98,8 @@ pub struct Banner {
 
 impl Banner {
     /// Restores the bans saved in `file` (if any), writes the running ones back into the
-    /// kernel, and starts the thread that gives new bans within `limits`.
-    pub fn start(limits: BanLimits, file: Option<PathBuf>) -> Banner {
+    /// kernel's sets of `kind`, and starts the thread that gives new bans within `limits`.
+    pub fn start(limits: BanLimits, kind: SetKind, file: Option<PathBuf>) -> Banner {
         let key = std::collections::hash_map::RandomState::new().hash_one(1u64);
         let state = Arc::new(State {
             book: Mutex::new(BanBook::new(limits, key)),
@@ -108,11 +108,11 @@ impl Banner {
             file,
             changed: AtomicBool::new(false),
         });
-        let mut sets = open_sets();
+        let mut sets = open_sets(kind);
         restore(&state, sets.as_mut());
         let (requests, asked) = mpsc::sync_channel(CHANNEL);
         let thread_state = Arc::clone(&state);
-        std::thread::spawn(move || give_bans(&asked, &thread_state, sets));
+        std::thread::spawn(move || give_bans(&asked, &thread_state, kind, sets));
         Banner { requests, state }
     }
 
@@ -138,13 +138,13 @@ impl Banner {
 /// The thread: waits for a request, takes whatever else is waiting (up to a round), books
 /// them and writes the new ones; saves the book when it changed, at most every
 /// [`SAVE_EVERY`]. It ends when every [`Banner`] is gone.
-fn give_bans(asked: &Receiver<Request>, state: &State, mut sets: Option<BanSets>) {
+fn give_bans(asked: &Receiver<Request>, state: &State, kind: SetKind, mut sets: Option<BanSets>) {
     let mut saved_at = Instant::now();
     loop {
         match asked.recv_timeout(SAVE_EVERY) {
             Ok(first) => {
                 let round: Vec<Request> = std::iter::once(first).chain(asked.try_iter().take(ROUND - 1)).collect();
-                give_round(round, state, &mut sets);
+                give_round(round, state, kind, &mut sets);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -156,7 +156,7 @@ fn give_bans(asked: &Receiver<Request>, state: &State, mut sets: Option<BanSets>
     }
 }
 
-fn give_round(round: Vec<Request>, state: &State, sets: &mut Option<BanSets>) {
+fn give_round(round: Vec<Request>, state: &State, kind: SetKind, sets: &mut Option<BanSets>) {
     let counters = &state.counters;
     let mut new = Vec::new();
     {
@@ -175,7 +175,7 @@ fn give_round(round: Vec<Request>, state: &State, sets: &mut Option<BanSets>) {
     }
     state.changed.store(true, Ordering::Release);
     if sets.is_none() {
-        *sets = open_sets();
+        *sets = open_sets(kind);
     }
     match sets.as_mut() {
         Some(open) => write(open, state, &new),
@@ -183,8 +183,8 @@ fn give_round(round: Vec<Request>, state: &State, sets: &mut Option<BanSets>) {
     }
 }
 
-fn open_sets() -> Option<BanSets> {
-    BanSets::open().map_err(|error| log::error!("bans: {error}; bans are booked but not written")).ok()
+fn open_sets(kind: SetKind) -> Option<BanSets> {
+    BanSets::open(kind).map_err(|error| log::error!("bans: {error}; bans are booked but not written")).ok()
 }
 
 /// The book is full: the first refusal of each run of them is logged.

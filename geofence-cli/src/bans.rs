@@ -2,11 +2,21 @@
 
 use std::process::ExitCode;
 
-use geofence_core::ban::{Ban, Duration, MAX_DURATION_MS};
+use geofence_core::ban::{Ban, Duration, SetKind, MAX_DURATION_MS};
 use geofence_core::IpNetwork;
 use geofence_nfq::bans::BanSets;
 
 use crate::error::CliError;
+
+/// Arguments of `geofence bans`.
+#[derive(clap::Args)]
+pub struct BansArgs {
+    /// Change the nft backend's sets (table inet geofence) rather than the ipsets.
+    #[arg(long, global = true)]
+    nft: bool,
+    #[command(subcommand)]
+    command: BansCommand,
+}
 
 /// What to do to the ban sets.
 #[derive(clap::Subcommand)]
@@ -31,9 +41,9 @@ pub enum BansCommand {
 }
 
 /// Changes the sets that the lines of `geofence rules` create (they must exist).
-pub fn bans(command: &BansCommand) -> Result<ExitCode, CliError> {
-    let mut sets = BanSets::open()?;
-    let said = match command {
+pub fn bans(args: &BansArgs) -> Result<ExitCode, CliError> {
+    let mut sets = BanSets::open(if args.nft { SetKind::Nft } else { SetKind::Ipset })?;
+    let said = match &args.command {
         BansCommand::Add { network, duration } => {
             let network = parse_network(network)?;
             let duration_ms =

@@ -106,9 +106,14 @@ pub enum CliError {
     /// An argument that clap passed but that means nothing.
     #[error("{0}")]
     Usage(String),
-    /// The nft backend has no ban set writer yet.
-    #[error("the policy has ban rules, whose sets only the iptables backend has so far: use --backend iptables")]
-    NftBans,
+    /// The config's kind of ban set is not the backend's.
+    #[error("the config bans into {sets} sets ([bans] sets = \"{sets}\"), which this backend does not have: write sets = \"{wanted}\", or use the other backend")]
+    BanSetsBackend {
+        /// The config's kind.
+        sets: geofence_core::ban::SetKind,
+        /// The backend's kind.
+        wanted: geofence_core::ban::SetKind,
+    },
     /// A ban set could not be changed.
     #[error(transparent)]
     Bans(#[from] geofence_nfq::bans::SetError),

@@ -80,8 +80,7 @@ enum Command {
     /// Dry-run a policy over a capture: what would have been accepted and dropped.
     Check(check::CheckArgs),
     /// Ban an address or network in the kernel, lift a ban, or lift them all (needs root).
-    #[command(subcommand)]
-    Bans(bans::BansCommand),
+    Bans(bans::BansArgs),
     /// Print the iptables (or nft) rules that feed the config's queue.
     Rules(rules::RulesArgs),
     /// Check a config file.
@@ -106,7 +105,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(&args),
         Command::Demo => demo::demo(),
         Command::Rules(args) => rules::print(&args),
-        Command::Bans(command) => bans::bans(&command),
+        Command::Bans(args) => bans::bans(&args),
         Command::Config(command) => config_check::config(&command),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use geofence_core::ban::SetKind;
 use geofence_nfq::rules;
 
 use crate::error::CliError;
@@ -33,9 +34,15 @@ pub struct RulesArgs {
 pub fn print(args: &RulesArgs) -> Result<ExitCode, CliError> {
     let config = files::load_config(&args.config)?;
     let (selectors, options) = rules::for_config(&config);
+    let wanted = match args.backend {
+        Backend::Iptables => SetKind::Ipset,
+        Backend::Nft => SetKind::Nft,
+    };
+    if let Some(bans) = options.bans.filter(|bans| bans.kind != wanted) {
+        return Err(CliError::BanSetsBackend { sets: bans.kind, wanted });
+    }
     let text = match args.backend {
         Backend::Iptables => rules::iptables(&selectors, &options),
-        Backend::Nft if options.bans.is_some() => return Err(CliError::NftBans),
         Backend::Nft => rules::nft(&selectors, &options),
     };
     crate::output(&text)?;

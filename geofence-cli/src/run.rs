@@ -62,6 +62,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     // drops the sources banned before a restart.
     let banner = Banner::start(
         deployment.bans.limits,
+        deployment.bans.sets,
         deployment.bans.state.as_deref().map(|state| files::beside_config(&args.config, state)),
     );
     let queues = bind_queues(queue_configs)?;
@@ -546,7 +547,7 @@ mod tests {
             flow_mark: 0,
             queues: Vec::new(),
             behaviour: SharedTracker::new(None),
-            banner: Banner::start(geofence_core::ban::BanLimits::default(), None),
+            banner: Banner::start(Default::default(), Default::default(), None),
         });
         let mut worker = Worker::new(Arc::clone(&shared));
         shared.policy.store(policy("default = \"accept\"\n"));

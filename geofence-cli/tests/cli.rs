@@ -544,7 +544,7 @@ fn a_policy_that_bans_gets_its_sets_from_rules_and_bans_refuses_what_it_cannot_r
     assert_eq!(lines[1], "iptables -w -A INPUT -m set --match-set geofence-ban4 src -j DROP");
     let nft = geofence(&["rules", "--config", &voip, "--backend", "nft"]);
     assert_eq!(nft.status.code(), Some(3));
-    assert!(text(&nft.stderr).contains("only the iptables backend has so far"), "{}", text(&nft.stderr));
+    assert!(text(&nft.stderr).contains("write sets = \"nft\", or use the other backend"), "{}", text(&nft.stderr));
     for (args, says) in [
         (&["bans", "add", "300.1.1.1"][..], "`300.1.1.1` is not an address or network"),
         (&["bans", "add", "192.0.2.9", "--for", "30d"], "`30d` is not a duration of 1ms to 24d"),

@@ -1232,3 +1232,52 @@ fn bans_survive_a_restart_with_the_time_they_have_left() {
         "{stderr}"
     );
 }
+
+#[test]
+fn with_the_nft_backend_a_ban_goes_into_an_interval_set_that_drops_ahead_of_the_queue() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (scanner, trunk) = ("192.0.2.66", "203.0.113.10");
+    pair.add_sources(&[scanner, trunk]);
+    let policy = HONEYPOT.replace("[lists]", "[bans]\nsets = \"nft\"\n[lists]");
+    let (dir, path) = config(&policy);
+    // The printed ruleset, less its queue statements: this kernel has no CONFIG_NFT_QUEUE, so
+    // iptables queues instead, from the security table, which runs after nft's filter chain.
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_geofence"))
+        .args(["rules", "--backend", "nft", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let ruleset: String = String::from_utf8_lossy(&printed.stdout)
+        .lines()
+        .filter(|l| !l.contains("queue num"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = dir.path().join("ruleset.nft");
+    std::fs::write(&file, ruleset).unwrap();
+    pair.in_server(&["nft", "-f", file.to_str().unwrap()]);
+    pair.iptables(false, &["-t security -A INPUT -p udp -m multiport --dports 5060,5070 -j NFQUEUE --queue-num 0"]);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+
+    pair.probe(scanner, 5070);
+    let listed = pair.in_server(&[env!("CARGO_BIN_EXE_geofence"), "bans", "--nft", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.starts_with("192.0.2.66/32 ") && listed.ends_with("1 bans\n"), "{listed}");
+    let queued = pair.queue_stats(0).unwrap().3;
+    pair.send_sip(&[scanner], 4);
+    assert_eq!(server.count(scanner), 0, "dropped by the nft set");
+    assert_eq!(pair.queue_stats(0).unwrap().3, queued, "ahead of the queue");
+    pair.probe(trunk, 5070);
+    pair.send_sip(&[trunk], 2);
+    assert_eq!(server.count(trunk), 2, "a forged trunk address is not banned");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    pair.send_sip(&[scanner], 2);
+    assert_eq!(server.count(scanner), 2, "the element timed out");
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("banned 192.0.2.66/32 for 2s (offence 1, rule honeypot)"), "{stderr}");
+}

@@ -41,6 +41,25 @@ use crate::IpNetwork;
 /// The longest ban the kernel's sets take: an ipset timeout is at most 2,147,483 seconds.
 pub const MAX_DURATION_MS: u64 = 2_147_483_000;
 
+/// Which kind of kernel set holds the bans (`[bans] sets`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SetKind {
+    /// ipsets `geofence-ban4` and `geofence-ban6`, for the iptables backend.
+    #[default]
+    Ipset,
+    /// nf_tables sets `ban4` and `ban6` in table `inet geofence`, for the nft backend.
+    Nft,
+}
+
+impl fmt::Display for SetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SetKind::Ipset => "ipset",
+            SetKind::Nft => "nft",
+        })
+    }
+}
+
 /// What a ban rule asks for: how long, and how wide a network around the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BanSpec {

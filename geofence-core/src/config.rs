@@ -88,7 +88,7 @@ use ip_network::IpNetwork;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::ban::{BanLimits, BanSpec, Duration as BanDuration, MAX_DURATION_MS};
+use crate::ban::{BanLimits, BanSpec, Duration as BanDuration, SetKind, MAX_DURATION_MS};
 use crate::condition::asn::{self, AsnCondition};
 use crate::condition::country::{self, CountryCondition};
 use crate::condition::port::{self, PortCondition};
@@ -149,6 +149,7 @@ pub struct Deployment {
 /// max_entries = 65536                # each kernel set's size (maxelem)
 /// max_duration = "7d"                # the longest ban a repeat offender gets (at most 24d)
 /// state = "/var/lib/geofence/bans"   # saved on exit and every 10 s, restored at start
+/// sets = "ipset"                     # or "nft": the kind of set, as the firewall backend
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -158,6 +159,8 @@ pub struct BanSettings {
     /// The file the bans are saved to and restored from, as written (relative: to the config);
     /// `None`: a restart forgets them (the kernel's sets keep theirs until they end).
     pub state: Option<String>,
+    /// The kind of kernel set: ipsets for the iptables backend, nft sets for the nft one.
+    pub sets: SetKind,
 }
 
 impl Deployment {
@@ -435,6 +438,7 @@ struct RawBans {
     max_entries: Option<Spanned<u32>>,
     max_duration: Option<Spanned<String>>,
     state: Option<String>,
+    sets: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -601,10 +605,27 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
         metrics: raw.metrics.as_ref().map(|address| metrics_address(at, address)).transpose()?,
         summary_seconds: raw.summary_seconds,
         bans: match &raw.bans {
-            Some(bans) => BanSettings { limits: ban_limits(at, bans.get_ref())?, state: bans.get_ref().state.clone() },
+            Some(bans) => BanSettings {
+                limits: ban_limits(at, bans.get_ref())?,
+                state: bans.get_ref().state.clone(),
+                sets: set_kind(at, bans.get_ref().sets.as_ref())?,
+            },
             None => BanSettings::default(),
         },
     })
+}
+
+fn set_kind(at: &Locator, text: Option<&Spanned<String>>) -> Result<SetKind, ConfigError> {
+    let Some(text) = text else { return Ok(SetKind::Ipset) };
+    match text.get_ref().as_str() {
+        "ipset" => Ok(SetKind::Ipset),
+        "nft" => Ok(SetKind::Nft),
+        other => Err(at.at(
+            text,
+            format!("unknown kind of set `{other}`"),
+            Some("expected `ipset` (the iptables backend) or `nft`".into()),
+        )),
+    }
 }
 
 /// `[bans]`: the kernel sets' size (ipset's `maxelem`, at most 2^24 here: a set's memory is

@@ -24,9 +24,10 @@
 //! (trunks, the LAN) give the flow mark, so trusted sources keep the kernel bypass. SIP over TCP
 //! is not read: a connection's first queued packet is its SYN, which carries no payload.
 //!
-//! A policy with ban rules gets the two ipsets of banned networks ([`crate::bans`]) and, first
-//! of all, a rule a family that drops their members on every port: a banned source's packets
-//! die in the kernel, before any queue or flow-mark accept.
+//! A policy with ban rules gets the two sets of banned networks ([`crate::bans`]: ipsets for
+//! iptables, sets of the `inet geofence` table for nft) and, first of all, a rule a family that
+//! drops their members on every port: a banned source's packets die in the kernel, before any
+//! queue or flow-mark accept.
 //!
 //! Pure text generation for iptables/ip6tables command lines and for an nft ruleset.
 
@@ -34,7 +35,9 @@ use std::fmt::Write;
 
 use geofence_core::{Config, PortRange, Protocol, Rule, Verdict};
 
-use crate::bans::{SET_V4, SET_V6};
+use geofence_core::ban::SetKind;
+
+use crate::bans::{ipset, nft as nft_sets};
 
 /// The comment of the rules that count what fail-open let pass unexamined.
 pub const UNEXAMINED_COMMENT: &str = "geofence-unexamined";
@@ -77,8 +80,10 @@ pub struct RuleOptions {
 /// The kernel sets of banned networks, as `ipset create` makes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BanSetOptions {
-    /// Entries each set holds at most (`maxelem`).
+    /// Entries each set holds at most (`maxelem`, `size`).
     pub max_entries: usize,
+    /// The kind of set the daemon writes, which must be the backend's.
+    pub kind: SetKind,
 }
 
 /// What a config's rules send to the queue, and how: the inputs of [`iptables`] and [`nft`].
@@ -87,7 +92,8 @@ pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     let mut options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
     options.every_datagram = datagram_selectors(policy.rules());
     if policy.rules().iter().any(|rule| rule.ban().is_some()) {
-        options.bans = Some(BanSetOptions { max_entries: config.deployment.bans.limits.max_entries });
+        let bans = &config.deployment.bans;
+        options.bans = Some(BanSetOptions { max_entries: bans.limits.max_entries, kind: bans.sets });
     }
     let mut flows = selectors(policy.rules(), policy.default_verdict());
     flows.retain(|selector| !options.every_datagram.contains(selector));
@@ -157,7 +163,7 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
     for family in [Family::V4, Family::V6] {
         let (tool, suffix) = if family == Family::V4 { ("iptables", "4") } else { ("ip6tables", "6") };
         if let Some(bans) = options.bans {
-            let (set, inet) = if family == Family::V4 { (SET_V4, "inet") } else { (SET_V6, "inet6") };
+            let (set, inet) = if family == Family::V4 { (ipset::SET_V4, "inet") } else { (ipset::SET_V6, "inet6") };
             // The set's default timeout only marks it as a set with timeouts: each ban gives its own.
             let _ = writeln!(
                 out,
@@ -254,9 +260,21 @@ fn range_text(range: PortRange, separator: &str) -> String {
 /// An nft ruleset (`nft -f`): table `inet geofence` with an input chain and one that saves the
 /// flow mark to the connection after the queue's verdict.
 pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
-    let mut out = String::from(
-        "table inet geofence {\n    chain input {\n        type filter hook input priority filter; policy accept;\n",
-    );
+    let mut out = String::from("table inet geofence {\n");
+    if let Some(bans) = options.bans {
+        for (set, kind) in [(nft_sets::SET_V4, "ipv4_addr"), (nft_sets::SET_V6, "ipv6_addr")] {
+            let _ = writeln!(
+                out,
+                "    set {set} {{\n        type {kind}\n        flags interval, timeout\n        size {}\n    }}",
+                bans.max_entries
+            );
+        }
+    }
+    out.push_str("    chain input {\n        type filter hook input priority filter; policy accept;\n");
+    if options.bans.is_some() {
+        let _ =
+            writeln!(out, "        ip saddr @{} drop\n        ip6 saddr @{} drop", nft_sets::SET_V4, nft_sets::SET_V6);
+    }
     let (first, last) = options.queues;
     let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
     let queue = if options.bypass { format!("{queue} bypass") } else { queue };
@@ -347,7 +365,7 @@ mod tests {
         )
         .unwrap();
         let (selectors, options) = for_config(&config);
-        assert_eq!(options.bans, Some(BanSetOptions { max_entries: 5000 }));
+        assert_eq!(options.bans, Some(BanSetOptions { max_entries: 5000, kind: SetKind::Ipset }));
         assert_eq!(
             iptables(&selectors, &options),
             "ipset create geofence-ban4 hash:net family inet timeout 3600 maxelem 5000 -exist\n\
@@ -358,6 +376,15 @@ mod tests {
              ip6tables -w -A INPUT -p tcp --dport 23 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n"
         );
         assert_eq!(asterisk().1.bans, None, "no ban rule, no sets");
+        let nft_options =
+            RuleOptions { bans: Some(BanSetOptions { max_entries: 5000, kind: SetKind::Nft }), ..options };
+        assert_eq!(
+            nft(&selectors, &nft_options),
+            "table inet geofence {\n    set ban4 {\n        type ipv4_addr\n        flags interval, timeout\n        size 5000\n    }\n    \
+             set ban6 {\n        type ipv6_addr\n        flags interval, timeout\n        size 5000\n    }\n    chain input {\n        \
+             type filter hook input priority filter; policy accept;\n        ip saddr @ban4 drop\n        ip6 saddr @ban6 drop\n        \
+             tcp dport 23 ct state new queue num 0\n    }\n}\n"
+        );
     }
 
     /// Trunks keep the flow bypass; every other datagram to the port a SIP rule reads is queued.

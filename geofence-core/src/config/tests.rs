@@ -509,4 +509,10 @@ fn ban_settings_out_of_place_or_out_of_range_are_refused_where_written() {
     assert!(error("default = \"drop\"\n[bans]\nmax_entries = 0\n").contains("max_entries = 0 is not 1 to 16777216"));
     assert!(error("default = \"drop\"\n[bans]\nmax_duration = \"25d\"\n").contains("longer than the kernel"));
     assert!(error("default = \"drop\"\n[bans]\nsize = 1\n").contains("unknown field `size`"));
+    assert_eq!(
+        error("default = \"drop\"\n[bans]\nsets = \"nftables\"\n"),
+        "line 3, column 8: unknown kind of set `nftables` (expected `ipset` (the iptables backend) or `nft`)"
+    );
+    let nft = Config::parse("default = \"drop\"\n[bans]\nsets = \"nft\"\n").unwrap();
+    assert_eq!(nft.deployment.bans.sets, crate::ban::SetKind::Nft);
 }
