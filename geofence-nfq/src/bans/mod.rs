@@ -25,8 +25,14 @@ use crate::message::{incoming, whole_messages, Incoming};
 use crate::socket::{NetlinkSocket, ReceiveBatch};
 use writer::{set_flags, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL};
 
-/// The bans one datagram carries.
+/// The requests one datagram carries.
 const BATCH: usize = 64;
+/// The bans one nf_tables batch carries: each batch is a transaction whose commit walks the
+/// whole set, so they are amortised over many (about 100 KiB a datagram).
+const NFT_BATCH: usize = 1024;
+/// Room for a whole batch's acknowledgements, which the kernel sends before the writer reads
+/// any: each takes a socket buffer of its own, about 1 KiB of the receive buffer.
+const ANSWER_BUFFER: usize = 4 << 20;
 /// How long the kernel may take to answer a datagram before the writer gives up.
 const ANSWER_WAIT: Duration = Duration::from_secs(1);
 const NLMSG_ERROR: u16 = 2;
@@ -133,6 +139,7 @@ impl BanSets {
     pub fn open(kind: SetKind) -> Result<BanSets, SetError> {
         let socket = NetlinkSocket::open().map_err(SetError::Socket)?;
         socket.set_receive_timeout(ANSWER_WAIT).map_err(SetError::Socket)?;
+        socket.set_receive_buffer(ANSWER_BUFFER).map_err(SetError::Socket)?;
         Ok(BanSets { socket, answers: ReceiveBatch::new(BATCH, 1024), sequence: 0, kind })
     }
 
@@ -141,7 +148,8 @@ impl BanSets {
     /// already covers counts as taken.
     pub fn ban(&mut self, bans: &[Ban]) -> Vec<Result<(), SetError>> {
         let mut results = Vec::with_capacity(bans.len());
-        for chunk in bans.chunks(BATCH) {
+        let chunk_size = if self.kind == SetKind::Nft { NFT_BATCH } else { BATCH };
+        for chunk in bans.chunks(chunk_size) {
             let parts = chunk.iter().map(|ban| self.add_part(ban)).collect();
             let mut answers = self.exchange(self.batched(parts));
             if self.kind == SetKind::Nft && answers.iter().any(Result::is_err) {
