@@ -3,10 +3,11 @@
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use geofence_core::ban::BanSpec;
 use geofence_core::behaviour::{Seen, Tracker};
 use geofence_core::config::Behaviour;
 use geofence_core::sip::{self, Method, SipMessage};
@@ -22,12 +23,18 @@ pub struct SharedTracker {
     /// Whether there is a tracker: read without the lock, so that a policy without
     /// `[behaviour]` pays neither the lock nor a second parse of the request.
     active: AtomicBool,
+    /// The penalty's length when `ban = true`, else 0: a penalised source is banned for it.
+    ban_ms: AtomicU64,
 }
 
 impl SharedTracker {
     pub fn new(behaviour: Option<Behaviour>) -> SharedTracker {
-        let shared =
-            SharedTracker { started: Instant::now(), tracker: Mutex::new(None), active: AtomicBool::new(false) };
+        let shared = SharedTracker {
+            started: Instant::now(),
+            tracker: Mutex::new(None),
+            active: AtomicBool::new(false),
+            ban_ms: AtomicU64::new(0),
+        };
         shared.apply(behaviour);
         shared
     }
@@ -35,6 +42,8 @@ impl SharedTracker {
     /// Takes a (re)loaded config's `[behaviour]`: new thresholds keep the counts; a larger
     /// `max_sources` than the table has starts a new table; none drops the state.
     pub fn apply(&self, behaviour: Option<Behaviour>) {
+        let ban_ms = behaviour.filter(|wanted| wanted.ban).map_or(0, |wanted| wanted.limits.penalty_ms);
+        self.ban_ms.store(ban_ms, Ordering::Release);
         let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *tracker = match (tracker.take(), behaviour) {
             (_, None) => None,
@@ -73,6 +82,13 @@ impl SharedTracker {
             (judged.verdict, judged.rule, judged.rule_index) = (Verdict::Drop, Some(RULE), None);
         }
         judged
+    }
+
+    /// The ban a source gets when a threshold drops its request (`ban = true`), if any: the
+    /// source alone, for the penalty.
+    pub fn ban(&self) -> Option<BanSpec> {
+        let duration_ms = self.ban_ms.load(Ordering::Acquire);
+        (duration_ms > 0).then_some(BanSpec { duration_ms, prefix_v4: 32, prefix_v6: 128 })
     }
 
     fn observe(&self, source: IpAddr, method: Method, target: Option<&[u8]>) -> Option<Seen> {

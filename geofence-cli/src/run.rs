@@ -1,7 +1,7 @@
 //! `geofence run`: bind the config's queues, decide every packet, reload on SIGHUP, report on
 //! SIGUSR1, stop cleanly on SIGTERM or SIGINT.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +9,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use geofence_core::ban::BanSpec;
 use geofence_core::config::Deployment;
-use geofence_core::{Policy, Verdict};
+use geofence_core::{Decision, Policy, Verdict};
 use geofence_nfq::{
     bind_queues, deployment, kernel_queue_stats, run_queues, Handler, KernelQueueStats, QueueCounters, QueuedPacket,
     Stop,
@@ -435,6 +436,8 @@ struct Worker {
     names: Vec<String>,
     /// The rule names again, shared with the ban thread's log lines.
     ban_names: Vec<Arc<str>>,
+    /// The name the behaviour thresholds' bans are logged under.
+    behaviour_rule: Arc<str>,
     local: Local,
     debug: bool,
 }
@@ -445,7 +448,29 @@ impl Worker {
         let policy = shared.policy.load_full();
         let (names, ban_names) = rule_names(&policy);
         let local = Local::new(policy.rules().len());
-        Worker { shared, generation, policy, names, ban_names, local, debug: log::log_enabled!(log::Level::Debug) }
+        Worker {
+            shared,
+            generation,
+            policy,
+            names,
+            ban_names,
+            behaviour_rule: Arc::from(crate::behaviour::RULE),
+            local,
+            debug: log::log_enabled!(log::Level::Debug),
+        }
+    }
+
+    /// The ban a dropped packet's source gets, and the rule that gives it: a ban rule's (unless
+    /// the source is trusted), or the behaviour thresholds' when they ban.
+    fn ban_of(&self, decision: &Decision<'_>) -> Option<(IpAddr, BanSpec, &Arc<str>)> {
+        let source = decision.source.filter(|_| decision.verdict == Verdict::Drop)?;
+        match decision.rule_index {
+            Some(index) => Some((source, self.policy.ban_for(Some(index), source)?, self.ban_names.get(index)?)),
+            None if decision.rule == Some(crate::behaviour::RULE) => {
+                Some((source, self.shared.behaviour.ban()?, &self.behaviour_rule))
+            }
+            None => None,
+        }
     }
 
     /// Publishes the counts made under the old policy, then takes the new one.
@@ -470,10 +495,8 @@ impl Handler for Worker {
         }
         let decision = self.shared.behaviour.judge(&self.policy, self.policy.explain(packet.payload), packet.payload);
         self.local.record(&decision);
-        if let (Verdict::Drop, Some(source), Some(index)) = (decision.verdict, decision.source, decision.rule_index) {
-            if let Some(spec) = self.policy.ban_for(Some(index), source) {
-                self.shared.banner.ask(source, spec, &self.ban_names[index]);
-            }
+        if let Some((source, spec, rule)) = self.ban_of(&decision) {
+            self.shared.banner.ask(source, spec, rule);
         }
         if self.debug {
             log::debug!(

@@ -1281,3 +1281,35 @@ fn with_the_nft_backend_a_ban_goes_into_an_interval_set_that_drops_ahead_of_the_
     assert!(ok, "{stderr}");
     assert!(stderr.contains("banned 192.0.2.66/32 for 2s (offence 1, rule honeypot)"), "{stderr}");
 }
+
+#[test]
+fn with_ban_true_an_enumerator_over_the_threshold_is_banned_in_the_kernel_for_the_penalty() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (enumerator, phone) = ("192.0.2.40", "192.0.2.41");
+    pair.add_sources(&[enumerator, phone]);
+    let policy = voip_sip().replace("penalty = \"10m\"", "penalty = \"10m\"\nban = true");
+    let (_dir, path) = config(&format!("hashlimit_rate = 1000\nhashlimit_burst = 1000\n{policy}"));
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    let keys = [("host", DOMAIN), ("ua", PHONE_UA)];
+    pair.sipp("enumerate.xml", enumerator, 5080, "100", &keys, 20);
+    assert!(in_ban_set(&pair, "geofence-ban4", enumerator), "banned once over the threshold");
+    let (received, queued) = (server.count(enumerator), pair.queue_stats(0).unwrap().3);
+    pair.send_sip(&[enumerator], 3);
+    assert_eq!(server.count(enumerator), received);
+    assert_eq!(pair.queue_stats(0).unwrap().3, queued, "its later requests die in the kernel");
+    pair.sipp("register.xml", phone, 5082, "1001", &keys, 20);
+    assert_eq!(server.count(phone), 20, "the phone is never stopped");
+    assert!(!in_ban_set(&pair, "geofence-ban4", phone));
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    // Ten minutes, less up to 10%.
+    let line = stderr.lines().find(|line| line.contains("banned 192.0.2.40/32 for ")).expect("the ban is logged");
+    assert!(line.ends_with("(offence 1, rule (behaviour))"), "{line}");
+    let seconds: u64 = line.split(" for ").nth(1).and_then(|rest| rest.split('s').next()?.parse().ok()).unwrap_or(600);
+    assert!((540..=600).contains(&seconds) || line.contains(" for 10m "), "{line}");
+}

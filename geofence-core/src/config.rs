@@ -237,6 +237,7 @@ impl PolicyConfig {
 /// watched_methods = ["REGISTER"]  # and requests of these methods
 /// max_watched = 20     #   it may send (password guessing is REGISTER after REGISTER)
 /// penalty = "10m"      # a source over any of these is dropped this long
+/// ban = true           # and banned in the kernel for it, on every port (default false)
 /// max_sources = 65536  # sources remembered (56 bytes each); the table's fixed size
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,6 +245,8 @@ impl PolicyConfig {
 pub struct Behaviour {
     /// The thresholds.
     pub limits: crate::behaviour::Limits,
+    /// Whether a source over a threshold is also banned in the kernel for the penalty.
+    pub ban: bool,
     /// How many sources the table holds.
     pub max_sources: usize,
 }
@@ -450,6 +453,8 @@ struct RawBehaviour {
     #[serde(default = "unlimited")]
     max_targets: u32,
     penalty: Spanned<String>,
+    #[serde(default)]
+    ban: bool,
     #[serde(default)]
     watched_methods: Vec<Spanned<String>>,
     #[serde(default = "unlimited")]
@@ -805,7 +810,7 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
         watched: crate::behaviour::Methods::of(watched),
         max_watched: table.max_watched,
     };
-    Ok(Behaviour { limits, max_sources: max_sources as usize })
+    Ok(Behaviour { limits, ban: table.ban, max_sources: max_sources as usize })
 }
 
 /// A duration as the config writes it, `"500ms"`, `"10s"`, `"10m"`, `"2h"` or `"1d"`, in
