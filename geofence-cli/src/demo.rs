@@ -1,6 +1,7 @@
 //! `geofence demo`: the whole path in one command, inside a throw-away pair of network
-//! namespaces. The filter runs in one with examples/asterisk.toml and the embedded database,
-//! SIP OPTIONS come from the other, and a table shows what arrived and why.
+//! namespaces. The filter runs in one with examples/asterisk.toml (plus a honeypot port that
+//! bans) and the embedded database, SIP OPTIONS come from the other, and a table shows what
+//! arrived and why; then a scanner from an allowed country probes the honeypot and is banned.
 //!
 //! The sources are documentation addresses (RFC 5737, RFC 3849): a small overlay maps them to
 //! countries on top of the embedded database, so no real address is ever used, and nothing
@@ -40,6 +41,12 @@ const CALLERS: [(&str, &str); 10] = [
     ("2001:db8:2::10", "IPv6 scanner"),
     ("2001:db8:4::10", "IPv6 caller abroad"),
 ];
+/// A scanner in an allowed country (US), which the honeypot gives away.
+const SCANNER: &str = "192.0.2.150";
+/// The honeypot port, and the rule that bans whoever probes it, put after the LAN rule.
+const HONEYPOT_PORT: u16 = 5070;
+const HONEYPOT_RULE: &str =
+    "[[rule]]\nname = \"honeypot\"\nprotocol = \"udp\"\nports = [5070]\naction = \"ban\"\nban = \"1h\"\n\n";
 const SERVER_V4: &str = "192.0.2.1";
 const SERVER_V6: &str = "2001:db8::1";
 
@@ -100,10 +107,13 @@ pub fn demo() -> Result<ExitCode, CliError> {
     std::thread::sleep(Duration::from_millis(300));
     check_interrupted(&interrupted)?;
     print_table(&stage)?;
+    check_interrupted(&interrupted)?;
+    show_ban(&stage)?;
     stop_filter(&mut stage);
     println!("\ngeofence's own account, on stopping:");
     let log = std::fs::read_to_string(stage.folder.join("geofence.log")).unwrap_or_default();
-    for line in log.lines().filter(|l| ["counters:", "per country", "per rule"].iter().any(|k| l.contains(k))) {
+    let account = ["counters:", "per country", "per rule", "bans:"];
+    for line in log.lines().filter(|l| account.iter().any(|k| l.contains(k))) {
         println!("  {}", line.split_once("] ").map_or(line, |(_, message)| message));
     }
     println!("\nremoving the namespaces.");
@@ -145,7 +155,7 @@ fn build_pair(stage: &Stage) -> Result<(), CliError> {
     }
     ip(&["-n", &stage.server, "addr", "add", &format!("{SERVER_V4}/32"), "dev", &vs])?;
     ip(&["-n", &stage.server, "addr", "add", &format!("{SERVER_V6}/128"), "dev", &vs, "nodad"])?;
-    for (source, _) in CALLERS {
+    for source in CALLERS.map(|(source, _)| source).into_iter().chain([SCANNER]) {
         let prefix = if source.contains(':') { "128" } else { "32" };
         let address = format!("{source}/{prefix}");
         let mut args = vec!["-n", &stage.client, "addr", "add", &address, "dev", &vc];
@@ -174,7 +184,20 @@ fn write_inputs(folder: &Path) -> Result<PathBuf, CliError> {
     let (table, provenance) = embedded()?;
     write("embedded.gfdb", &encode_compiled(&table, &provenance))?;
     write("overlay.csv", OVERLAY.as_bytes())?;
-    write("asterisk.toml", CONFIG.as_bytes())
+    write("asterisk.toml", demo_config().as_bytes())
+}
+
+/// examples/asterisk.toml with the honeypot rule after the LAN's.
+fn demo_config() -> String {
+    CONFIG.replacen(
+        "[[rule]]\nname = \"allowed-countries\"",
+        &format!("{HONEYPOT_RULE}[[rule]]\nname = \"allowed-countries\""),
+        1,
+    )
+}
+
+fn parse_config() -> Result<Config, CliError> {
+    Config::parse(&demo_config()).map_err(|error| CliError::Config { path: "examples/asterisk.toml".into(), error })
 }
 
 #[cfg(feature = "embedded-db")]
@@ -188,15 +211,13 @@ fn embedded() -> Result<(db::CountryTable, db::Provenance), CliError> {
 }
 
 fn install_rules(stage: &Stage) -> Result<(), CliError> {
-    let config =
-        Config::parse(CONFIG).map_err(|error| CliError::Config { path: "examples/asterisk.toml".into(), error })?;
-    let (selectors, options) = rules::for_config(&config);
+    let (selectors, options) = rules::for_config(&parse_config()?);
     for line in rules::iptables(&selectors, &options).lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         in_server(stage, &words)?;
     }
     // What reached the server, per caller: counted after every verdict.
-    for (source, _) in CALLERS {
+    for source in CALLERS.map(|(source, _)| source).into_iter().chain([SCANNER]) {
         let tool = if source.contains(':') { "ip6tables" } else { "iptables" };
         in_server(stage, &[tool, "-w", "-t", "security", "-A", "INPUT", "-s", source, "-p", "udp", "--dport", "5060"])?;
     }
@@ -242,20 +263,26 @@ fn wait_for_queue(stage: &Stage) -> Result<(), CliError> {
     }
 }
 
-/// One SIP OPTIONS from every caller, sent from a thread that has entered the client namespace.
+/// One SIP OPTIONS from every caller.
 fn send_calls(client: &str) -> Result<(), CliError> {
+    send_from(client, CALLERS.map(|(source, _)| (source, 5060)).to_vec())
+}
+
+/// One SIP OPTIONS from each source to each port, sent from a thread that has entered the
+/// client namespace.
+fn send_from(client: &str, sends: Vec<(&'static str, u16)>) -> Result<(), CliError> {
     let namespace =
         File::open(Path::new("/var/run/netns").join(client)).map_err(|e| CliError::Demo(format!("{client}: {e}")))?;
     std::thread::spawn(move || -> Result<(), String> {
         setns(&namespace, CloneFlags::CLONE_NEWNET).map_err(|e| format!("cannot enter the client namespace: {e}"))?;
-        for (source, _) in CALLERS {
+        for (source, port) in sends {
             let source: IpAddr = source.parse().map_err(|_| "bad demo address".to_owned())?;
             let server: IpAddr =
                 if source.is_ipv4() { SERVER_V4 } else { SERVER_V6 }.parse().map_err(|_| "bad address".to_owned())?;
             let packet = sample::sip_options(source, server);
             let header = if source.is_ipv4() { 28 } else { 48 };
             let socket = UdpSocket::bind((source, 0)).map_err(|e| format!("{source}: {e}"))?;
-            socket.send_to(&packet[header..], (server, 5060)).map_err(|e| format!("{source}: {e}"))?;
+            socket.send_to(&packet[header..], (server, port)).map_err(|e| format!("{source}: {e}"))?;
         }
         Ok(())
     })
@@ -268,9 +295,7 @@ fn print_table(stage: &Stage) -> Result<(), CliError> {
     // The same files, loaded the way `geofence run` loaded them, say which rule decided.
     let layers = [stage.folder.join("embedded.gfdb"), stage.folder.join("overlay.csv")];
     let (table, _) = files::load_database(&layers)?;
-    let config =
-        Config::parse(CONFIG).map_err(|error| CliError::Config { path: "examples/asterisk.toml".into(), error })?;
-    let policy = config.policy.build(Arc::new(table))?;
+    let policy = parse_config()?.policy.build(Arc::new(table))?;
     println!("{:<16} {:<24} {:<7} {:<18} {:<8} server got", "source", "who", "country", "rule", "verdict");
     for (source, who) in CALLERS {
         let address: IpAddr = source.parse().map_err(|_| CliError::Demo("bad demo address".into()))?;
@@ -288,6 +313,49 @@ fn print_table(stage: &Stage) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// A scanner from an allowed country: its OPTIONS passes, its probe of the honeypot port bans
+/// it, and its next OPTIONS dies in the kernel without reaching the queue.
+fn show_ban(stage: &Stage) -> Result<(), CliError> {
+    println!("\na scanner in an allowed country ({SCANNER}, US), and the honeypot port {HONEYPOT_PORT}:");
+    send_from(&stage.client, vec![(SCANNER, 5060)])?;
+    std::thread::sleep(Duration::from_millis(300));
+    println!("  {:<24}the server got {}", "OPTIONS to 5060:", got(received(stage, SCANNER)?));
+    send_from(&stage.client, vec![(SCANNER, HONEYPOT_PORT)])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let log = std::fs::read_to_string(stage.folder.join("geofence.log")).unwrap_or_default();
+    let banned = log.lines().find_map(|l| l.split_once("] ").map(|(_, m)| m).filter(|m| m.starts_with("banned ")));
+    println!("  {:<24}{}", format!("a datagram to {HONEYPOT_PORT}:"), banned.unwrap_or("(no ban logged)"));
+    let queued = queue_sequence(stage)?;
+    send_from(&stage.client, vec![(SCANNER, 5060)])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let more = queue_sequence(stage)?.saturating_sub(queued);
+    println!(
+        "  {:<24}the server got {} in all; the queue saw {more} more (the ban set drops it first)",
+        "OPTIONS to 5060 again:",
+        got(received(stage, SCANNER)?)
+    );
+    Ok(())
+}
+
+fn got(count: u64) -> &'static str {
+    match count {
+        0 => "nothing",
+        1 => "one OPTIONS",
+        _ => "more than one OPTIONS",
+    }
+}
+
+/// How many packets queue 0 has seen: the id sequence in /proc/net/netfilter/nfnetlink_queue.
+fn queue_sequence(stage: &Stage) -> Result<u64, CliError> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &stage.server, "cat", "/proc/net/netfilter/nfnetlink_queue"])
+        .output()
+        .map_err(|e| CliError::Demo(format!("cannot read the queue's counters: {e}")))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some("0"));
+    Ok(line.and_then(|l| l.split_whitespace().nth(7)).and_then(|n| n.parse().ok()).unwrap_or(0))
 }
 
 /// How many packets from `source` the server's counting rule saw.

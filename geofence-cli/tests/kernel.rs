@@ -590,7 +590,13 @@ fn the_demo_shows_who_got_through_and_leaves_nothing_behind() {
             .unwrap_or_else(|| panic!("{source}: {stdout}"));
         assert!(line.contains(&format!(" {verdict} ")) && line.ends_with(got), "{line}");
     }
-    assert!(stdout.contains("counters: 5 accepted, 0 accepted with a mark, 5 dropped, 0 unparsable"), "{stdout}");
+    assert!(stdout.contains("counters: 6 accepted, 0 accepted with a mark, 6 dropped, 0 unparsable"), "{stdout}");
+    let ban = stdout.split("a scanner in an allowed country (192.0.2.150, US)").nth(1).expect("the ban scene");
+    let lines: Vec<&str> = ban.lines().skip(1).take(3).collect();
+    assert!(lines[0].ends_with("the server got one OPTIONS"), "{ban}");
+    assert!(lines[1].contains("banned 192.0.2.150/32 for ") && lines[1].ends_with("rule honeypot)"), "{ban}");
+    assert!(lines[2].contains("the server got one OPTIONS in all; the queue saw 0 more"), "{ban}");
+    assert!(stdout.contains("bans: 1 written"), "{stdout}");
     let left = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
     let remaining = String::from_utf8_lossy(&left.stdout).lines().filter(|l| l.starts_with("geofence-demo-")).count();
     assert_eq!(remaining, 0, "the demo removed its namespaces");
