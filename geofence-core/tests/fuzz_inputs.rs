@@ -123,3 +123,26 @@ fn sip_inputs_parse_to_an_answer_that_the_conditions_read() {
         assert_eq!(policy.decide(&datagram), policy.explain(&datagram).verdict, "{}", path.display());
     }
 }
+
+#[test]
+fn ban_inputs_read_back_as_themselves_or_an_error_at_a_line() {
+    use geofence_core::ban::{read_records, write_records, BanBook, BanLimits};
+    const NOW_MS: u64 = 1_800_000_000_000;
+    let (mut read, mut refused) = (0, 0);
+    for (path, bytes) in inputs("bans") {
+        let text = String::from_utf8_lossy(&bytes);
+        let Ok(records) = read_records(&text, NOW_MS) else {
+            refused += 1;
+            continue;
+        };
+        let again = read_records(&write_records(records.iter().copied(), NOW_MS), NOW_MS);
+        assert_eq!(again.as_ref(), Ok(&records), "{}", path.display());
+        let mut book = BanBook::new(BanLimits { max_entries: 16, max_duration_ms: 86_400_000 }, 1);
+        for record in records {
+            book.restore(record, 0);
+        }
+        assert!(book.len() <= 16);
+        read += 1;
+    }
+    assert!(read >= 1 && refused >= 1, "the seeds read ({read}) and refused ({refused})");
+}
