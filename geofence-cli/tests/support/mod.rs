@@ -405,6 +405,16 @@ impl UdpServer {
     pub fn count(&self, source: &str) -> usize {
         self.received.lock().unwrap().get(&source.parse::<IpAddr>().unwrap()).copied().unwrap_or(0)
     }
+
+    /// How many datagrams came from `source` once `expected` have, or after 5 s: for verdicts
+    /// that take long to give (a panic's backtrace is symbolised first).
+    pub fn count_within(&self, source: &str, expected: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.count(source) < expected && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.count(source)
+    }
 }
 
 impl Drop for UdpServer {
