@@ -5,7 +5,7 @@ use geofence_core::IpNetwork;
 
 use super::writer::{address_of, Message, NFPROTO_IPV4, NFPROTO_IPV6, NLA_F_NET_BYTEORDER};
 use super::Listed;
-use crate::message::{attributes, nested};
+use crate::message::nested;
 
 /// The ipset of banned IPv4 networks that `geofence rules` creates.
 pub const SET_V4: &str = "geofence-ban4";
@@ -91,12 +91,8 @@ fn request(command: u8, set: &str, entry: Option<(IpNetwork, Option<u64>)>) -> V
 /// The entries of one `IPSET_CMD_LIST` answer: its ADT attribute's DATA attributes, each
 /// an address, a prefix length and a timeout. A damaged entry is skipped.
 pub(super) fn entries(message: &[u8]) -> Vec<Listed> {
-    let adt = attributes(message).map_while(|a| a).find(|(kind, _)| *kind == IPSET_ATTR_ADT);
-    let Some((_, adt)) = adt else { return Vec::new() };
-    nested(adt)
-        .map_while(|a| a)
-        .filter(|(kind, _)| *kind == IPSET_ATTR_DATA)
-        .filter_map(|(_, data)| {
+    super::items(message, IPSET_ATTR_ADT, IPSET_ATTR_DATA)
+        .filter_map(|data| {
             let (mut address, mut cidr, mut timeout) = (None, None, 0);
             for (kind, value) in nested(data).map_while(|a| a) {
                 match kind {

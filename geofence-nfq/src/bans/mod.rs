@@ -21,7 +21,7 @@ use std::time::Duration;
 use geofence_core::ban::{Ban, SetKind};
 use geofence_core::IpNetwork;
 
-use crate::message::{incoming, whole_messages, Incoming};
+use crate::message::{attributes, incoming, nested, whole_messages, Incoming};
 use crate::socket::{NetlinkSocket, ReceiveBatch};
 use writer::{set_flags, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL};
 
@@ -327,6 +327,16 @@ impl BanSets {
             }
         }
     }
+}
+
+/// The attributes of kind `item` nested in a message's attribute of kind `list`: the entries
+/// of a listing. Damage ends the walk.
+fn items(message: &[u8], list: u16, item: u16) -> impl Iterator<Item = &[u8]> {
+    let list = attributes(message).map_while(|a| a).find(|(kind, _)| *kind == list).map(|(_, value)| value);
+    list.into_iter()
+        .flat_map(|list| nested(list).map_while(|a| a))
+        .filter(move |(kind, _)| *kind == item)
+        .map(|(_, value)| value)
 }
 
 /// The result an acknowledgement carries: 0 for done, else the kernel's negative code.

@@ -12,7 +12,7 @@ use geofence_core::IpNetwork;
 
 use super::writer::{address_of, Message, NFPROTO_INET, NLM_F_ACK, NLM_F_CREATE};
 use super::Listed;
-use crate::message::{attributes, nested};
+use crate::message::nested;
 
 /// The nft table of the ban sets, family `inet`.
 pub const TABLE: &str = "geofence";
@@ -141,12 +141,8 @@ pub(super) struct Element {
 
 /// The elements of one `NFT_MSG_NEWSETELEM` answer of a dump. A damaged element is skipped.
 pub(super) fn elements_of(message: &[u8]) -> Vec<Element> {
-    let list = attributes(message).map_while(|a| a).find(|(kind, _)| *kind == NFTA_SET_ELEM_LIST_ELEMENTS);
-    let Some((_, list)) = list else { return Vec::new() };
-    nested(list)
-        .map_while(|a| a)
-        .filter(|(kind, _)| *kind == NFTA_LIST_ELEM)
-        .filter_map(|(_, element)| {
+    super::items(message, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_LIST_ELEM)
+        .filter_map(|element| {
             let (mut key, mut end, mut expires_ms) = (None, false, 0);
             for (kind, value) in nested(element).map_while(|a| a) {
                 match kind {
