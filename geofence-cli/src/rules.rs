@@ -38,7 +38,7 @@ pub fn print(args: &RulesArgs) -> Result<ExitCode, CliError> {
         Backend::Iptables => SetKind::Ipset,
         Backend::Nft => SetKind::Nft,
     };
-    if let Some(bans) = options.bans.filter(|bans| bans.kind != wanted) {
+    if let Some(bans) = options.bans.as_ref().filter(|bans| bans.kind != wanted) {
         return Err(CliError::BanSetsBackend { sets: bans.kind, wanted });
     }
     let text = match args.backend {

@@ -344,6 +344,8 @@ fn spawn_summaries(shared: &Arc<Shared>, stop: &Stop, seconds: u64) {
     std::thread::spawn(move || {
         let tick = Duration::from_millis(100);
         let mut waited = Duration::ZERO;
+        let counted = shared.banner.counters();
+        let mut bans_before = [counted.banned.load(Ordering::Relaxed), counted.full.load(Ordering::Relaxed)];
         while !stop.is_stopped() {
             std::thread::sleep(tick);
             waited += tick;
@@ -358,6 +360,17 @@ fn spawn_summaries(shared: &Arc<Shared>, stop: &Stop, seconds: u64) {
             let policy = shared.policy.load();
             if let Some(line) = stats::summary(&interval, seconds, |source| policy.country_of(source)) {
                 log::info!("{line}");
+            }
+            let counted = shared.banner.counters();
+            let now = [counted.banned.load(Ordering::Relaxed), counted.full.load(Ordering::Relaxed)];
+            if now != bans_before {
+                let ([banned, full], [banned_before, full_before]) = (now, bans_before);
+                log::info!(
+                    "banned {} sources in the last {seconds} s ({} refused: the set is full)",
+                    banned - banned_before,
+                    full - full_before
+                );
+                bans_before = now;
             }
         }
     });

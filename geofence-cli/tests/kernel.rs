@@ -1322,3 +1322,28 @@ fn with_ban_true_an_enumerator_over_the_threshold_is_banned_in_the_kernel_for_th
     let seconds: u64 = line.split(" for ").nth(1).and_then(|rest| rest.split('s').next()?.parse().ok()).unwrap_or(600);
     assert!((540..=600).contains(&seconds) || line.contains(" for 10m "), "{line}");
 }
+
+#[test]
+fn ban_ports_drop_a_banned_source_on_those_ports_only() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let scanner = "192.0.2.66";
+    pair.add_sources(&[scanner]);
+    let (_dir, path) = config(&HONEYPOT.replace("[lists]", "[bans]\nports = [5060]\n[lists]"));
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    pair.probe(scanner, 5070);
+    assert!(in_ban_set(&pair, "geofence-ban4", scanner));
+    let queued = pair.queue_stats(0).unwrap().3;
+    pair.send_sip(&[scanner], 3);
+    assert_eq!(server.count(scanner), 0, "dropped on 5060");
+    assert_eq!(pair.queue_stats(0).unwrap().3, queued, "in the kernel");
+    pair.probe(scanner, 5070);
+    assert_eq!(pair.queue_stats(0).unwrap().3, queued + 1, "another port is not covered: the queue sees it");
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("1 already banned"), "the second probe asked again: {stderr}");
+}

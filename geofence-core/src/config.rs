@@ -150,6 +150,7 @@ pub struct Deployment {
 /// max_duration = "7d"                # the longest ban a repeat offender gets (at most 24d)
 /// state = "/var/lib/geofence/bans"   # saved on exit and every 10 s, restored at start
 /// sets = "ipset"                     # or "nft": the kind of set, as the firewall backend
+/// ports = [5060, "10000-20000"]      # drop banned sources on these TCP/UDP ports only (default: all traffic)
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -161,6 +162,9 @@ pub struct BanSettings {
     pub state: Option<String>,
     /// The kind of kernel set: ipsets for the iptables backend, nft sets for the nft one.
     pub sets: SetKind,
+    /// The TCP and UDP destination ports on which banned sources are dropped; empty: all of
+    /// their traffic, whatever the protocol.
+    pub ports: Vec<crate::PortRange>,
 }
 
 impl Deployment {
@@ -442,6 +446,8 @@ struct RawBans {
     max_duration: Option<Spanned<String>>,
     state: Option<String>,
     sets: Option<Spanned<String>>,
+    #[serde(default)]
+    ports: Vec<Spanned<port::Raw>>,
 }
 
 #[derive(Deserialize)]
@@ -614,6 +620,7 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
                 limits: ban_limits(at, bans.get_ref())?,
                 state: bans.get_ref().state.clone(),
                 sets: set_kind(at, bans.get_ref().sets.as_ref())?,
+                ports: PortCondition::from_config(at, &bans.get_ref().ports)?.ranges,
             },
             None => BanSettings::default(),
         },

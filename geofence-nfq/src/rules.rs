@@ -78,13 +78,18 @@ pub struct RuleOptions {
 }
 
 /// The kernel sets of banned networks, as `ipset create` makes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BanSetOptions {
     /// Entries each set holds at most (`maxelem`, `size`).
     pub max_entries: usize,
     /// The kind of set the daemon writes, which must be the backend's.
     pub kind: SetKind,
+    /// The TCP and UDP destination ports the drop rules cover; empty: all traffic.
+    pub ports: Vec<PortRange>,
 }
+
+/// Port ranges one `multiport` match takes: it counts a range as two of its 15 ports.
+const MULTIPORT_RANGES: usize = 7;
 
 /// What a config's rules send to the queue, and how: the inputs of [`iptables`] and [`nft`].
 pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
@@ -93,7 +98,8 @@ pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     options.every_datagram = datagram_selectors(policy.rules());
     if policy.rules().iter().any(|rule| rule.ban().is_some()) {
         let bans = &config.deployment.bans;
-        options.bans = Some(BanSetOptions { max_entries: bans.limits.max_entries, kind: bans.sets });
+        options.bans =
+            Some(BanSetOptions { max_entries: bans.limits.max_entries, kind: bans.sets, ports: bans.ports.clone() });
     }
     let mut flows = selectors(policy.rules(), policy.default_verdict());
     flows.retain(|selector| !options.every_datagram.contains(selector));
@@ -162,7 +168,7 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
     let mut out = String::new();
     for family in [Family::V4, Family::V6] {
         let (tool, suffix) = if family == Family::V4 { ("iptables", "4") } else { ("ip6tables", "6") };
-        if let Some(bans) = options.bans {
+        if let Some(bans) = &options.bans {
             let (set, inet) = if family == Family::V4 { (ipset::SET_V4, "inet") } else { (ipset::SET_V6, "inet6") };
             // The set's default timeout only marks it as a set with timeouts: each ban gives its own.
             let _ = writeln!(
@@ -170,7 +176,9 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
                 "ipset create {set} hash:net family {inet} timeout 3600 maxelem {} -exist",
                 bans.max_entries
             );
-            let _ = writeln!(out, "{tool} -w -A INPUT -m set --match-set {set} src -j DROP");
+            for matched in ban_port_matches(&bans.ports) {
+                let _ = writeln!(out, "{tool} -w -A INPUT -m set --match-set {set} src{matched} -j DROP");
+            }
         }
         for (selector, state) in queued(selectors, options, " -m conntrack --ctstate NEW") {
             let Some(matched) = iptables_match(*selector, family) else { continue };
@@ -249,6 +257,22 @@ fn iptables_match(selector: Selector, family: Family) -> Option<String> {
     })
 }
 
+/// What limits a ban set's drop rule to the config's ports, one match a rule: nothing for all
+/// traffic, else TCP and UDP `multiport` matches of up to [`MULTIPORT_RANGES`] ranges each.
+fn ban_port_matches(ports: &[PortRange]) -> Vec<String> {
+    if ports.is_empty() {
+        return vec![String::new()];
+    }
+    let mut matches = Vec::new();
+    for protocol in ["tcp", "udp"] {
+        for chunk in ports.chunks(MULTIPORT_RANGES) {
+            let ranges: Vec<String> = chunk.iter().map(|range| range_text(*range, ":")).collect();
+            matches.push(format!(" -p {protocol} -m multiport --dports {}", ranges.join(",")));
+        }
+    }
+    matches
+}
+
 fn range_text(range: PortRange, separator: &str) -> String {
     if range.first == range.last {
         range.first.to_string()
@@ -261,7 +285,7 @@ fn range_text(range: PortRange, separator: &str) -> String {
 /// flow mark to the connection after the queue's verdict.
 pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     let mut out = String::from("table inet geofence {\n");
-    if let Some(bans) = options.bans {
+    if let Some(bans) = &options.bans {
         for (set, kind) in [(nft_sets::SET_V4, "ipv4_addr"), (nft_sets::SET_V6, "ipv6_addr")] {
             let _ = writeln!(
                 out,
@@ -271,9 +295,20 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
         }
     }
     out.push_str("    chain input {\n        type filter hook input priority filter; policy accept;\n");
-    if options.bans.is_some() {
-        let _ =
-            writeln!(out, "        ip saddr @{} drop\n        ip6 saddr @{} drop", nft_sets::SET_V4, nft_sets::SET_V6);
+    if let Some(bans) = &options.bans {
+        let ports = match bans.ports.as_slice() {
+            [] => String::new(),
+            ranges => {
+                let ranges: Vec<String> = ranges.iter().map(|range| range_text(*range, "-")).collect();
+                format!(" meta l4proto {{ tcp, udp }} th dport {{ {} }}", ranges.join(", "))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "        ip saddr @{}{ports} drop\n        ip6 saddr @{}{ports} drop",
+            nft_sets::SET_V4,
+            nft_sets::SET_V6
+        );
     }
     let (first, last) = options.queues;
     let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
@@ -365,7 +400,7 @@ mod tests {
         )
         .unwrap();
         let (selectors, options) = for_config(&config);
-        assert_eq!(options.bans, Some(BanSetOptions { max_entries: 5000, kind: SetKind::Ipset }));
+        assert_eq!(options.bans, Some(BanSetOptions { max_entries: 5000, kind: SetKind::Ipset, ports: Vec::new() }));
         assert_eq!(
             iptables(&selectors, &options),
             "ipset create geofence-ban4 hash:net family inet timeout 3600 maxelem 5000 -exist\n\
@@ -376,8 +411,10 @@ mod tests {
              ip6tables -w -A INPUT -p tcp --dport 23 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n"
         );
         assert_eq!(asterisk().1.bans, None, "no ban rule, no sets");
-        let nft_options =
-            RuleOptions { bans: Some(BanSetOptions { max_entries: 5000, kind: SetKind::Nft }), ..options };
+        let nft_options = RuleOptions {
+            bans: Some(BanSetOptions { kind: SetKind::Nft, ..options.bans.clone().unwrap() }),
+            ..options.clone()
+        };
         assert_eq!(
             nft(&selectors, &nft_options),
             "table inet geofence {\n    set ban4 {\n        type ipv4_addr\n        flags interval, timeout\n        size 5000\n    }\n    \
@@ -385,6 +422,44 @@ mod tests {
              type filter hook input priority filter; policy accept;\n        ip saddr @ban4 drop\n        ip6 saddr @ban6 drop\n        \
              tcp dport 23 ct state new queue num 0\n    }\n}\n"
         );
+    }
+
+    /// `[bans] ports` limits the drop rules to TCP and UDP on those ports, in multiport matches
+    /// of at most seven ranges.
+    #[test]
+    fn ban_ports_limit_the_drop_rules_to_tcp_and_udp_on_them() {
+        let ports: Vec<String> = (1..=8).map(|n| format!("\"{}-{}\"", n * 100, n * 100 + 9)).collect();
+        let config = Config::parse(&format!(
+            "default = \"accept\"\n[bans]\nports = [{}]\n[[rule]]\nprotocol = \"tcp\"\nports = [23]\naction = \"ban\"\n",
+            ports.join(", ")
+        ))
+        .unwrap();
+        let (selectors, options) = for_config(&config);
+        let drops: Vec<String> = iptables(&selectors, &options)
+            .lines()
+            .filter(|l| l.starts_with("iptables") && l.contains("match-set"))
+            .map(str::to_owned)
+            .collect();
+        let set = "iptables -w -A INPUT -m set --match-set geofence-ban4 src";
+        assert_eq!(
+            drops,
+            [
+                format!("{set} -p tcp -m multiport --dports 100:109,200:209,300:309,400:409,500:509,600:609,700:709 -j DROP"),
+                format!("{set} -p tcp -m multiport --dports 800:809 -j DROP"),
+                format!("{set} -p udp -m multiport --dports 100:109,200:209,300:309,400:409,500:509,600:609,700:709 -j DROP"),
+                format!("{set} -p udp -m multiport --dports 800:809 -j DROP"),
+            ]
+        );
+        let nft_options = RuleOptions {
+            bans: Some(BanSetOptions {
+                kind: SetKind::Nft,
+                ports: vec![PortRange::single(5060)],
+                ..options.bans.clone().unwrap()
+            }),
+            ..options
+        };
+        assert!(nft(&selectors, &nft_options)
+            .contains("        ip saddr @ban4 meta l4proto { tcp, udp } th dport { 5060 } drop\n"));
     }
 
     /// Trunks keep the flow bypass; every other datagram to the port a SIP rule reads is queued.

@@ -467,12 +467,13 @@ fn the_behaviour_table_is_read_and_checked() {
 #[test]
 fn a_ban_rule_drops_and_carries_its_ban_and_bans_has_its_bounds() {
     let text = concat!(
-        "default = \"drop\"\n[bans]\nmax_entries = 1000\nmax_duration = \"2d\"\nstate = \"bans.txt\"\n[[rule]]\nname = \"honeypot\"\nports = [23]\naction = \"ban\"\n",
+        "default = \"drop\"\n[bans]\nmax_entries = 1000\nmax_duration = \"2d\"\nstate = \"bans.txt\"\nports = [5060, \"10000-20000\"]\n[[rule]]\nname = \"honeypot\"\nports = [23]\naction = \"ban\"\n",
         "ban = \"6h\"\nban_prefix = 24\nban_prefix6 = 64\n[[rule]]\nports = [2323]\naction = \"ban\"\n"
     );
     let config = Config::parse(text).unwrap();
     assert_eq!(config.deployment.bans.limits, BanLimits { max_entries: 1000, max_duration_ms: 2 * 86_400_000 });
     assert_eq!(config.deployment.bans.state.as_deref(), Some("bans.txt"));
+    assert_eq!(config.deployment.bans.ports, [PortRange::single(5060), PortRange { first: 10000, last: 20000 }]);
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     let rules: Vec<&Rule> = policy.rules().collect();
     assert_eq!(rules[0].verdict(), Verdict::Drop);
@@ -513,6 +514,7 @@ fn ban_settings_out_of_place_or_out_of_range_are_refused_where_written() {
         error("default = \"drop\"\n[bans]\nsets = \"nftables\"\n"),
         "line 3, column 8: unknown kind of set `nftables` (expected `ipset` (the iptables backend) or `nft`)"
     );
+    assert!(error("default = \"drop\"\n[bans]\nports = [\"20-10\"]\n").contains("`20-10` is not a port or port range"));
     let nft = Config::parse("default = \"drop\"\n[bans]\nsets = \"nft\"\n").unwrap();
     assert_eq!(nft.deployment.bans.sets, crate::ban::SetKind::Nft);
 }
