@@ -1097,6 +1097,7 @@ const HONEYPOT: &str = r#"
 default = "drop"
 malformed = "accept"
 hashlimit_rate = 0
+summary_seconds = 1
 [lists]
 trunks = ["203.0.113.10"]
 [[rule]]
@@ -1192,6 +1193,10 @@ fn a_honeypot_probe_bans_its_source_in_the_kernel_until_the_ban_ends_and_a_forge
     assert!(stderr.contains("banned 192.0.2.66/32 for 2s (offence 1, rule honeypot)"), "{stderr}");
     assert!(stderr.contains("banned 2001:db8:7::/64 for 2s (offence 1, rule honeypot)"), "{stderr}");
     assert!(stderr.contains("bans: 2 written, "), "{stderr}");
+    assert!(
+        stderr.contains(" sources in the last 1 s (0 refused: the set is full)"),
+        "the summaries count bans: {stderr}"
+    );
 }
 
 /// The timeout `ipset` lists for `address` in the server namespace's `set`.
@@ -1346,4 +1351,28 @@ fn ban_ports_drop_a_banned_source_on_those_ports_only() {
     let (ok, _, stderr) = geofence.stop();
     assert!(ok, "{stderr}");
     assert!(stderr.contains("1 already banned"), "the second probe asked again: {stderr}");
+}
+
+#[test]
+fn a_full_ban_set_refuses_new_bans_counts_and_logs_them_and_keeps_deciding() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (first, second) = ("192.0.2.66", "192.0.2.67");
+    pair.add_sources(&[first, second]);
+    let (_dir, path) = config(&HONEYPOT.replace("[lists]", "[bans]\nmax_entries = 1\n[lists]"));
+    pair.install_rules(&path);
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+    pair.probe(first, 5070);
+    pair.probe(second, 5070);
+    assert!(in_ban_set(&pair, "geofence-ban4", first));
+    assert!(!in_ban_set(&pair, "geofence-ban4", second), "refused: the set holds one");
+    pair.send_sip(&[second], 2);
+    assert_eq!(server.count(second), 2, "the unbanned source is still decided, by the queue");
+    let (ok, _, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("the ban set is full (1 entries running): new bans are refused and counted"), "{stderr}");
+    assert!(stderr.contains("bans: 1 written, 0 already banned, 1 refused (set full)"), "{stderr}");
 }
