@@ -30,6 +30,8 @@ const ROUND: usize = 1024;
 const LOGGED_ONE_BY_ONE: usize = 5;
 /// How often a changed book is saved: a crash loses at most the bans of this long.
 const SAVE_EVERY: Duration = Duration::from_secs(10);
+/// How often refused writes are logged at most.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 /// The largest state file read back: 16M networks of about 60 bytes.
 const STATE_LIMIT: u64 = 1 << 30;
 
@@ -64,6 +66,9 @@ struct State {
     file: Option<PathBuf>,
     /// Whether the book changed since it was last saved.
     changed: AtomicBool,
+    /// When a refused write was last logged: a set that went missing refuses every round,
+    /// and the log says so once every [`REFUSALS_LOGGED_EVERY`], not once a round.
+    refusal_logged: Mutex<Option<Instant>>,
 }
 
 impl State {
@@ -107,6 +112,7 @@ impl Banner {
             started: Instant::now(),
             file,
             changed: AtomicBool::new(false),
+            refusal_logged: Mutex::new(None),
         });
         let mut sets = open_sets(kind);
         restore(&state, sets.as_mut());
@@ -213,7 +219,11 @@ fn write(sets: &mut BanSets, state: &State, new: &[(Ban, Arc<str>)]) {
     counters.failed.fetch_add((bans.len() - written.len()) as u64, Ordering::Relaxed);
     counters.banned.fetch_add(written.len() as u64, Ordering::Relaxed);
     if let Some(error) = first_error {
-        log::error!("bans: the kernel took {} of {} bans: {error}", written.len(), bans.len());
+        let mut logged = state.refusal_logged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if logged.is_none_or(|at| at.elapsed() >= REFUSALS_LOGGED_EVERY) {
+            log::error!("bans: the kernel took {} of {} bans: {error}", written.len(), bans.len());
+            *logged = Some(Instant::now());
+        }
     }
     let networks: Vec<IpNetwork> = written.iter().map(|(ban, _)| ban.network).collect();
     if let Some(Err(error)) = sets.forget_flows(&networks).into_iter().find(Result::is_err) {
@@ -291,6 +301,7 @@ mod tests {
             started: Instant::now(),
             file,
             changed: AtomicBool::new(false),
+            refusal_logged: Mutex::new(None),
         })
     }
 
