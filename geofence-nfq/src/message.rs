@@ -73,29 +73,53 @@ pub(crate) enum Incoming<'a> {
 
 /// Walks the messages of one received datagram.
 pub(crate) fn incoming(datagram: &[u8]) -> impl Iterator<Item = Incoming<'_>> {
+    pieces(datagram).map(|(kind, piece)| match piece {
+        Piece::Cut(partial) => cut_short(partial, kind),
+        Piece::Whole(message) if kind == sys::NLMSG_ERROR as u16 => {
+            Incoming::Status { sequence: read_u32(message, 8), errno: error_code(message) }
+        }
+        Piece::Whole(message) if kind == packet_message_type() => packet(message),
+        Piece::Whole(_) => Incoming::Other,
+    })
+}
+
+/// The whole messages of a datagram, as (type, bytes); a message cut short ends the walk.
+pub(crate) fn whole_messages(datagram: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    pieces(datagram).map_while(|(kind, piece)| match piece {
+        Piece::Whole(message) => Some((kind, message)),
+        Piece::Cut(_) => None,
+    })
+}
+
+/// The code an `NLMSG_ERROR` message carries: 0 for an acknowledgement, else a negative errno.
+pub(crate) fn error_code(message: &[u8]) -> i32 {
+    message.get(NLMSG_HEADER..NLMSG_HEADER + 4).map_or(0, |b| read_i32(b, 0))
+}
+
+/// A message of a datagram, as its header declares it.
+enum Piece<'a> {
+    /// All its bytes are there.
+    Whole(&'a [u8]),
+    /// The datagram ends inside it (or its header declares less than a header): the walk ends.
+    Cut(&'a [u8]),
+}
+
+/// The messages of a datagram, each with its type.
+fn pieces(datagram: &[u8]) -> impl Iterator<Item = (u16, Piece<'_>)> {
     let mut offset = 0;
     std::iter::from_fn(move || {
         let header = datagram.get(offset..offset + NLMSG_HEADER)?;
         let declared = read_u32(header, 0) as usize;
         let kind = u16::from_ne_bytes([header[4], header[5]]);
-        let sequence = read_u32(header, 8);
         if declared < NLMSG_HEADER {
             offset = datagram.len();
-            return Some(Incoming::Other);
+            return Some((kind, Piece::Cut(&[])));
         }
         let start = offset;
         offset = offset.saturating_add(align(declared));
-        let message = match datagram.get(start..start + declared) {
-            Some(message) => message,
-            None => return Some(cut_short(&datagram[start..], kind)),
-        };
-        Some(match kind {
-            kind if kind == sys::NLMSG_ERROR as u16 => {
-                let errno = message.get(NLMSG_HEADER..NLMSG_HEADER + 4).map_or(0, |b| read_i32(b, 0));
-                Incoming::Status { sequence, errno }
-            }
-            kind if kind == packet_message_type() => packet(message),
-            _ => Incoming::Other,
+        Some(match datagram.get(start..start + declared) {
+            Some(message) => (kind, Piece::Whole(message)),
+            None => (kind, Piece::Cut(&datagram[start..])),
         })
     })
 }
@@ -151,22 +175,9 @@ pub(crate) fn nested(value: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>>
     attributes_from(value, 0)
 }
 
-/// The whole messages of a datagram, as (type, bytes); a message cut short ends the walk.
-pub(crate) fn whole_messages(datagram: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut offset = 0;
-    std::iter::from_fn(move || {
-        let header = datagram.get(offset..offset + NLMSG_HEADER)?;
-        let declared = read_u32(header, 0) as usize;
-        let message = datagram.get(offset..offset.checked_add(declared)?).filter(|_| declared >= NLMSG_HEADER)?;
-        offset = offset.saturating_add(align(declared));
-        Some((u16::from_ne_bytes([message[4], message[5]]), message))
-    })
-}
-
-fn attributes_from(bytes: &[u8], start: usize) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+fn attributes_from(message: &[u8], start: usize) -> impl Iterator<Item = Option<(u16, &[u8])>> {
     const ATTRIBUTE_HEADER: usize = 4;
     const TYPE_MASK: u16 = 0x3fff; // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
-    let message = bytes;
     let mut offset = start;
     std::iter::from_fn(move || {
         let header = message.get(offset..offset + ATTRIBUTE_HEADER)?;

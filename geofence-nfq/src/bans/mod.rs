@@ -21,7 +21,7 @@ use std::time::Duration;
 use geofence_core::ban::{Ban, SetKind};
 use geofence_core::IpNetwork;
 
-use crate::message::{attributes, incoming, nested, whole_messages, Incoming};
+use crate::message::{attributes, error_code, incoming, nested, whole_messages, Incoming};
 use crate::socket::{NetlinkSocket, ReceiveBatch};
 use writer::{set_flags, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL};
 
@@ -317,10 +317,7 @@ impl BanSets {
                 for (kind, message) in whole_messages(into.datagram(index).0) {
                     match kind {
                         NLMSG_DONE => return Ok(messages),
-                        NLMSG_ERROR => {
-                            let errno = message.get(16..20).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                            status(errno, target)?;
-                        }
+                        NLMSG_ERROR => status(error_code(message), target)?,
                         _ => messages.push(message.to_vec()),
                     }
                 }
