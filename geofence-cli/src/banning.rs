@@ -21,6 +21,9 @@ use geofence_core::ban::{self, Ban, BanBook, BanLimits, BanSpec, Banned, Duratio
 use geofence_core::IpNetwork;
 use geofence_nfq::bans::{BanSets, SetError};
 
+use crate::error::CliError;
+use crate::files;
+
 /// Requests the channel holds: a burst of new offenders larger than this loses the rest
 /// until the thread catches up.
 const CHANNEL: usize = 16_384;
@@ -53,7 +56,7 @@ pub struct BanCounters {
 /// A request: the network, the first offence's length, and the rule, for the log.
 struct Request {
     network: IpNetwork,
-    spec: BanSpec,
+    duration_ms: u64,
     rule: Arc<str>,
 }
 
@@ -124,7 +127,8 @@ impl Banner {
 
     /// Asks for `source` to be banned as `spec` says, by rule `rule`.
     pub fn ask(&self, source: IpAddr, spec: BanSpec, rule: &Arc<str>) {
-        let request = Request { network: spec.network_of(source), spec, rule: Arc::clone(rule) };
+        let request =
+            Request { network: spec.network_of(source), duration_ms: spec.duration_ms, rule: Arc::clone(rule) };
         if let Err(TrySendError::Full(_)) = self.requests.try_send(request) {
             self.state.counters.lost.fetch_add(1, Ordering::Relaxed);
         }
@@ -169,7 +173,7 @@ fn give_round(round: Vec<Request>, state: &State, kind: SetKind, sets: &mut Opti
         let now_ms = state.now_ms();
         let mut book = state.book();
         for request in round {
-            match book.ban(request.network, request.spec.duration_ms, now_ms) {
+            match book.ban(request.network, request.duration_ms, now_ms) {
                 Banned::New(ban) => new.push((ban, request.rule)),
                 Banned::Already => drop(counters.already.fetch_add(1, Ordering::Relaxed)),
                 Banned::Full => full(counters, book.len()),
@@ -193,7 +197,7 @@ fn open_sets(kind: SetKind) -> Option<BanSets> {
     BanSets::open(kind).map_err(|error| log::error!("bans: {error}; bans are booked but not written")).ok()
 }
 
-/// The book is full: the first refusal of each run of them is logged.
+/// The book is full: the first refusal is logged, every one is counted.
 fn full(counters: &BanCounters, entries: usize) {
     if counters.full.fetch_add(1, Ordering::Relaxed) == 0 {
         log::warn!("bans: the ban set is full ({entries} entries running): new bans are refused and counted");
@@ -248,15 +252,16 @@ fn write(sets: &mut BanSets, state: &State, new: &[(Ban, Arc<str>)]) {
 /// for the admin to look at (the next save replaces it).
 fn restore(state: &State, sets: Option<&mut BanSets>) {
     let Some(file) = &state.file else { return };
-    let text = match std::fs::read(file) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
-        Err(error) => return log::error!("bans: cannot restore them from {}: {error}", file.display()),
-        Ok(bytes) if bytes.len() as u64 > STATE_LIMIT => {
-            return log::error!("bans: {} is larger than 1 GiB: not restored", file.display())
+    // Read as every file geofence reads: a FIFO or a device at that path is refused, not waited on.
+    let bytes = match files::read(file, STATE_LIMIT) {
+        Err(CliError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return,
+        Err(error) => {
+            let causes: String = crate::error::causes(&error).map(|cause| format!(": {cause}")).collect();
+            return log::error!("bans: not restored: {error}{causes}");
         }
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(bytes) => bytes,
     };
-    let records = match ban::read_records(&text, unix_now_ms()) {
+    let records = match ban::read_records(&String::from_utf8_lossy(&bytes), unix_now_ms()) {
         Ok(records) => records,
         Err(error) => return log::error!("bans: cannot restore them from {}: {error}", file.display()),
     };
@@ -340,5 +345,21 @@ mod tests {
         assert!(damaged.book().is_empty());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "198.51.100.0/24 garbage\n", "left for the admin");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn a_fifo_where_the_state_file_should_be_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("bans");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let state = state(Some(fifo));
+        let (done, finished) = mpsc::channel();
+        let restoring = Arc::clone(&state);
+        std::thread::spawn(move || {
+            restore(&restoring, None);
+            let _ = done.send(());
+        });
+        assert!(finished.recv_timeout(std::time::Duration::from_secs(5)).is_ok(), "restore blocked on the FIFO");
+        assert!(state.book().is_empty());
     }
 }
