@@ -446,9 +446,8 @@ struct Worker {
     shared: Arc<Shared>,
     generation: u64,
     policy: Arc<Policy>,
-    names: Vec<String>,
-    /// The rule names again, shared with the ban thread's log lines.
-    ban_names: Vec<Arc<str>>,
+    /// The rules' names, for the counters and shared with the ban thread's log lines.
+    names: Vec<Arc<str>>,
     /// The name the behaviour thresholds' bans are logged under.
     behaviour_rule: Arc<str>,
     local: Local,
@@ -459,14 +458,13 @@ impl Worker {
     fn new(shared: Arc<Shared>) -> Worker {
         let generation = shared.generation.load(Ordering::Acquire);
         let policy = shared.policy.load_full();
-        let (names, ban_names) = rule_names(&policy);
+        let names = rule_names(&policy);
         let local = Local::new(policy.rules().len());
         Worker {
             shared,
             generation,
             policy,
             names,
-            ban_names,
             behaviour_rule: Arc::from(crate::behaviour::RULE),
             local,
             debug: log::log_enabled!(log::Level::Debug),
@@ -478,7 +476,7 @@ impl Worker {
     fn ban_of(&self, decision: &Decision<'_>) -> Option<(IpAddr, BanSpec, &Arc<str>)> {
         let source = decision.source.filter(|_| decision.verdict == Verdict::Drop)?;
         match decision.rule_index {
-            Some(index) => Some((source, self.policy.ban_for(Some(index), source)?, self.ban_names.get(index)?)),
+            Some(index) => Some((source, self.policy.ban_for(index, source)?, self.names.get(index)?)),
             None if decision.rule == Some(crate::behaviour::RULE) => {
                 Some((source, self.shared.behaviour.ban()?, &self.behaviour_rule))
             }
@@ -491,14 +489,13 @@ impl Worker {
         self.local.flush(&self.shared.totals, &self.names);
         self.generation = self.shared.generation.load(Ordering::Acquire);
         self.policy = self.shared.policy.load_full();
-        (self.names, self.ban_names) = rule_names(&self.policy);
+        self.names = rule_names(&self.policy);
         self.local = Local::new(self.policy.rules().len());
     }
 }
 
-/// The rules' names, for the counters and for the ban log.
-fn rule_names(policy: &Policy) -> (Vec<String>, Vec<Arc<str>>) {
-    policy.rules().map(|rule| (rule.name().to_owned(), Arc::from(rule.name()))).unzip()
+fn rule_names(policy: &Policy) -> Vec<Arc<str>> {
+    policy.rules().map(|rule| Arc::from(rule.name())).collect()
 }
 
 impl Handler for Worker {

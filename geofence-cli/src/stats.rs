@@ -143,7 +143,7 @@ impl Local {
     }
 
     /// Adds the counts to `totals` (naming rules by `rule_names`) and starts afresh.
-    pub fn flush(&mut self, totals: &Mutex<Totals>, rule_names: &[String]) {
+    pub fn flush(&mut self, totals: &Mutex<Totals>, rule_names: &[impl AsRef<str>]) {
         if self.accepted + self.marked + self.dropped == 0 {
             return;
         }
@@ -164,7 +164,7 @@ impl Local {
             let numbered;
             let name = match slot {
                 s if s < rules => match rule_names.get(s) {
-                    Some(name) => name.as_str(),
+                    Some(name) => name.as_ref(),
                     None => {
                         numbered = format!("rule {}", s + 1);
                         numbered.as_str()
@@ -323,7 +323,7 @@ mod tests {
         let totals = Mutex::new(Totals::default());
         let mut local = Local::new(0);
         record(&mut local, &policy, "198.51.100.7", 5060);
-        local.flush(&totals, &[]);
+        local.flush(&totals, &[] as &[&str]);
         let mut totals = totals.into_inner().unwrap();
         assert_eq!(totals.per_country().collect::<Vec<_>>(), [("not looked up".to_owned(), [0, 1])]);
         assert_eq!(

@@ -507,16 +507,15 @@ impl Policy {
     ///     [[rule]]\nsource = [\"trunks\"]\nports = [5060]\naction = \"accept\"\n\
     ///     [[rule]]\nports = [23]\naction = \"ban\"\nban = \"1h\"\n";
     /// let policy = Config::parse(text)?.policy.build(Arc::new(CountryTable::empty()))?;
-    /// let probe = |source: &str| policy.ban_for(Some(1), source.parse().unwrap());
+    /// let probe = |source: &str| policy.ban_for(1, source.parse().unwrap());
     /// assert_eq!(probe("198.51.100.4").map(|spec| spec.duration_ms), Some(3_600_000));
     /// assert_eq!(probe("192.0.2.10"), None, "a trunk is never banned");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn ban_for(&self, rule_index: Option<usize>, source: IpAddr) -> Option<BanSpec> {
-        let index = rule_index?;
-        let spec = self.rules.get(index)?.ban()?;
+    pub fn ban_for(&self, rule_index: usize, source: IpAddr) -> Option<BanSpec> {
+        let spec = self.rules.get(rule_index)?.ban()?;
         let source = source.to_canonical();
-        let trusted = self.rules[..index].iter().filter(|rule| rule.verdict() != Verdict::Drop).any(|rule| {
+        let trusted = self.rules[..rule_index].iter().filter(|rule| rule.verdict() != Verdict::Drop).any(|rule| {
             rule.source_lists()
                 .iter()
                 .any(|name| self.lists.iter().any(|(listed, list)| listed == name && list.contains(source)))
