@@ -645,23 +645,32 @@ fn set_kind(at: &Locator, text: Option<&Spanned<String>>) -> Result<SetKind, Con
 fn ban_limits(at: &Locator, raw: &RawBans) -> Result<BanLimits, ConfigError> {
     let mut limits = BanLimits::default();
     if let Some(entries) = &raw.max_entries {
-        let wanted = *entries.get_ref();
-        if !(1..=16_777_216).contains(&wanted) {
-            return Err(at.at(entries, format!("max_entries = {wanted} is not 1 to 16777216"), None));
-        }
-        limits.max_entries = wanted as usize;
+        limits.max_entries = table_size(at, "max_entries", entries)?;
     }
     if let Some(text) = &raw.max_duration {
-        limits.max_duration_ms = duration_ms(at, text)?;
-        if limits.max_duration_ms > MAX_DURATION_MS {
-            return Err(at.at(
-                text,
-                format!("max_duration = {} is longer than the kernel's sets keep an entry", text.get_ref()),
-                Some("at most \"24d\"".into()),
-            ));
-        }
+        limits.max_duration_ms = set_duration_ms(at, "max_duration", text)?;
     }
     Ok(limits)
+}
+
+/// A fixed table's size: 1 to 2^24 entries.
+fn table_size(at: &Locator, key: &str, value: &Spanned<u32>) -> Result<usize, ConfigError> {
+    match *value.get_ref() {
+        size @ 1..=16_777_216 => Ok(size as usize),
+        size => Err(at.at(value, format!("{key} = {size} is not 1 to 16777216"), None)),
+    }
+}
+
+/// A duration a kernel set's entry can last: at most 24 days, the longest ipset timeout.
+fn set_duration_ms(at: &Locator, key: &str, text: &Spanned<String>) -> Result<u64, ConfigError> {
+    match duration_ms(at, text)? {
+        too_long if too_long > MAX_DURATION_MS => Err(at.at(
+            text,
+            format!("{key} = {} is longer than the kernel's sets keep an entry (24 days)", BanDuration(too_long)),
+            Some("at most \"24d\"".into()),
+        )),
+        duration => Ok(duration),
+    }
 }
 
 /// A queue of no packets would decide nothing: fail-closed it drops every flow, fail-open it
@@ -805,10 +814,7 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
         }
     }
     let watched = table.watched_methods.iter().map(|name| sip::method(at, name)).collect::<Result<Vec<_>, _>>()?;
-    let max_sources = *table.max_sources.get_ref();
-    if !(1..=16_777_216).contains(&max_sources) {
-        return Err(at.at(&table.max_sources, format!("max_sources = {max_sources} is not 1 to 16777216"), None));
-    }
+    let max_sources = table_size(at, "max_sources", &table.max_sources)?;
     let limits = crate::behaviour::Limits {
         window_ms: duration_ms(at, &table.window)?,
         max_requests: table.max_requests,
@@ -817,7 +823,7 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
         watched: crate::behaviour::Methods::of(watched),
         max_watched: table.max_watched,
     };
-    Ok(Behaviour { limits, ban: table.ban, max_sources: max_sources as usize })
+    Ok(Behaviour { limits, ban: table.ban, max_sources })
 }
 
 /// A duration as the config writes it, `"500ms"`, `"10s"`, `"10m"`, `"2h"` or `"1d"`, in
@@ -983,16 +989,9 @@ fn ban_spec(at: &Locator, raw: &RawRule) -> Result<Option<BanSpec>, ConfigError>
         };
     }
     let duration_ms = match &raw.ban {
-        Some(text) => duration_ms(at, text)?,
+        Some(text) => set_duration_ms(at, "ban", text)?,
         None => DEFAULT_BAN_MS,
     };
-    if duration_ms > MAX_DURATION_MS {
-        return Err(at.at(
-            raw.ban.as_ref().unwrap_or(&raw.action),
-            format!("a ban of {} is longer than the kernel's sets keep an entry (24 days)", BanDuration(duration_ms)),
-            Some("ban for at most \"24d\"".into()),
-        ));
-    }
     let prefix = |value: &Option<Spanned<u8>>, family: &str, range: std::ops::RangeInclusive<u8>, single| {
         let Some(value) = value else { return Ok(single) };
         let length = *value.get_ref();

@@ -497,8 +497,7 @@ fn ban_settings_out_of_place_or_out_of_range_are_refused_where_written() {
     assert!(error(&format!("{RULE}action = \"ban\"\nban_prefix6 = 129\n")).contains("IPv6 ban prefix of /129"));
     assert_eq!(
         error(&format!("{RULE}action = \"ban\"\nban = \"30d\"\n")),
-        "line 4, column 7: a ban of 30d is longer than the kernel's sets keep an entry (24 days) (ban for at most \
-         \"24d\")"
+        "line 4, column 7: ban = 30d is longer than the kernel's sets keep an entry (24 days) (at most \"24d\")"
     );
     assert!(error(&format!("{RULE}action = \"ban\"\nban = \"soon\"\n")).contains("`soon` is not a duration"));
     assert!(error(&format!("{RULE}action = \"ban\"\nmark = 1\n")).contains("a mark is set only on accepted packets"));
