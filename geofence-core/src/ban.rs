@@ -227,6 +227,14 @@ struct Entry {
     offences: u32,
 }
 
+impl Entry {
+    /// Whether its offence is still remembered at `now_ms`: until its ban has ended and then
+    /// for as long as the cap.
+    fn remembered_at(&self, now_ms: u64, cap: u64) -> bool {
+        now_ms < self.until_ms.saturating_add(cap)
+    }
+}
+
 /// The bans given: their ends and the offenders' history, of a bounded size.
 #[derive(Debug)]
 pub struct BanBook {
@@ -244,19 +252,14 @@ impl BanBook {
         BanBook { entries: BTreeMap::new(), limits, key, refused: 0, last_purge_ms: None }
     }
 
-    /// The bounds, changed by a reload; the bans running keep their ends.
-    pub fn set_limits(&mut self, limits: BanLimits) {
-        self.limits = limits;
-    }
-
     /// Bans `network` for `base_ms` (a first offence) at `now_ms`, or longer for a repeat.
     pub fn ban(&mut self, network: IpNetwork, base_ms: u64, now_ms: u64) -> Banned {
-        let cap = self.limits.max_duration_ms.min(MAX_DURATION_MS);
-        let remembered = self.entries.get(&network).filter(|e| now_ms < e.until_ms.saturating_add(cap)).copied();
+        let cap = self.cap();
+        let remembered = self.entries.get(&network).filter(|entry| entry.remembered_at(now_ms, cap)).copied();
         if remembered.is_some_and(|entry| entry.until_ms > now_ms) {
             return Banned::Already;
         }
-        if remembered.is_none() && !self.entries.contains_key(&network) && !self.make_room(now_ms) {
+        if !self.entries.contains_key(&network) && !self.make_room(now_ms) {
             self.refused += 1;
             return Banned::Full;
         }
@@ -289,24 +292,20 @@ impl BanBook {
     /// Every network the book remembers at `now_ms`, banned now or not, in address order: what
     /// a restart needs to carry on.
     pub fn records(&self, now_ms: u64) -> impl Iterator<Item = Record> + '_ {
-        let cap = self.limits.max_duration_ms.min(MAX_DURATION_MS);
-        let remembered = move |entry: &Entry| now_ms < entry.until_ms.saturating_add(cap);
-        self.entries.iter().filter(move |(_, entry)| remembered(entry)).map(move |(network, entry)| Record {
-            network: *network,
-            remaining_ms: entry.until_ms.saturating_sub(now_ms),
-            length_ms: entry.last_ms,
-            offences: entry.offences,
+        let cap = self.cap();
+        self.entries.iter().filter(move |(_, entry)| entry.remembered_at(now_ms, cap)).map(move |(network, entry)| {
+            Record {
+                network: *network,
+                remaining_ms: entry.until_ms.saturating_sub(now_ms),
+                length_ms: entry.last_ms,
+                offences: entry.offences,
+            }
         })
     }
 
     /// Lifts the ban of `network` and forgets its offences; whether it was in the book.
     pub fn unban(&mut self, network: IpNetwork) -> bool {
         self.entries.remove(&network).is_some()
-    }
-
-    /// Forgets every ban.
-    pub fn clear(&mut self) {
-        self.entries.clear();
     }
 
     /// The bans still running at `now_ms`, in address order, each with the time it has left.
@@ -331,6 +330,11 @@ impl BanBook {
     /// Bans refused because the book was full, since it was made.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// The longest ban: the book's cap, within what the kernel's sets take.
+    fn cap(&self) -> u64 {
+        self.limits.max_duration_ms.min(MAX_DURATION_MS)
     }
 
     /// Whether there is room for one more network, forgetting the ended bans to make it.
