@@ -1064,8 +1064,10 @@ fn a_source_that_enumerates_extensions_is_stopped_while_another_keeps_registerin
     let received = [server.count(enumerator), server.count(phone)];
     let (ok, _, stderr) = geofence.stop();
     assert!(ok, "{stderr}");
-    // Eight users pass; the ninth distinct one (or the tenth, if two users hash alike) is over.
-    assert!((8..=10).contains(&after_enumeration), "{after_enumeration} of 20 enumerating REGISTERs arrived: {stderr}");
+    // Eight users pass, and the request that sets a ninth bit of the 64-bit set of hashed users
+    // is over. Users that hash alike (a random key each run) push it later: the first 11 users
+    // set at most 8 bits in 3.2% of runs, the first 14 in 0.02%.
+    assert!((8..=13).contains(&after_enumeration), "{after_enumeration} of 20 enumerating REGISTERs arrived: {stderr}");
     assert_eq!(received, [after_enumeration, 20], "the penalty outlives the reload; the phone is never stopped");
     assert!(stderr.contains("reloaded") && stderr.contains("(behaviour)"), "{stderr}");
 }
