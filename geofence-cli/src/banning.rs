@@ -102,6 +102,7 @@ impl State {
 pub struct Banner {
     requests: SyncSender<Request>,
     state: Arc<State>,
+    kind: SetKind,
 }
 
 impl Banner {
@@ -122,7 +123,7 @@ impl Banner {
         let (requests, asked) = mpsc::sync_channel(CHANNEL);
         let thread_state = Arc::clone(&state);
         std::thread::spawn(move || give_bans(&asked, &thread_state, kind, sets));
-        Banner { requests, state }
+        Banner { requests, state, kind }
     }
 
     /// Asks for `source` to be banned as `spec` says, by rule `rule`.
@@ -137,6 +138,29 @@ impl Banner {
     /// The counters.
     pub fn counters(&self) -> &BanCounters {
         &self.state.counters
+    }
+
+    /// The bans running now: how many, and the first `limit` with the most time left.
+    pub fn running(&self, limit: usize) -> (usize, Vec<Ban>) {
+        let mut running: Vec<Ban> = self.state.book().running(self.state.now_ms()).collect();
+        running.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(a.network.cmp(&b.network)));
+        let count = running.len();
+        running.truncate(limit);
+        (count, running)
+    }
+
+    /// Lifts the ban of `network` in the kernel's sets and forgets its offences, so that its
+    /// next offence is a first one again. A network the book does not hold is refused.
+    pub fn unban(&self, network: IpNetwork) -> Result<(), String> {
+        if !self.state.book().unban(network) {
+            return Err(format!(
+                "{network} is not banned by this geofence (`geofence bans list` shows the kernel's sets)"
+            ));
+        }
+        self.state.changed.store(true, Ordering::Release);
+        BanSets::open(self.kind)
+            .and_then(|mut sets| sets.unban(network))
+            .map_err(|error| format!("{network} is forgotten, but its kernel ban could not be lifted: {error}"))
     }
 
     /// Saves the book now, if it changed (at exit).
@@ -313,7 +337,7 @@ mod tests {
     #[test]
     fn requests_beyond_the_channel_are_counted_not_waited_for() {
         let (requests, asked) = mpsc::sync_channel(2);
-        let banner = Banner { requests, state: state(None) };
+        let banner = Banner { requests, state: state(None), kind: SetKind::Ipset };
         let spec = BanSpec { duration_ms: 1000, prefix_v4: 32, prefix_v6: 128 };
         let rule: Arc<str> = Arc::from("honeypot");
         for n in 0..5u8 {

@@ -1,11 +1,13 @@
 //! `geofence bans`: the admin's hand on the kernel's ban sets.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use geofence_core::ban::{Ban, Duration, SetKind, MAX_DURATION_MS};
 use geofence_core::IpNetwork;
 use geofence_nfq::bans::BanSets;
 
+use crate::control::{self, protocol::Command, ControlError};
 use crate::error::CliError;
 
 /// Arguments of `geofence bans`.
@@ -14,6 +16,10 @@ pub struct BansArgs {
     /// Change the nft backend's sets (table inet geofence) rather than the ipsets.
     #[arg(long, global = true)]
     nft: bool,
+    /// The running geofence's control socket: `del` asks it first, so that it also forgets the
+    /// source's offences.
+    #[arg(long, global = true, value_name = "SOCKET", default_value = control::DEFAULT_SOCKET)]
+    control: PathBuf,
     #[command(subcommand)]
     command: BansCommand,
 }
@@ -29,7 +35,8 @@ pub enum BansCommand {
         #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
         duration: String,
     },
-    /// Lift the ban of an address or network, as it was added.
+    /// Lift the ban of an address or network, as it was added. A running geofence that gave
+    /// the ban is asked to lift it, and forgets the offences, so the next one is a first.
     Del {
         /// The address or network.
         network: String,
@@ -42,6 +49,18 @@ pub enum BansCommand {
 
 /// Changes the sets that the lines of `geofence rules` create (they must exist).
 pub fn bans(args: &BansArgs) -> Result<ExitCode, CliError> {
+    if let BansCommand::Del { network } = &args.command {
+        let network = parse_network(network)?;
+        match control::ask(&args.control, Command::Unban { network: network.to_string() }) {
+            Ok(_) => {
+                crate::output(&format!("lifted the ban of {network}, and the running geofence forgot its offences\n"))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // No daemon, or one that did not give this ban (it was added by hand): the sets only.
+            Err(ControlError::NotRunning { .. } | ControlError::Refused(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     let mut sets = BanSets::open(if args.nft { SetKind::Nft } else { SetKind::Ipset })?;
     let said = match &args.command {
         BansCommand::Add { network, duration } => {
@@ -79,7 +98,7 @@ pub fn bans(args: &BansArgs) -> Result<ExitCode, CliError> {
 
 /// An address or a network; host bits are refused rather than cut, so a typo does not ban
 /// the wrong network.
-fn parse_network(text: &str) -> Result<IpNetwork, CliError> {
+pub fn parse_network(text: &str) -> Result<IpNetwork, CliError> {
     let parsed = match text.parse::<std::net::IpAddr>() {
         Ok(address) => Ok(IpNetwork::from(address.to_canonical())),
         Err(_) => text.parse::<IpNetwork>().map_err(|error| error.to_string()),

@@ -238,6 +238,8 @@ fn start_filter(stage: &Stage, config: &Path) -> Result<Child, CliError> {
         .arg(stage.folder.join("embedded.gfdb"))
         .arg("--db")
         .arg(stage.folder.join("overlay.csv"))
+        .arg("--control")
+        .arg(stage.folder.join("control.sock"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

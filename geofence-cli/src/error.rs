@@ -97,6 +97,12 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The control socket could not be served or asked.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    /// The running geofence refused a reload; its policy stays.
+    #[error("reload refused, the running policy stays: {0}")]
+    ReloadRefused(String),
     /// The demo could not run.
     #[error("demo: {0}")]
     Demo(String),
@@ -128,6 +134,7 @@ impl CliError {
             | CliError::Signals(_)
             | CliError::Output(_)
             | CliError::Metrics { .. }
+            | CliError::Control(_)
             | CliError::Demo(_)
             | CliError::Bans(_) => 1,
             CliError::Usage(_) => 2,

@@ -67,22 +67,33 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
 /// policy; its deployment part is returned.
 pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, CliError> {
     let mut config = load_config(config_path)?;
-    let (table, provenance) = load_database(&database_paths(overrides, &config, config_path))?;
+    let country_paths = database_paths(overrides, &config, config_path);
+    let (table, provenance) = load_database(&country_paths)?;
     log::info!("country database: {}", describe(&table, &provenance));
     let (v4, v6) = table.range_counts();
+    let mut sources = vec![DataSource::new("country", provenance, v4 + v6, &country_paths)];
     let mut builder = std::mem::replace(&mut config.policy.builder, PolicyBuilder::new(Verdict::Drop));
     if !config.policy.asn_database.is_empty() || builder.asks_asn() {
-        if let Some((asn, source)) = asn_database_or_embedded(&asn_paths(&config, config_path))? {
-            log::info!("ASN database: {}", describe_asn(&asn, &source));
+        let paths = asn_paths(&config, config_path);
+        if let Some((asn, provenance)) = asn_database_or_embedded(&paths)? {
+            log::info!("ASN database: {}", describe_asn(&asn, &provenance));
+            let (asn_v4, asn_v6) = asn.range_counts();
+            sources.push(DataSource::new("asn", provenance, asn_v4 + asn_v6, &paths));
             builder = builder.asn_database(Arc::new(asn));
         }
     }
     let feeds;
     (builder, feeds) = add_feeds(builder, config_path, &config.policy.feeds)?;
+    for (feed, source) in feeds.iter().zip(&config.policy.feeds) {
+        let paths: Vec<PathBuf> = source.files.iter().map(|named| beside_config(config_path, named)).collect();
+        let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+        let provenance = Provenance { date: String::new(), source: names.join(", ") };
+        sources.push(DataSource::new(&format!("feed {}", feed.name), provenance, feed.networks, &paths));
+    }
     let policy = builder.build(Arc::new(table))?;
     log_organisation_patterns(&policy);
     let (asn_v4, asn_v6) = policy.asn_database().range_counts();
-    Ok(Loaded { config, policy, sizes: Sizes { ranges: v4 + v6, asn_ranges: asn_v4 + asn_v6, feeds } })
+    Ok(Loaded { config, policy, sizes: Sizes { ranges: v4 + v6, asn_ranges: asn_v4 + asn_v6, feeds }, sources })
 }
 
 /// Reads each feed (named relative to the config) into a list of `builder`, and says how big
@@ -169,14 +180,15 @@ pub fn asn_paths(config: &Config, config_path: &Path) -> Vec<PathBuf> {
 
 /// The ASN table to use, and where it came from: the files named, else the embedded one when
 /// it is built in, else none.
-pub fn asn_database_or_embedded(paths: &[PathBuf]) -> Result<Option<(AsnTable, String)>, CliError> {
+pub fn asn_database_or_embedded(paths: &[PathBuf]) -> Result<Option<(AsnTable, Provenance)>, CliError> {
     if !paths.is_empty() {
         let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
-        return load_asn_database(paths).map(|table| Some((table, names.join(", "))));
+        let provenance = Provenance { date: String::new(), source: names.join(", ") };
+        return load_asn_database(paths).map(|table| Some((table, provenance)));
     }
     if cfg!(feature = "embedded-asn") {
         let (table, provenance) = embedded_asn()?;
-        return Ok(Some((table, format!("embedded, {} {}", provenance.source, provenance.date))));
+        return Ok(Some((table, Provenance { source: format!("embedded, {}", provenance.source), ..provenance })));
     }
     Ok(None)
 }
@@ -189,9 +201,10 @@ pub fn load_asn_database(paths: &[PathBuf]) -> Result<AsnTable, CliError> {
 }
 
 /// A one-line description of a loaded ASN table for logs.
-pub fn describe_asn(table: &AsnTable, source: &str) -> String {
+pub fn describe_asn(table: &AsnTable, provenance: &Provenance) -> String {
     let (v4, v6) = table.range_counts();
-    format!("{source}: {v4} IPv4 and {v6} IPv6 ranges, {} autonomous systems", table.asns().len())
+    let date = if provenance.date.is_empty() { String::new() } else { format!(" {}", provenance.date) };
+    format!("{}{date}: {v4} IPv4 and {v6} IPv6 ranges, {} autonomous systems", provenance.source, table.asns().len())
 }
 
 /// A config with its policy built.
@@ -202,6 +215,42 @@ pub struct Loaded {
     pub policy: Policy,
     /// How big its data is, to compare a reload's against.
     pub sizes: Sizes,
+    /// Its databases and feeds, for `geofence status`.
+    pub sources: Vec<DataSource>,
+}
+
+/// A database or feed a policy was built from.
+#[derive(Clone, Debug)]
+pub struct DataSource {
+    /// `country`, `asn` or `feed NAME`.
+    pub kind: String,
+    /// Where it came from.
+    pub source: String,
+    /// Its publisher's date (2026-06), else the newest of its files' modification dates
+    /// (2026-11-28), else empty.
+    pub date: String,
+    /// Its ranges or networks.
+    pub entries: usize,
+}
+
+impl DataSource {
+    fn new(kind: &str, provenance: Provenance, entries: usize, files: &[PathBuf]) -> DataSource {
+        let date = match provenance.date.is_empty() {
+            true => newest_modification(files).map(crate::calendar::date_of).unwrap_or_default(),
+            false => provenance.date,
+        };
+        DataSource { kind: kind.to_owned(), source: provenance.source, date, entries }
+    }
+}
+
+/// The newest modification time of `files`, in seconds since the Unix epoch.
+fn newest_modification(files: &[PathBuf]) -> Option<u64> {
+    files
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).and_then(|found| found.modified()).ok())
+        .filter_map(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|since| since.as_secs())
+        .max()
 }
 
 /// How big a policy's data is: a reload whose data shrank far is more likely cut short than

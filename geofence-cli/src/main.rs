@@ -5,8 +5,11 @@
 mod banning;
 mod bans;
 mod behaviour;
+mod calendar;
 mod check;
 mod config_check;
+mod control;
+mod daemon;
 mod db;
 mod demo;
 mod error;
@@ -81,6 +84,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Ban an address or network in the kernel, lift a ban, or lift them all (needs root).
     Bans(bans::BansArgs),
+    /// Ask the running geofence what it is doing: its policy, queues, data, counters, bans.
+    Status(daemon::StatusArgs),
+    /// Reload the running geofence's config and databases, and say whether it took them.
+    Reload(daemon::ReloadArgs),
     /// Print the iptables (or nft) rules that feed the config's queue.
     Rules(rules::RulesArgs),
     /// Check a config file.
@@ -106,6 +113,8 @@ fn main() -> ExitCode {
         Command::Demo => demo::demo(),
         Command::Rules(args) => rules::print(&args),
         Command::Bans(args) => bans::bans(&args),
+        Command::Status(args) => daemon::status(&args),
+        Command::Reload(args) => daemon::reload(&args),
         Command::Config(command) => config_check::config(&command),
         Command::Completions { shell } => {
             clap_complete::generate(

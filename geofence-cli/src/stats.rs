@@ -52,6 +52,16 @@ impl Totals {
         std::mem::take(&mut self.interval)
     }
 
+    /// The `count` sources dropped most since the last summary, most first, with their
+    /// packets and the country their decisions looked up.
+    pub fn top_dropped(&self, count: usize) -> Vec<(IpAddr, u64, Looked<CountryCode>)> {
+        let mut sources: Vec<_> =
+            self.interval.sources.iter().map(|(source, (packets, country))| (*source, *packets, *country)).collect();
+        sources.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        sources.truncate(count);
+        sources
+    }
+
     /// Per country code (then `unknown`, then `not looked up`): [accepted, dropped], for each
     /// one seen.
     pub fn per_country(&self) -> impl Iterator<Item = (String, [u64; 2])> + '_ {
@@ -308,6 +318,8 @@ mod tests {
             totals.per_rule.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
             [("(default)", 1), ("allowed", 1), ("lan", 1), ("rest", 2)]
         );
+        let top = totals.top_dropped(1);
+        assert_eq!(top, [("198.51.100.7".parse().unwrap(), 2, Looked::Found(Some("CN".parse().unwrap())))]);
         let interval = totals.take_interval();
         assert_eq!(
             summary(&interval, 10, |source| policy.country_of(source)).unwrap(),

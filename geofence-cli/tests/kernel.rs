@@ -1241,6 +1241,19 @@ fn bans_survive_a_restart_with_the_time_they_have_left() {
     assert!((45..=58).contains(&left), "{left} s left of a ban of 54 to 60 s, 2 s after it was saved");
     pair.send_sip(&[scanner], 3);
     assert_eq!(server.count(scanner), 0, "still banned after the restart");
+
+    // Lifted by hand, through the running geofence: the kernel and its book both forget it,
+    // so its next offence is a first one again (60 s, not twice that).
+    let lifted = second.ask(&["bans", "del", scanner]);
+    assert!(lifted.status.success(), "{}", String::from_utf8_lossy(&lifted.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&lifted.stdout),
+        "lifted the ban of 192.0.2.66/32, and the running geofence forgot its offences\n"
+    );
+    assert!(!in_ban_set(&pair, "geofence-ban4", scanner));
+    pair.probe(scanner, 5070);
+    let left = ban_seconds_left(&pair, "geofence-ban4", scanner).expect("banned again");
+    assert!(left <= 60, "a first offence's ban, not a doubled one: {left} s");
     let (ok, _, stderr) = second.stop();
     assert!(ok, "{stderr}");
     assert!(

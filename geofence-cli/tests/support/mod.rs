@@ -144,10 +144,15 @@ impl NetnsPair {
     }
 
     /// Starts `geofence run` in the server namespace and waits until its queue is bound.
+    /// Its control socket is its own, in a folder of its own.
     pub fn start_geofence(&self, config: &Path, queue: u16) -> Geofence {
+        let folder = tempfile::tempdir().unwrap();
+        let control = folder.path().join("control.sock");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.server, env!("CARGO_BIN_EXE_geofence"), "run", "--config"])
             .arg(config)
+            .arg("--control")
+            .arg(&control)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -158,7 +163,7 @@ impl NetnsPair {
             assert!(Instant::now() < deadline, "geofence did not bind queue {queue}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Geofence { child: Some(child) }
+        Geofence { child: Some(child), control, _folder: folder }
     }
 
     /// Runs `work` on a thread that has entered the namespace `name` (only that thread moves).
@@ -332,9 +337,22 @@ impl Drop for NetnsPair {
 /// A running `geofence run`.
 pub struct Geofence {
     child: Option<Child>,
+    control: PathBuf,
+    _folder: tempfile::TempDir,
 }
 
 impl Geofence {
+    /// Its control socket.
+    pub fn control(&self) -> &Path {
+        &self.control
+    }
+
+    /// Runs `geofence ARGS --control SOCKET` against it, from outside its namespace (a Unix
+    /// socket is a file, not a network address).
+    pub fn ask(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_geofence")).args(args).arg("--control").arg(&self.control).output().unwrap()
+    }
+
     /// The process id (of geofence itself: `ip netns exec` replaces itself with it).
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |child| child.id() as i32)

@@ -1,12 +1,15 @@
-//! `geofence run`: bind the config's queues, decide every packet, reload on SIGHUP, report on
-//! SIGUSR1, stop cleanly on SIGTERM or SIGINT.
+//! `geofence run`: bind the config's queues, decide every packet, reload on SIGHUP or when the
+//! control socket asks, report on SIGUSR1 and to the control socket, stop cleanly on SIGTERM
+//! or SIGINT.
+
+mod answers;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use geofence_core::ban::BanSpec;
@@ -21,8 +24,9 @@ use signal_hook::iterator::Signals;
 
 use crate::banning::Banner;
 use crate::behaviour::SharedTracker;
+use crate::control::{self, protocol::Reloaded};
 use crate::error::CliError;
-use crate::files::{self, Sizes};
+use crate::files::{self, DataSource, Sizes};
 use crate::privileges;
 use crate::stats::{self, Local, Totals};
 
@@ -37,6 +41,12 @@ pub struct RunArgs {
     /// the embedded DB-IP database.
     #[arg(long = "db", value_name = "FILE")]
     databases: Vec<PathBuf>,
+    /// The control socket, which `geofence status` and `geofence reload` ask (root-only).
+    #[arg(long, value_name = "SOCKET", default_value = control::DEFAULT_SOCKET)]
+    control: PathBuf,
+    /// Serve no control socket.
+    #[arg(long)]
+    no_control: bool,
 }
 
 /// What the workers, the signal handler and the reporters share.
@@ -49,12 +59,53 @@ struct Shared {
     queues: Vec<(u16, Arc<QueueCounters>)>,
     behaviour: SharedTracker,
     banner: Banner,
+    started: SystemTime,
+    config: PathBuf,
+    running: Mutex<Running>,
+}
+
+/// The running policy's data and the reloads so far, for `geofence status`.
+struct Running {
+    loaded: SystemTime,
+    sources: Vec<DataSource>,
+    applied: u64,
+    refused: u64,
+    last_refusal: Option<String>,
+}
+
+impl Running {
+    fn new(sources: Vec<DataSource>) -> Running {
+        Running { loaded: SystemTime::now(), sources, applied: 0, refused: 0, last_refusal: None }
+    }
+}
+
+impl Shared {
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new policy built from `sources` is about to be swapped in.
+    fn loaded(&self, sources: Vec<DataSource>) {
+        let mut running = self.running();
+        (running.loaded, running.sources) = (SystemTime::now(), sources);
+    }
+
+    fn record_reload<T>(&self, outcome: &Result<T, String>) {
+        let mut running = self.running();
+        match outcome {
+            Ok(_) => running.applied += 1,
+            Err(reason) => {
+                running.refused += 1;
+                running.last_refusal = Some(reason.clone());
+            }
+        }
+    }
 }
 
 /// Serves the queues until SIGTERM or SIGINT; then every packet still queued gets the fallback
 /// verdict, the queues are unbound and the counters are printed.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
-    let files::Loaded { config, policy, sizes } = load(args)?;
+    let files::Loaded { config, policy, sizes, sources } = load(args)?;
     let deployment = &config.deployment;
     let (fail_open, flow_mark) = (deployment.fail_open, deployment.flow_mark);
     let queue_configs = deployment::queue_configs(deployment, policy.reads_payload());
@@ -66,6 +117,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         deployment.bans.sets,
         deployment.bans.state.as_deref().map(|state| files::beside_config(&args.config, state)),
     );
+    // Bound before the queues: a second geofence on the same socket is refused before it
+    // takes a queue.
+    let control_socket = (!args.no_control).then(|| control::bind(&args.control)).transpose()?;
     let queues = bind_queues(queue_configs)?;
     // Bound before the capabilities go: a port below 1024 needs CAP_NET_BIND_SERVICE.
     let metrics = deployment.metrics.map(bind_metrics).transpose()?;
@@ -95,6 +149,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
         behaviour: SharedTracker::new(config.policy.behaviour),
         banner,
+        started: SystemTime::now(),
+        config: std::fs::canonicalize(&args.config).unwrap_or_else(|_| args.config.clone()),
+        running: Mutex::new(Running::new(sources)),
     });
     let fixed = deployment.clone();
     let summary_seconds = deployment.summary_seconds.max(1);
@@ -102,6 +159,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let mut signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT]).map_err(CliError::Signals)?;
     let handle = signals.handle();
     let reloads = spawn_reloader(args, fixed, sizes, &shared);
+    let served = match control_socket {
+        Some(listener) => Some(answers::serve(listener, &shared, reloads.clone(), &args.control)?),
+        None => None,
+    };
     let signal_thread = {
         let (shared, stop) = (Arc::clone(&shared), stop.clone());
         std::thread::spawn(move || {
@@ -109,7 +170,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
                 match signal {
                     // Handed to the reload thread, so that a slow reload never keeps SIGTERM
                     // waiting; a send fails only once that thread has gone, which it does not.
-                    SIGHUP => drop(reloads.send(())),
+                    SIGHUP => drop(reloads.send(None)),
                     SIGUSR1 => report(&shared, live_kernel_stats),
                     _ => {
                         log::info!("stopping: finishing the packets in flight");
@@ -131,6 +192,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     handle.close();
     let _ = signal_thread.join();
 
+    drop(served);
     shared.banner.save();
     // The queues are unbound now: their kernel counters are the ones read just before.
     report(&shared, |queue| reports.iter().filter_map(|r| r.kernel).find(|k| k.queue == queue));
@@ -177,61 +239,94 @@ fn load(args: &RunArgs) -> Result<files::Loaded, CliError> {
     files::load_policy(&args.config, &args.databases)
 }
 
-/// The thread that carries out SIGHUP's reloads one after another, as they are asked for. It is
+/// A reload asked for: by SIGHUP (no one waits for its outcome) or over the control socket
+/// (the outcome is sent back).
+type ReloadAsked = Option<mpsc::SyncSender<Result<Reloaded, String>>>;
+
+/// The thread that carries out the reloads one after another, as they are asked for. It is
 /// never waited for: stopping while it builds a policy discards the unfinished one.
 /// `sizes` are the running data's, which each accepted reload updates.
-fn spawn_reloader(args: &RunArgs, running: Deployment, mut sizes: Sizes, shared: &Arc<Shared>) -> mpsc::Sender<()> {
-    let (requests, asked) = mpsc::channel::<()>();
+fn spawn_reloader(
+    args: &RunArgs,
+    running: Deployment,
+    mut sizes: Sizes,
+    shared: &Arc<Shared>,
+) -> mpsc::Sender<ReloadAsked> {
+    let (requests, asked) = mpsc::channel::<ReloadAsked>();
     let (args, shared) = (args.clone(), Arc::clone(shared));
     std::thread::spawn(move || {
-        for () in asked {
-            reload(&args, &running, &mut sizes, &shared);
+        for reply in asked {
+            let outcome = reload(&args, &running, &mut sizes, &shared);
+            shared.record_reload(&outcome);
+            let (answer, replaced) = match outcome {
+                Ok((reloaded, replaced)) => (Ok(reloaded), Some(replaced)),
+                Err(reason) => (Err(reason), None),
+            };
+            if let Some(reply) = reply {
+                let _ = reply.try_send(answer);
+            }
+            if let Some(replaced) = replaced {
+                dispose_here(replaced, DISPOSE_WAIT);
+            }
         }
     });
     requests
 }
 
-/// SIGHUP: a new config, database and feeds, swapped in whole; a bad one, or one whose data
-/// shrank too far, is refused and the running policy stays.
+/// A new config, database and feeds, swapped in whole; a bad one, or one whose data shrank
+/// too far, is refused and the running policy stays. Returns what the log says of the new
+/// policy and the policy it replaced, or why it was refused.
 /// The deployment settings stay as they were at start: the kernel holds the queues and rules
 /// made from them.
-fn reload(args: &RunArgs, running: &Deployment, running_sizes: &mut Sizes, shared: &Shared) {
-    let loaded = match load(args) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            let causes: String = crate::error::causes(&error).map(|cause| format!(": {cause}")).collect();
-            log::error!("reload refused, the running policy stays: {error}{causes}{}", reload_hint(&error));
-            return;
-        }
-    };
-    if let Some(reason) = shrinkage(&loaded, running_sizes) {
+fn reload(
+    args: &RunArgs,
+    running: &Deployment,
+    running_sizes: &mut Sizes,
+    shared: &Shared,
+) -> Result<(Reloaded, Arc<Policy>), String> {
+    let refused = |reason: String| {
         log::error!("reload refused, the running policy stays: {reason}");
-        return;
+        reason
+    };
+    let loaded = load(args).map_err(|error| {
+        let causes: String = crate::error::causes(&error).map(|cause| format!(": {cause}")).collect();
+        refused(format!("{error}{causes}{}", reload_hint(&error)))
+    })?;
+    if let Some(reason) = shrinkage(&loaded, running_sizes) {
+        return Err(refused(reason));
     }
-    let files::Loaded { config, policy, sizes } = loaded;
+    let files::Loaded { config, policy, sizes, sources } = loaded;
     *running_sizes = sizes;
+    let mut warnings = Vec::new();
     if policy.reads_payload() && !shared.policy.load().reads_payload() && running.copy_range.is_none() {
-        log::warn!(
-            "reload: the new rules read SIP payloads, but the queues were bound to copy only headers: restart \
-             geofence to copy whole datagrams (until then they read only the bytes the queue copies)"
+        warnings.push(
+            "the new rules read SIP payloads, but the queues were bound to copy only headers: restart geofence to \
+             copy whole datagrams (until then they read only the bytes the queue copies)"
+                .to_owned(),
         );
     }
     if config.deployment != *running {
-        log::warn!(
-            "reload: the deployment settings (queue, fail_open, queue_length, copy_range, hashlimit, flow_mark, \
-             metrics, summary_seconds, bans) take effect only on restart"
+        warnings.push(
+            "the deployment settings (queue, fail_open, queue_length, copy_range, hashlimit, flow_mark, metrics, \
+             summary_seconds, bans) take effect only on restart"
+                .to_owned(),
         );
     }
-    log::info!(
+    for warning in &warnings {
+        log::warn!("reload: {warning}");
+    }
+    let summary = format!(
         "reloaded {}: {} rules, default {}",
         args.config.display(),
         policy.rules().len(),
         policy.default_verdict()
     );
+    log::info!("{summary}");
     shared.behaviour.apply(config.policy.behaviour);
+    shared.loaded(sources);
     let old = shared.policy.swap(Arc::new(policy));
     shared.generation.fetch_add(1, Ordering::Release);
-    dispose_here(old, DISPOSE_WAIT);
+    Ok((Reloaded { summary, warnings }, old))
 }
 
 /// Why a reload's data looks cut short: a database or a feed with less than half of what the
@@ -581,6 +676,9 @@ mod tests {
             queues: Vec::new(),
             behaviour: SharedTracker::new(None),
             banner: Banner::start(Default::default(), Default::default(), None),
+            started: SystemTime::now(),
+            config: PathBuf::new(),
+            running: Mutex::new(Running::new(Vec::new())),
         });
         let mut worker = Worker::new(Arc::clone(&shared));
         shared.policy.store(policy("default = \"accept\"\n"));
