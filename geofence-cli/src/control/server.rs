@@ -201,7 +201,11 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(matches!(bind(&path), Err(ControlError::InUse { .. })));
         drop(first);
-        assert!(bind(&path).is_ok(), "a socket nobody listens on is replaced");
+        let served = serve(bind(&path).expect("a socket nobody listens on is replaced"), |_| Response::failure("no"))
+            .unwrap();
+        assert!(path.exists());
+        drop(served);
+        assert!(!path.exists(), "the socket goes when it is no longer served");
         let file = dir.path().join("notes.txt");
         std::fs::write(&file, "keep me").unwrap();
         assert!(matches!(bind(&file), Err(ControlError::NotASocket { .. })));
