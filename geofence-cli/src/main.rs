@@ -98,6 +98,12 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Write the man pages, geofence(1) and one a subcommand, into a folder (for packagers).
+    #[command(hide = true)]
+    ManPages {
+        /// The folder, made if missing.
+        folder: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,11 +131,21 @@ fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::ManPages { folder } => man_pages(&folder),
     };
     match result {
         Ok(code) => code,
         Err(error) => report(&error),
     }
+}
+
+/// geofence.1, geofence-run.1 and the rest, from the definition --help shows.
+fn man_pages(folder: &std::path::Path) -> Result<ExitCode, CliError> {
+    let write_error = |source| CliError::Write { path: folder.to_owned(), source };
+    std::fs::create_dir_all(folder).map_err(write_error)?;
+    let command = <Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(command, folder).map_err(write_error)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes to standard output; a reader that went away (`| head`) ends the output quietly.

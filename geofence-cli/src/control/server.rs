@@ -201,8 +201,8 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(matches!(bind(&path), Err(ControlError::InUse { .. })));
         drop(first);
-        let served = serve(bind(&path).expect("a socket nobody listens on is replaced"), |_| Response::failure("no"))
-            .unwrap();
+        let served =
+            serve(bind(&path).expect("a socket nobody listens on is replaced"), |_| Response::failure("no")).unwrap();
         assert!(path.exists());
         drop(served);
         assert!(!path.exists(), "the socket goes when it is no longer served");
