@@ -149,6 +149,11 @@ impl Banner {
         (count, running)
     }
 
+    /// How many bans are running now, without listing them.
+    pub fn running_count(&self) -> usize {
+        self.state.book().running(self.state.now_ms()).count()
+    }
+
     /// Lifts the ban of `network` in the kernel's sets and forgets its offences, so that its
     /// next offence is a first one again. A network the book does not hold is refused.
     pub fn unban(&self, network: IpNetwork) -> Result<(), String> {

@@ -86,9 +86,7 @@ pub fn load_policy(config_path: &Path, overrides: &[PathBuf]) -> Result<Loaded, 
     (builder, feeds) = add_feeds(builder, config_path, &config.policy.feeds)?;
     for (feed, source) in feeds.iter().zip(&config.policy.feeds) {
         let paths: Vec<PathBuf> = source.files.iter().map(|named| beside_config(config_path, named)).collect();
-        let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
-        let provenance = Provenance { date: String::new(), source: names.join(", ") };
-        sources.push(DataSource::new(&format!("feed {}", feed.name), provenance, feed.networks, &paths));
+        sources.push(DataSource::new(&format!("feed {}", feed.name), named_files(&paths), feed.networks, &paths));
     }
     let policy = builder.build(Arc::new(table))?;
     log_organisation_patterns(&policy);
@@ -182,15 +180,19 @@ pub fn asn_paths(config: &Config, config_path: &Path) -> Vec<PathBuf> {
 /// it is built in, else none.
 pub fn asn_database_or_embedded(paths: &[PathBuf]) -> Result<Option<(AsnTable, Provenance)>, CliError> {
     if !paths.is_empty() {
-        let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
-        let provenance = Provenance { date: String::new(), source: names.join(", ") };
-        return load_asn_database(paths).map(|table| Some((table, provenance)));
+        return load_asn_database(paths).map(|table| Some((table, named_files(paths))));
     }
     if cfg!(feature = "embedded-asn") {
         let (table, provenance) = embedded_asn()?;
         return Ok(Some((table, Provenance { source: format!("embedded, {}", provenance.source), ..provenance })));
     }
     Ok(None)
+}
+
+/// Data from files that carry no provenance of their own: named by their paths, undated.
+fn named_files(paths: &[PathBuf]) -> Provenance {
+    let names: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+    Provenance { date: String::new(), source: names.join(", ") }
 }
 
 /// Loads and layers ASN databases (any format `db::load_asn` reads).

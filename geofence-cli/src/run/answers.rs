@@ -146,7 +146,7 @@ fn counters(shared: &Shared) -> Counters {
 fn ban_counters(shared: &Shared) -> BanCounters {
     let counted = shared.banner.counters();
     BanCounters {
-        running: shared.banner.running(0).0,
+        running: shared.banner.running_count(),
         written: counted.banned.load(Ordering::Relaxed),
         already: counted.already.load(Ordering::Relaxed),
         full: counted.full.load(Ordering::Relaxed),
