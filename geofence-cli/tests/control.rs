@@ -126,7 +126,8 @@ fn idle_garbage_and_oversized_clients_stall_neither_the_packets_nor_the_socket_f
     let started = Instant::now();
     let mut idle: Vec<UnixStream> = (0..64).map(|_| UnixStream::connect(&socket).unwrap()).collect();
     for client in idle.iter_mut().step_by(2) {
-        client.write_all(br#"{"version":1,"#).unwrap();
+        // Those over the limit may already be closed by the daemon: writing to them fails.
+        let _ = client.write_all(br#"{"version":1,"#);
     }
     pair.send_sip(&[GB], 3);
     assert_eq!(server.count(GB), 3, "the packets are decided meanwhile");
