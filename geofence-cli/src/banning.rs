@@ -168,6 +168,16 @@ impl Banner {
             .map_err(|error| format!("{network} is forgotten, but its kernel ban could not be lifted: {error}"))
     }
 
+    /// Lifts every ban in the kernel's sets and forgets every offence; how many networks the
+    /// book held.
+    pub fn unban_all(&self) -> Result<usize, String> {
+        let forgotten = self.state.book().clear();
+        self.state.changed.store(true, Ordering::Release);
+        BanSets::open(self.kind).and_then(|mut sets| sets.flush()).map(|()| forgotten).map_err(|error| {
+            format!("{forgotten} networks are forgotten, but the kernel's sets could not be flushed: {error}")
+        })
+    }
+
     /// Saves the book now, if it changed (at exit).
     pub fn save(&self) {
         self.state.save();

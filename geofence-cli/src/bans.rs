@@ -1,13 +1,14 @@
 //! `geofence bans`: the admin's hand on the kernel's ban sets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use geofence_core::ban::{Ban, Duration, SetKind, MAX_DURATION_MS};
 use geofence_core::IpNetwork;
 use geofence_nfq::bans::BanSets;
 
-use crate::control::{self, protocol::Command, ControlError};
+use crate::control::protocol::{Command, LiftedAll};
+use crate::control::{self, ControlError};
 use crate::error::CliError;
 
 /// Arguments of `geofence bans`.
@@ -16,8 +17,8 @@ pub struct BansArgs {
     /// Change the nft backend's sets (table inet geofence) rather than the ipsets.
     #[arg(long, global = true)]
     nft: bool,
-    /// The running geofence's control socket: `del` asks it first, so that it also forgets the
-    /// source's offences.
+    /// The running geofence's control socket: `del` and `flush` ask it first, so that it also
+    /// forgets the offences.
     #[arg(long, global = true, value_name = "SOCKET", default_value = control::DEFAULT_SOCKET)]
     control: PathBuf,
     #[command(subcommand)]
@@ -41,7 +42,7 @@ pub enum BansCommand {
         /// The address or network.
         network: String,
     },
-    /// Lift every ban.
+    /// Lift every ban. A running geofence is asked to, and forgets every offence.
     Flush,
     /// Print every ban in the kernel's sets and the time it has left.
     List,
@@ -49,17 +50,9 @@ pub enum BansCommand {
 
 /// Changes the sets that the lines of `geofence rules` create (they must exist).
 pub fn bans(args: &BansArgs) -> Result<ExitCode, CliError> {
-    if let BansCommand::Del { network } = &args.command {
-        let network = parse_network(network)?;
-        match control::ask(&args.control, Command::Unban { network: network.to_string() }) {
-            Ok(_) => {
-                crate::output(&format!("lifted the ban of {network}, and the running geofence forgot its offences\n"))?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            // No daemon, or one that did not give this ban (it was added by hand): the sets only.
-            Err(ControlError::NotRunning { .. } | ControlError::Refused(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
+    if let Some(said) = asked_of_the_daemon(args)? {
+        crate::output(&said)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let mut sets = BanSets::open(if args.nft { SetKind::Nft } else { SetKind::Ipset })?;
     let said = match &args.command {
@@ -94,6 +87,34 @@ pub fn bans(args: &BansArgs) -> Result<ExitCode, CliError> {
     };
     crate::output(&said)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `del` and `flush` go to a running geofence first, so that its book forgets the offences
+/// too and a restart does not restore what was lifted. `None`: no geofence runs, or it did not
+/// give the ban (one added by hand), and the kernel's sets are changed directly.
+fn asked_of_the_daemon(args: &BansArgs) -> Result<Option<String>, CliError> {
+    Ok(match &args.command {
+        BansCommand::Del { network } => {
+            let network = parse_network(network)?;
+            answer_of(&args.control, Command::Unban { network: network.to_string() })?
+                .map(|_| format!("lifted the ban of {network}, and the running geofence forgot its offences\n"))
+        }
+        BansCommand::Flush => answer_of(&args.control, Command::UnbanAll)?.map(|answer| {
+            let forgotten = serde_json::from_value::<LiftedAll>(answer).map_or(0, |lifted| lifted.forgotten);
+            let plural = if forgotten == 1 { "" } else { "s" };
+            format!("lifted every ban, and the running geofence forgot {forgotten} offender{plural}\n")
+        }),
+        BansCommand::Add { .. } | BansCommand::List => None,
+    })
+}
+
+/// The daemon's answer, or `None` when none runs or it refused (the ban was not its own).
+fn answer_of(socket: &Path, command: Command) -> Result<Option<serde_json::Value>, CliError> {
+    match control::ask(socket, command) {
+        Ok(answer) => Ok(Some(answer)),
+        Err(ControlError::NotRunning { .. } | ControlError::Refused(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// An address or a network; host bits are refused rather than cut, so a typo does not ban

@@ -1254,8 +1254,20 @@ fn bans_survive_a_restart_with_the_time_they_have_left() {
     pair.probe(scanner, 5070);
     let left = ban_seconds_left(&pair, "geofence-ban4", scanner).expect("banned again");
     assert!(left <= 60, "a first offence's ban, not a doubled one: {left} s");
+
+    // Every ban lifted through it: the book is emptied too, so the next start restores none.
+    let flushed = second.ask(&["bans", "flush"]);
+    assert_eq!(
+        String::from_utf8_lossy(&flushed.stdout),
+        "lifted every ban, and the running geofence forgot 1 offender\n",
+        "{}",
+        String::from_utf8_lossy(&flushed.stderr)
+    );
+    assert!(!in_ban_set(&pair, "geofence-ban4", scanner));
     let (ok, _, stderr) = second.stop();
     assert!(ok, "{stderr}");
+    let saved = std::fs::read_to_string(dir.path().join("bans")).unwrap();
+    assert!(!saved.contains("192.0.2.66"), "a flushed ban is not saved to come back: {saved}");
     assert!(
         stderr.contains("bans: restored 1 running bans (1 written into the kernel) and 0 past offenders"),
         "{stderr}"

@@ -308,6 +308,13 @@ impl BanBook {
         self.entries.remove(&network).is_some()
     }
 
+    /// Lifts every ban and forgets every offence; how many networks the book held.
+    pub fn clear(&mut self) -> usize {
+        let held = self.entries.len();
+        self.entries.clear();
+        held
+    }
+
     /// The bans still running at `now_ms`, in address order, each with the time it has left.
     pub fn running(&self, now_ms: u64) -> impl Iterator<Item = Ban> + '_ {
         self.entries.iter().filter(move |(_, entry)| entry.until_ms > now_ms).map(move |(network, entry)| Ban {

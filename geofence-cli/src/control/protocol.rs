@@ -34,6 +34,9 @@ pub enum Command {
         /// The banned network, as `geofence bans list` prints it (an address is its /32 or /128).
         network: String,
     },
+    /// Lift every ban, in the kernel and in the daemon's book, and forget every offence: a
+    /// [`LiftedAll`].
+    UnbanAll,
 }
 
 /// A request: the version and the command.
@@ -242,6 +245,13 @@ pub struct Reloaded {
 pub struct Lifted {
     /// The network.
     pub network: String,
+}
+
+/// Every ban lifted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiftedAll {
+    /// How many networks the daemon's book forgot, banned or only remembered as offenders.
+    pub forgotten: usize,
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use geofence_core::Looked;
 
 use super::{live_kernel_stats, ReloadAsked, Shared};
 use crate::control::protocol::{
-    BanCounters, BanEntry, Bans, Command, Counters, DatabaseStatus, DroppedSource, KernelQueue, Lifted, PolicyStatus,
-    QueueStatus, Response, Status,
+    BanCounters, BanEntry, Bans, Command, Counters, DatabaseStatus, DroppedSource, KernelQueue, Lifted, LiftedAll,
+    PolicyStatus, QueueStatus, Response, Status,
 };
 use crate::control::{self, ControlError, Listener, Served, ANSWER_LIMIT, MAX_LISTED_BANS, STALE_DAYS};
 use crate::files::DataSource;
@@ -41,6 +41,7 @@ fn answer(shared: &Shared, reloads: &mpsc::Sender<ReloadAsked>, command: Command
         Command::Reload => reload(reloads).and_then(value),
         Command::Bans => value(bans(shared)),
         Command::Unban { network } => unban(shared, &network).and_then(value),
+        Command::UnbanAll => unban_all(shared).and_then(value),
     };
     match result {
         Ok(result) => Response::success(result),
@@ -173,6 +174,12 @@ fn unban(shared: &Shared, network: &str) -> Result<Lifted, String> {
     shared.banner.unban(network)?;
     log::info!("lifted the ban of {network} (asked on the control socket)");
     Ok(Lifted { network: network.to_string() })
+}
+
+fn unban_all(shared: &Shared) -> Result<LiftedAll, String> {
+    let forgotten = shared.banner.unban_all()?;
+    log::info!("lifted every ban and forgot {forgotten} offenders (asked on the control socket)");
+    Ok(LiftedAll { forgotten })
 }
 
 fn unix(at: SystemTime) -> u64 {

@@ -111,6 +111,10 @@ fn restored_bans_keep_their_time_left_and_their_offences() {
     assert!(again.duration_ms > 3 * HOUR, "twice the saved length: {} ms", again.duration_ms);
     assert!(book.unban(network));
     assert_eq!(new_ban(&mut book, network, 6001).offences, 1, "unbanned: forgotten");
+    new_ban(&mut book, address("198.51.100.7"), 6001);
+    assert_eq!(book.clear(), 2);
+    assert_eq!((book.running(6002).count(), book.records(6002).count()), (0, 0), "cleared: nothing to restore");
+    assert_eq!(new_ban(&mut book, network, 6003).offences, 1);
 }
 
 #[test]
