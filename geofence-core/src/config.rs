@@ -140,6 +140,8 @@ pub struct Deployment {
     pub summary_seconds: u64,
     /// The ban sets' settings (`[bans]`).
     pub bans: BanSettings,
+    /// Where `geofence update` fetches the data from (`[update]`); empty: nothing is fetched.
+    pub update: UpdateSettings,
 }
 
 /// The `[bans]` table: the bounds of the ban sets and where the bans are kept across restarts.
@@ -188,6 +190,7 @@ impl Default for Deployment {
             metrics: None,
             summary_seconds: default_summary_seconds(),
             bans: BanSettings::default(),
+            update: UpdateSettings::default(),
         }
     }
 }
@@ -390,6 +393,7 @@ const DEPLOYMENT_KEYS: &[&str] = &[
     "metrics",
     "summary_seconds",
     "bans",
+    "update",
 ];
 
 /// The policy part of a file or table. Other keys are collected, not refused, so that the same
@@ -437,6 +441,7 @@ struct RawDeployment {
     #[serde(default = "default_summary_seconds")]
     summary_seconds: u64,
     bans: Option<Spanned<RawBans>>,
+    update: Option<update::RawUpdate>,
 }
 
 #[derive(Deserialize)]
@@ -624,6 +629,7 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
             },
             None => BanSettings::default(),
         },
+        update: update::settings(at, raw.update.as_ref())?,
     })
 }
 
@@ -1067,6 +1073,9 @@ fn queue_range(at: &Locator, spec: &Spanned<QueueSpec>) -> Result<(u16, u16), Co
         }
     }
 }
+
+mod update;
+pub use update::{UpdateSettings, UpdateSource};
 
 #[cfg(test)]
 mod tests;

@@ -517,3 +517,31 @@ fn ban_settings_out_of_place_or_out_of_range_are_refused_where_written() {
     let nft = Config::parse("default = \"drop\"\n[bans]\nsets = \"nft\"\n").unwrap();
     assert_eq!(nft.deployment.bans.sets, crate::ban::SetKind::Nft);
 }
+
+#[test]
+fn the_update_table_names_urls_and_files_and_refuses_what_cannot_be_fetched() {
+    let text = "default = \"drop\"\ndatabase = \"countries.csv\"\n[update]\ntimeout = \"90s\"\n\
+                geoip_conf = \"GeoIP.conf\"\n[[update.source]]\n\
+                url = \"https://example.org/dbip-country-lite-{year}-{month}.csv.gz\"\n\
+                file = \"countries.csv\"\nmax_size_mib = 64\n";
+    let update = Config::parse(text).unwrap().deployment.update;
+    assert_eq!((update.timeout_ms, update.geoip_conf.as_deref()), (90_000, Some("GeoIP.conf")));
+    let source = &update.sources[0];
+    assert_eq!((source.file.as_str(), source.max_size, source.is_monthly()), ("countries.csv", Some(64 << 20), true));
+    assert_eq!(source.url_for(2027, 1), "https://example.org/dbip-country-lite-2027-01.csv.gz");
+    assert!(Config::parse("default = \"drop\"\n").unwrap().deployment.update.is_empty());
+
+    let with = |source: &str| error(&format!("default = \"drop\"\n[[update.source]]\n{source}"));
+    assert_eq!(
+        with("url = \"ftp://example.org/x\"\nfile = \"x\"\n"),
+        "line 3, column 7: `ftp://example.org/x` is not an http:// or https:// URL"
+    );
+    assert_eq!(
+        with("url = \"https://example.org/{date}.gz\"\nfile = \"x\"\n"),
+        "line 3, column 7: `https://example.org/{date}.gz` holds a placeholder other than {year} and {month}: `{date}.gz`"
+    );
+    assert!(with("url = \"https://example.org/x\"\nfile = \"x\"\nmax_size_mib = 4096\n").contains("not 1 to 1024"));
+    assert!(with("url = \"https://example.org/x\"\nfile = \"x\"\nformat = \"csv\"\n").contains("unknown field `format`"));
+    assert!(with("url = \"https://example.org/x\"\n").contains("missing field `file`"));
+    assert!(error("default = \"drop\"\n[update]\ntimeout = \"0s\"\n").contains("`0s` is not a duration"));
+}
