@@ -9,9 +9,8 @@
 //! already-banned sources the channel stays quiet.
 
 use std::hash::BuildHasher;
-use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -91,7 +90,7 @@ impl State {
             return;
         }
         let text = ban::write_records(self.book().records(self.now_ms()).collect::<Vec<_>>(), unix_now_ms());
-        if let Err(error) = replace(file, text.as_bytes()) {
+        if let Err(error) = crate::files::replace(file, text.as_bytes()) {
             self.changed.store(true, Ordering::Release);
             log::error!("bans: cannot save them to {}: {error}", file.display());
         }
@@ -321,15 +320,6 @@ fn restore(state: &State, sets: Option<&mut BanSets>) {
 
 /// Replaces `file` with `bytes` atomically: written to a temporary file in the same folder,
 /// synced, then renamed over it.
-fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temporary = tempfile::NamedTempFile::new_in(folder)?;
-    temporary.write_all(bytes)?;
-    temporary.as_file().sync_all()?;
-    temporary.persist(file).map_err(|error| error.error)?;
-    std::fs::File::open(folder)?.sync_all()
-}
-
 fn unix_now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
 }

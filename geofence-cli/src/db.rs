@@ -98,12 +98,8 @@ fn compile_asn(inputs: &[PathBuf], output: &Path, provenance: Provenance) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes `bytes` to `output` whole or not at all: a reader sees the old file or the new one.
 fn replace(output: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let temporary = output.with_extension("partial");
-    let write_error = |source| CliError::Write { path: output.to_owned(), source };
-    std::fs::write(&temporary, bytes).map_err(write_error)?;
-    std::fs::rename(&temporary, output).map_err(write_error)
+    files::replace(output, bytes).map_err(|source| CliError::Write { path: output.to_owned(), source })
 }
 
 /// `db info` of a country database: a file read (its name and bytes), or the embedded one.

@@ -1,7 +1,7 @@
 //! Reading the files a command names: configs, country and ASN databases, feeds.
 
 use std::fs::OpenOptions;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -49,6 +49,17 @@ fn file_kind(kind: std::fs::FileType) -> &'static str {
         kind if kind.is_socket() => "a socket",
         _ => "not a regular file",
     }
+}
+
+/// Writes `bytes` to `file` whole or not at all: a temporary file in its folder, synced, then
+/// renamed over it, so a reader (or a crash) sees the old file or the new one, never half.
+pub fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temporary = tempfile::NamedTempFile::new_in(folder)?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(file).map_err(|error| error.error)?;
+    std::fs::File::open(folder)?.sync_all()
 }
 
 /// Reads and checks a config file; warnings are logged.
