@@ -35,6 +35,13 @@ pub fn days_since(date: &str, now_unix_seconds: u64) -> Option<u64> {
     u64::try_from(today.since(day).ok()?.get_days()).ok()
 }
 
+/// The UTC year and month of `unix_seconds`, for URLs named by the month.
+pub fn month_of(unix_seconds: u64) -> (i32, u8) {
+    let at = i64::try_from(unix_seconds).ok().and_then(|seconds| Timestamp::from_second(seconds).ok());
+    let day = TimeZone::UTC.to_datetime(at.unwrap_or(Timestamp::UNIX_EPOCH)).date();
+    (i32::from(day.year()), day.month().unsigned_abs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +60,7 @@ mod tests {
         assert_eq!(days_since("June 2026", DECEMBER_3RD), None);
         assert_eq!(days_since("", DECEMBER_3RD), None);
         assert_eq!(days_since("2027-01-01", DECEMBER_3RD), None, "a date ahead has no age");
+        assert_eq!(month_of(DECEMBER_3RD), (2026, 12));
+        assert_eq!(month_of(DECEMBER_3RD + 29 * 86_400), (2027, 1));
     }
 }

@@ -100,6 +100,9 @@ pub enum CliError {
     /// The control socket could not be served or asked.
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
+    /// `geofence update` could not go on (its `GeoIP.conf`, or writing a file).
+    #[error(transparent)]
+    Update(crate::update::UpdateError),
     /// The running geofence refused a reload; its policy stays.
     #[error("reload refused, the running policy stays: {0}")]
     ReloadRefused(String),
@@ -137,6 +140,7 @@ impl CliError {
             | CliError::Control(_)
             | CliError::Demo(_)
             | CliError::Bans(_) => 1,
+            CliError::Update(crate::update::UpdateError::Write { .. }) => 1,
             CliError::Usage(_) => 2,
             _ => 3,
         }

@@ -20,6 +20,7 @@ mod privileges;
 mod rules;
 mod run;
 mod stats;
+mod update;
 
 use std::process::ExitCode;
 
@@ -60,6 +61,17 @@ Exit codes:
 
 /// GeoIP filtering of netfilter queues: decide each new inbound flow by the country and network
 /// it comes from.
+const UPDATE_HELP: &str = "\
+Safety:
+  each source is fetched with a conditional GET (ETag, If-Modified-Since), within the
+  [update] timeout and its size cap, decompressed within the same cap, and read as geofence
+  reads it. A file with less than half the entries of the one it replaces is refused unless
+  --force (or a feed's may_shrink). The old file is kept as FILE.previous and the new one
+  renamed over it; a failed source leaves its file as it was, the others still update.
+Exit codes:
+  0 every source is up to date; 1 a source failed; 3 a bad config or GeoIP.conf, or the
+  running geofence refused the reload (its policy stays).";
+
 #[derive(Parser)]
 #[command(name = "geofence", version, long_version = LONG_VERSION, about, long_about = None)]
 struct Cli {
@@ -88,6 +100,10 @@ enum Command {
     Status(daemon::StatusArgs),
     /// Reload the running geofence's config and databases, and say whether it took them.
     Reload(daemon::ReloadArgs),
+    /// Fetch the databases and feeds the config's [update] table names, check each, replace
+    /// it whole and have the running geofence reload.
+    #[command(after_long_help = UPDATE_HELP)]
+    Update(update::UpdateArgs),
     /// Print the iptables (or nft) rules that feed the config's queue.
     Rules(rules::RulesArgs),
     /// Check a config file.
@@ -121,6 +137,7 @@ fn main() -> ExitCode {
         Command::Bans(args) => bans::bans(&args),
         Command::Status(args) => daemon::status(&args),
         Command::Reload(args) => daemon::reload(&args),
+        Command::Update(args) => update::update(&args),
         Command::Config(command) => config_check::config(&command),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -541,7 +541,9 @@ fn the_update_table_names_urls_and_files_and_refuses_what_cannot_be_fetched() {
         "line 3, column 7: `https://example.org/{date}.gz` holds a placeholder other than {year} and {month}: `{date}.gz`"
     );
     assert!(with("url = \"https://example.org/x\"\nfile = \"x\"\nmax_size_mib = 4096\n").contains("not 1 to 1024"));
-    assert!(with("url = \"https://example.org/x\"\nfile = \"x\"\nformat = \"csv\"\n").contains("unknown field `format`"));
+    assert!(
+        with("url = \"https://example.org/x\"\nfile = \"x\"\nformat = \"csv\"\n").contains("unknown field `format`")
+    );
     assert!(with("url = \"https://example.org/x\"\n").contains("missing field `file`"));
     assert!(error("default = \"drop\"\n[update]\ntimeout = \"0s\"\n").contains("`0s` is not a duration"));
 }
