@@ -44,21 +44,32 @@ pub struct Get<'a> {
 /// The client every source shares: the system's CA store, proxies from the environment
 /// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), a connect timeout and `timeout` for
 /// each whole request, body included, so a server that stalls costs at most that.
-pub fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+pub fn agent(timeout_ms: u64) -> Agent {
+    let timeout = Duration::from_millis(timeout_ms);
+    let config = ureq::Agent::config_builder()
         .tls_config(TlsConfig::builder().root_certs(RootCerts::PlatformVerifier).build())
         .timeout_global(Some(timeout))
         .timeout_connect(Some(timeout.min(Duration::from_secs(30))))
         .http_status_as_error(false)
         .user_agent(concat!("geofence/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+        .build();
+    Agent { agent: config.new_agent(), timeout_ms }
+}
+
+/// The shared client and its timeout, to name it when a server exceeds it.
+pub struct Agent {
+    agent: ureq::Agent,
+    timeout_ms: u64,
 }
 
 /// GETs `get.url`, conditionally when validators are given.
-pub fn fetch(agent: &ureq::Agent, get: &Get) -> Result<Fetched, UpdateError> {
-    let transport = |source| UpdateError::Transport { url: get.url.to_owned(), source: Box::new(source) };
-    let mut request = agent.get(get.url);
+pub fn fetch(agent: &Agent, get: &Get) -> Result<Fetched, UpdateError> {
+    let timeout = || UpdateError::Timeout { url: get.url.to_owned(), timeout_ms: agent.timeout_ms };
+    let transport = |source| match source {
+        ureq::Error::Timeout(_) => timeout(),
+        source => UpdateError::Transport { url: get.url.to_owned(), source: Box::new(source) },
+    };
+    let mut request = agent.agent.get(get.url);
     if let Some(validators) = get.validators.filter(|validators| validators.url == get.url) {
         if let Some(etag) = &validators.etag {
             request = request.header("If-None-Match", etag);
@@ -89,9 +100,11 @@ pub fn fetch(agent: &ureq::Agent, get: &Get) -> Result<Fetched, UpdateError> {
     let mut body = Vec::new();
     let read = response.into_body().into_with_config().limit(get.limit).reader().read_to_end(&mut body);
     if let Err(error) = read {
-        let over =
-            matches!(error.get_ref().and_then(|inner| inner.downcast_ref()), Some(ureq::Error::BodyExceedsLimit(_)));
-        return Err(if over { too_big(get) } else { UpdateError::Body { url: get.url.to_owned(), source: error } });
+        return Err(match error.get_ref().and_then(|inner| inner.downcast_ref()) {
+            Some(ureq::Error::BodyExceedsLimit(_)) => too_big(get),
+            Some(ureq::Error::Timeout(_)) => timeout(),
+            _ => UpdateError::Body { url: get.url.to_owned(), source: error },
+        });
     }
     Ok(Fetched::Body(unpacked(body, get)?, validators))
 }

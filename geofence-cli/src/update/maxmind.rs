@@ -84,7 +84,7 @@ struct Edition {
 
 /// An edition's latest build, or `None` when `current` (the file it would replace) is it.
 pub fn fetch_edition(
-    agent: &ureq::Agent,
+    agent: &fetch::Agent,
     conf: &GeoipConf,
     edition: &str,
     current: Option<&[u8]>,

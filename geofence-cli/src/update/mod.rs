@@ -8,8 +8,8 @@ mod maxmind;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
+use geofence_core::ban::Duration;
 use geofence_core::config::UpdateSource;
 use geofence_core::db::{self, encode_compiled, encode_compiled_asn, Input, Provenance};
 use geofence_core::{feed, Config};
@@ -59,6 +59,14 @@ pub enum UpdateError {
         status: u16,
         /// Its reason phrase.
         reason: String,
+    },
+    /// The server did not answer, or did not finish, within the timeout.
+    #[error("{url}: no answer within the [update] timeout of {}", Duration(*timeout_ms))]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The timeout.
+        timeout_ms: u64,
     },
     /// The body could not be read whole: the connection closed early, or stalled past the timeout.
     #[error("{url}: the download was cut short")]
@@ -110,19 +118,17 @@ pub enum UpdateError {
         problem: String,
     },
     /// The new data is not what the file holds: the wrong format, or damaged.
-    #[error("{url}: not a {data}: {problem}")]
+    #[error("not a {data}: {problem}")]
     Invalid {
-        /// The URL.
-        url: String,
         /// What the file must hold.
         data: String,
-        /// Why the reader refused it.
+        /// Why the reader refused it, with where.
         problem: String,
     },
     /// The new data holds less than half the entries of the file it would replace.
     #[error(
         "{}: the new {data} holds {new} {unit}, less than half the {old} of the file it would replace: cut short? \
-         (--force, or {may_shrink}, accepts it)",
+         ({accepted_by} accepts it)",
         file.display()
     )]
     Shrank {
@@ -136,8 +142,8 @@ pub enum UpdateError {
         new: usize,
         /// `ranges` or `networks`.
         unit: &'static str,
-        /// The config key that accepts it.
-        may_shrink: &'static str,
+        /// What would accept it.
+        accepted_by: &'static str,
     },
     /// A source names a file the config does not read.
     #[error("{} is not a file this config reads (its database, asn_database or a feed's files)", file.display())]
@@ -245,7 +251,7 @@ pub fn update(args: &UpdateArgs) -> Result<ExitCode, CliError> {
         ))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let agent = fetch::agent(Duration::from_millis(settings.timeout_ms));
+    let agent = fetch::agent(settings.timeout_ms);
     let (mut replaced, mut failed) = (0, 0);
     for target in targets(&config, &args.config)? {
         let mut text = format!("{} {}\n", target.data.as_ref().map_or("?".into(), Data::name), target.file.display());
@@ -334,7 +340,7 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-fn bring_up_to_date(agent: &ureq::Agent, target: &Target, args: &UpdateArgs) -> Result<Outcome, UpdateError> {
+fn bring_up_to_date(agent: &fetch::Agent, target: &Target, args: &UpdateArgs) -> Result<Outcome, UpdateError> {
     let data = target.data.as_ref().ok_or_else(|| UpdateError::NotRead { file: target.file.clone() })?;
     let limit = target.limit.unwrap_or(data.cap());
     let current = files::read(&target.file, data.cap()).ok();
@@ -371,8 +377,8 @@ fn bring_up_to_date(agent: &ureq::Agent, target: &Target, args: &UpdateArgs) -> 
                 old,
                 new: new.entries,
                 unit: data.unit(),
-                may_shrink: if matches!(data, Data::Feed { .. }) {
-                    "may_shrink = true in its [feeds] entry"
+                accepted_by: if matches!(data, Data::Feed { .. }) {
+                    "--force, or may_shrink = true in its [feeds] entry,"
                 } else {
                     "--force"
                 },
@@ -385,7 +391,7 @@ fn bring_up_to_date(agent: &ureq::Agent, target: &Target, args: &UpdateArgs) -> 
 /// A source's URL for this month; a monthly file not yet published (404) falls back to last
 /// month's, as DB-IP publishes on the first days of a month.
 fn fetch_source(
-    agent: &ureq::Agent,
+    agent: &fetch::Agent,
     source: &UpdateSource,
     validators: Option<&Validators>,
     limit: u64,
@@ -406,7 +412,7 @@ fn fetch_source(
 
 /// Reads new data as the daemon would read the file; a `.gfdb` file gets it compiled.
 fn check(data: &Data, file: &Path, bytes: &[u8], from: &str) -> Result<Checked, UpdateError> {
-    let invalid = |problem: String| UpdateError::Invalid { url: from.to_owned(), data: data.name(), problem };
+    let invalid = |problem: String| UpdateError::Invalid { data: data.name(), problem };
     let compiled = file.extension().is_some_and(|extension| extension == "gfdb");
     let input = [Input { name: from, bytes }];
     match data {
@@ -426,7 +432,7 @@ fn check(data: &Data, file: &Path, bytes: &[u8], from: &str) -> Result<Checked, 
             Ok(Checked { entries: v4 + v6, summary, bytes })
         }
         Data::Feed { .. } => {
-            let read = feed::parse(bytes).map_err(|error| invalid(error.to_string()))?;
+            let read = feed::parse(bytes).map_err(|error| invalid(format!("{from}: {error}")))?;
             Ok(Checked { entries: read.networks.len(), summary: read.format.to_string(), bytes: bytes.to_vec() })
         }
     }

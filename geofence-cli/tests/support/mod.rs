@@ -20,6 +20,8 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub mod http;
+
 pub const SERVER_V4: &str = "192.0.2.1";
 pub const SERVER_V6: &str = "2001:db8::1";
 pub const SIP: u16 = 5060;
