@@ -17,7 +17,7 @@ fn text(bytes: &[u8]) -> String {
 /// merge into one).
 fn countries(count: usize) -> Vec<u8> {
     let line = |n: usize| {
-        let (high, low, country) = (n / 256, n % 256, if n % 2 == 0 { "GB" } else { "DE" });
+        let (high, low, country) = (n / 256, n % 256, if n.is_multiple_of(2) { "GB" } else { "DE" });
         format!("10.{high}.{low}.0,10.{high}.{low}.255,{country}\n")
     };
     (0..count).map(line).collect::<String>().into_bytes()
@@ -100,7 +100,7 @@ fn a_fresh_file_is_fetched_checked_and_swapped_in_and_a_304_changes_nothing() {
         "{}",
         text(&again.stdout)
     );
-    let conditional = server.seen().into_iter().filter(|seen| seen.url == "/countries.csv.gz").last().unwrap();
+    let conditional = server.seen().into_iter().rfind(|seen| seen.url == "/countries.csv.gz").unwrap();
     assert_eq!(conditional.header("If-None-Match"), Some("\"m12\""));
     assert_eq!(read(dir.path(), "countries.csv.previous"), countries(20), "a 304 replaces nothing");
 }
