@@ -951,6 +951,58 @@ fn a_feed_reloaded_under_traffic_changes_decisions_with_nothing_lost_and_a_shrun
     assert_eq!(stderr.matches("reloaded").count(), 2, "{stderr}");
 }
 
+#[test]
+fn geofence_update_fetches_a_feed_under_traffic_and_the_running_geofence_reloads_it_with_nothing_lost() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (customer, scanner) = ("192.0.2.10", "192.0.2.70");
+    pair.add_sources(&[customer, scanner]);
+    pair.iptables(false, &[QUEUE_SIP_V4]);
+    // The feed's publisher, on this machine's loopback: its new edition lists the scanner.
+    let publisher = support::http::HttpServer::start();
+    let listing = feed_listing(&format!("{scanner}\n")).into_bytes();
+    publisher.serve("/voipbl.txt", support::http::Reply::Body { bytes: listing.clone(), etag: "\"2\"" });
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, path) = (dir.path().join("voipbl.txt"), dir.path().join("geofence.toml"));
+    std::fs::write(&feed, feed_listing("")).unwrap();
+    let policy = format!(
+        "database = {:?}\ndefault = \"drop\"\n[feeds]\nvoipbl = {{ files = [\"voipbl.txt\"] }}\n\
+         [[rule]]\nname = \"blocklisted\"\nsource = [\"voipbl\"]\naction = \"drop\"\n\
+         [[rule]]\nname = \"gb\"\nports = [5060]\ncountry = [\"GB\"]\naction = \"accept\"\n\
+         [update]\ntimeout = \"5s\"\n[[update.source]]\nurl = \"{}\"\nfile = \"voipbl.txt\"\n",
+        support_fixture(),
+        publisher.url("/voipbl.txt")
+    );
+    std::fs::write(&path, policy).unwrap();
+    let server = pair.udp_server();
+    let geofence = pair.start_geofence(&path, 0);
+
+    let traffic = pair.steady_sip(&[customer, scanner], std::time::Duration::from_micros(500));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let updated = geofence.ask(&["update", "--config", path.to_str().unwrap()]);
+    let sent = traffic.stop();
+    let said = String::from_utf8_lossy(&updated.stdout);
+    assert!(updated.status.success(), "{said}{}", String::from_utf8_lossy(&updated.stderr));
+    assert!(said.contains("replaced: 3 → 4 networks"), "{said}");
+    assert!(said.contains("the running geofence reloaded: reloaded "), "{said}");
+    assert_eq!(std::fs::read(&feed).unwrap(), listing);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(server.count(customer), sent, "every packet of the customer got through");
+    let before_the_reload = server.count(scanner);
+    assert!(before_the_reload > 0 && before_the_reload < sent, "{before_the_reload} of {sent}: the reload cut in");
+    pair.send_sip(&[scanner], 3);
+    assert_eq!(server.count(scanner), before_the_reload, "the fetched feed drops the scanner");
+
+    let queued = pair.counter(false, "filter", "NFQUEUE");
+    let kernel = pair.queue_stats(0).unwrap();
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(Geofence::verdicts(&stdout), queued, "every queued packet got its verdict");
+    assert_eq!((kernel.1, kernel.2), (0, 0), "the kernel dropped nothing");
+}
+
 /// examples/voip-sip.toml (`config` adds the fixture countries: 192.0.2.0/25 GB,
 /// 198.51.100.0/24 CN, 203.0.113.0/25 RU, 2001:db8:1::/48 GB).
 fn voip_sip() -> String {
