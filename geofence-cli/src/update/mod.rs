@@ -18,6 +18,7 @@ use crate::control::protocol::{Command, Reloaded};
 use crate::control::{self, ControlError};
 use crate::error::CliError;
 use crate::files::{self, beside_config};
+use crate::stats::thousands;
 use fetch::{Fetched, Get, Validators};
 use maxmind::GeoipConf;
 
@@ -260,9 +261,10 @@ pub fn update(args: &UpdateArgs) -> Result<ExitCode, CliError> {
                 let _ = writeln!(text, "  {why}");
             }
             Ok(Outcome::Replaced { old, new, from, validators }) => {
+                let count = |entries: usize| thousands(entries as u64);
                 let counts = match old {
-                    Some(old) => format!("{old} → {}", new.entries),
-                    None => new.entries.to_string(),
+                    Some(old) => format!("{} → {}", count(old), count(new.entries)),
+                    None => count(new.entries),
                 };
                 let unit = target.data.as_ref().map_or("entries", Data::unit);
                 let _ = writeln!(text, "  from {from}");
@@ -419,7 +421,8 @@ fn check(data: &Data, file: &Path, bytes: &[u8], from: &str) -> Result<Checked, 
         Data::Country => {
             let (table, provenance) = db::load(&input).map_err(|error| invalid(error.to_string()))?;
             let (v4, v6) = table.range_counts();
-            let summary = files::describe(&table, &provenance);
+            let date = if provenance.date.is_empty() { String::new() } else { format!(" of {}", provenance.date) };
+            let summary = format!("{v4} IPv4 and {v6} IPv6{date}");
             let bytes = if compiled { encode_compiled(&table, &provenance) } else { bytes.to_vec() };
             Ok(Checked { entries: v4 + v6, summary, bytes })
         }
