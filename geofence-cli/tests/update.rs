@@ -274,3 +274,65 @@ fn with_no_update_table_nothing_is_fetched() {
     assert!(text(&output.stdout)
         .ends_with("has no [update] table: nothing is fetched, and the files it names serve as they are\n"));
 }
+
+#[test]
+fn apiban_is_read_page_by_page_and_the_next_update_goes_on_from_the_last_id() {
+    let server = HttpServer::start();
+    let page = |addresses: &[&str], id: &str| Reply::Body {
+        bytes: format!("{{\"ipaddress\": {addresses:?}, \"ID\": \"{id}\"}}").into_bytes(),
+        etag: "\"p\"",
+    };
+    let none = || Reply::Answer(400, br#"{"ipaddress": ["no new bans"], "ID": "none"}"#.to_vec());
+    server.serve("/api/KEY123/banned", page(&["192.0.2.66", "198.51.100.7"], "1001"));
+    server.serve("/api/KEY123/banned/1001", page(&["203.0.113.9"], "1002"));
+    server.serve("/api/KEY123/banned/1002", none());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("geofence.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default = \"accept\"\n[feeds]\napiban = {{ files = [\"apiban.json\"] }}\n[[update.source]]\n\
+             url = \"{}\"\nfile = \"apiban.json\"\napi = \"apiban\"\n",
+            server.url("/api/KEY123/banned")
+        ),
+    )
+    .unwrap();
+
+    let first = update(&config, &[]);
+    let said = text(&first.stdout);
+    assert!(first.status.success(), "{said}{}", text(&first.stderr));
+    assert!(said.contains("/api/…/banned, afresh: 3 pages, 3 addresses"), "{said}");
+    assert!(said.contains("replaced: 3 networks (APIBAN JSON)"), "{said}");
+    assert!(!said.contains("KEY123"), "the key stays out of the output: {said}");
+    let file: serde_json::Value = serde_json::from_slice(&read(dir.path(), "apiban.json")).unwrap();
+    assert_eq!(file["ID"], "1002");
+
+    server.serve("/api/KEY123/banned/1002", page(&["192.0.2.99"], "1003"));
+    server.serve("/api/KEY123/banned/1003", none());
+    let second = update(&config, &[]);
+    let said = text(&second.stdout);
+    assert!(
+        said.contains("on from the file's ID: 2 pages, 1 addresses") && said.contains("replaced: 3 → 4 networks"),
+        "{said}"
+    );
+    let asked: Vec<String> = server.seen().into_iter().map(|seen| seen.url).collect();
+    assert_eq!(
+        asked.iter().filter(|url| url.as_str() == "/api/KEY123/banned").count(),
+        1,
+        "not from the start again: {asked:?}"
+    );
+
+    let third = update(&config, &[]);
+    assert!(text(&third.stdout).contains("APIBAN has no newer bans"), "{}", text(&third.stdout));
+
+    server.serve("/api/KEY123/banned/1003", Reply::Status(429));
+    let limited = update(&config, &[]);
+    assert_eq!(limited.status.code(), Some(1));
+    assert!(
+        text(&limited.stdout).contains("/api/…/banned/1003: rate limited (HTTP 429); the file stays"),
+        "{}",
+        text(&limited.stdout)
+    );
+    let file: serde_json::Value = serde_json::from_slice(&read(dir.path(), "apiban.json")).unwrap();
+    assert_eq!((file["ID"].as_str(), file["ipaddress"].as_array().map(Vec::len)), (Some("1003"), Some(4)));
+}

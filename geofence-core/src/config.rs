@@ -1075,7 +1075,7 @@ fn queue_range(at: &Locator, spec: &Spanned<QueueSpec>) -> Result<(u16, u16), Co
 }
 
 mod update;
-pub use update::{UpdateSettings, UpdateSource};
+pub use update::{Api, UpdateSettings, UpdateSource};
 
 #[cfg(test)]
 mod tests;

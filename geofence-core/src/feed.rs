@@ -183,6 +183,39 @@ fn apiban(text: &str) -> Result<Vec<IpNetwork>, FeedError> {
         .collect()
 }
 
+/// One page of APIBAN's paged `banned` call: its networks, and the ID to ask for the next page
+/// with (`None`: its `ID` was `none`, nothing newer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApibanPage {
+    /// The page's networks.
+    pub networks: Vec<IpNetwork>,
+    /// The mark to ask for newer bans with: `banned/<ID>`.
+    pub next: Option<String>,
+}
+
+/// Reads one page of APIBAN's answer (a number or a string `ID`).
+///
+/// ```
+/// let page = geofence_core::feed::apiban_page(br#"{"ipaddress": ["192.0.2.7"], "ID": 1001}"#)?;
+/// assert_eq!((page.networks.len(), page.next.as_deref()), (1, Some("1001")));
+/// let last = geofence_core::feed::apiban_page(br#"{"ipaddress": ["no new bans"], "ID": "none"}"#)?;
+/// assert_eq!((last.networks.len(), last.next), (0, None));
+/// # Ok::<(), geofence_core::feed::FeedError>(())
+/// ```
+pub fn apiban_page(bytes: &[u8]) -> Result<ApibanPage, FeedError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| FeedError::Line { line: 1, problem: "not UTF-8 text".into() })?;
+    let answer: ApibanAnswer = serde_json::from_str(text)
+        .map_err(|error| FeedError::Line { line: error.line(), problem: json_problem(&error) })?;
+    let next = match &answer.id {
+        Some(serde_json::Value::String(id)) if id == "none" => None,
+        Some(serde_json::Value::String(id)) => Some(id.clone()),
+        Some(serde_json::Value::Number(id)) => Some(id.to_string()),
+        _ => None,
+    };
+    Ok(ApibanPage { networks: if next.is_some() { apiban(text)? } else { Vec::new() }, next })
+}
+
 /// serde_json's message without its own "at line … column …", which the error gives apart.
 fn json_problem(error: &serde_json::Error) -> String {
     let message = error.to_string();

@@ -33,6 +33,8 @@ pub enum Fetched {
 pub struct Get<'a> {
     /// The URL.
     pub url: &'a str,
+    /// The URL as messages show it: without a key it may hold.
+    pub shown: &'a str,
     /// What the server said last time, if the file it gave is still there.
     pub validators: Option<&'a Validators>,
     /// HTTP basic credentials (MaxMind's account ID and licence key).
@@ -64,11 +66,34 @@ pub struct Agent {
 
 /// GETs `get.url`, conditionally when validators are given.
 pub fn fetch(agent: &Agent, get: &Get) -> Result<Fetched, UpdateError> {
-    let timeout = || UpdateError::Timeout { url: get.url.to_owned(), timeout_ms: agent.timeout_ms };
-    let transport = |source| match source {
-        ureq::Error::Timeout(_) => timeout(),
-        source => UpdateError::Transport { url: get.url.to_owned(), source: Box::new(source) },
-    };
+    let response = send(agent, get)?;
+    let status = response.status();
+    if status == 304 {
+        return Ok(Fetched::NotModified);
+    }
+    if !status.is_success() {
+        return Err(UpdateError::Status {
+            url: get.shown.to_owned(),
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or("").to_owned(),
+        });
+    }
+    let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let validators =
+        Validators { url: get.url.to_owned(), etag: header("etag"), last_modified: header("last-modified") };
+    let body = body_of(agent, get, response)?;
+    Ok(Fetched::Body(unpacked(body, get)?, validators))
+}
+
+/// GETs `get.url` and reads the body whatever the status: an API may answer "nothing new"
+/// with an error status and a body that says so.
+pub fn fetch_answer(agent: &Agent, get: &Get) -> Result<(u16, Vec<u8>), UpdateError> {
+    let response = send(agent, get)?;
+    let status = response.status().as_u16();
+    Ok((status, body_of(agent, get, response)?))
+}
+
+fn send(agent: &Agent, get: &Get) -> Result<ureq::http::Response<ureq::Body>, UpdateError> {
     let mut request = agent.agent.get(get.url);
     if let Some(validators) = get.validators.filter(|validators| validators.url == get.url) {
         if let Some(etag) = &validators.etag {
@@ -82,35 +107,32 @@ pub fn fetch(agent: &Agent, get: &Get) -> Result<Fetched, UpdateError> {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         request = request.header("Authorization", format!("Basic {token}"));
     }
-    let response = request.call().map_err(transport)?;
-    let status = response.status();
-    if status == 304 {
-        return Ok(Fetched::NotModified);
-    }
-    if !status.is_success() {
-        return Err(UpdateError::Status {
-            url: get.url.to_owned(),
-            status: status.as_u16(),
-            reason: status.canonical_reason().unwrap_or("").to_owned(),
-        });
-    }
-    let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let validators =
-        Validators { url: get.url.to_owned(), etag: header("etag"), last_modified: header("last-modified") };
+    request.call().map_err(|source| match source {
+        ureq::Error::Timeout(_) => timed_out(agent, get),
+        source => UpdateError::Transport { url: get.shown.to_owned(), source: Box::new(source) },
+    })
+}
+
+/// The body, within the limit and the timeout.
+fn body_of(agent: &Agent, get: &Get, response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, UpdateError> {
     let mut body = Vec::new();
     let read = response.into_body().into_with_config().limit(get.limit).reader().read_to_end(&mut body);
-    if let Err(error) = read {
-        return Err(match error.get_ref().and_then(|inner| inner.downcast_ref()) {
+    match read {
+        Ok(_) => Ok(body),
+        Err(error) => Err(match error.get_ref().and_then(|inner| inner.downcast_ref()) {
             Some(ureq::Error::BodyExceedsLimit(_)) => too_big(get),
-            Some(ureq::Error::Timeout(_)) => timeout(),
-            _ => UpdateError::Body { url: get.url.to_owned(), source: error },
-        });
+            Some(ureq::Error::Timeout(_)) => timed_out(agent, get),
+            _ => UpdateError::Body { url: get.shown.to_owned(), source: error },
+        }),
     }
-    Ok(Fetched::Body(unpacked(body, get)?, validators))
+}
+
+fn timed_out(agent: &Agent, get: &Get) -> UpdateError {
+    UpdateError::Timeout { url: get.shown.to_owned(), timeout_ms: agent.timeout_ms }
 }
 
 fn too_big(get: &Get) -> UpdateError {
-    UpdateError::TooBig { url: get.url.to_owned(), limit: get.limit }
+    UpdateError::TooBig { url: get.shown.to_owned(), limit: get.limit }
 }
 
 /// A gzip body decompressed (within the limit); a tar archive's largest file (MaxMind's
@@ -120,7 +142,7 @@ fn unpacked(body: Vec<u8>, get: &Get) -> Result<Vec<u8>, UpdateError> {
     if !is_tar(&body) {
         return Ok(body);
     }
-    let damaged = |source| UpdateError::Archive { url: get.url.to_owned(), source };
+    let damaged = |source| UpdateError::Archive { url: get.shown.to_owned(), source };
     let largest = tar::Archive::new(&body[..])
         .entries()
         .map_err(damaged)?
@@ -129,7 +151,7 @@ fn unpacked(body: Vec<u8>, get: &Get) -> Result<Vec<u8>, UpdateError> {
         .map(|entry| (entry.size(), entry.path().map(|path| path.into_owned()).ok()))
         .max_by_key(|(size, _)| *size);
     let Some((_, Some(wanted))) = largest else {
-        return Err(UpdateError::EmptyArchive { url: get.url.to_owned() });
+        return Err(UpdateError::EmptyArchive { url: get.shown.to_owned() });
     };
     for entry in tar::Archive::new(&body[..]).entries().map_err(damaged)? {
         let mut entry = entry.map_err(damaged)?;
@@ -139,7 +161,7 @@ fn unpacked(body: Vec<u8>, get: &Get) -> Result<Vec<u8>, UpdateError> {
             return if file.len() as u64 > get.limit { Err(too_big(get)) } else { Ok(file) };
         }
     }
-    Err(UpdateError::EmptyArchive { url: get.url.to_owned() })
+    Err(UpdateError::EmptyArchive { url: get.shown.to_owned() })
 }
 
 fn gunzipped(body: &[u8], get: &Get) -> Result<Vec<u8>, UpdateError> {
@@ -147,7 +169,7 @@ fn gunzipped(body: &[u8], get: &Get) -> Result<Vec<u8>, UpdateError> {
     flate2::read::MultiGzDecoder::new(body)
         .take(get.limit.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|source| UpdateError::Gzip { url: get.url.to_owned(), source })?;
+        .map_err(|source| UpdateError::Gzip { url: get.shown.to_owned(), source })?;
     if out.len() as u64 > get.limit {
         return Err(too_big(get));
     }

@@ -93,7 +93,7 @@ pub fn fetch_edition(
     let credentials = Some((conf.account_id.as_str(), conf.license_key.as_str()));
     let url = format!("{}/geoip/updates/metadata?edition_id={edition}", conf.host);
     let Fetched::Body(answer, _) =
-        fetch::fetch(agent, &Get { url: &url, validators: None, credentials, limit: 1 << 16 })?
+        fetch::fetch(agent, &Get { url: &url, shown: &url, validators: None, credentials, limit: 1 << 16 })?
     else {
         return Err(UpdateError::Answer { url, problem: "304 to a request that asked no validator".into() });
     };
@@ -108,7 +108,7 @@ pub fn fetch_edition(
     }
     let date = latest.date.replace('-', "");
     let url = format!("{}/geoip/databases/{edition}/download?date={date}&suffix=tar.gz", conf.host);
-    match fetch::fetch(agent, &Get { url: &url, validators: None, credentials, limit })? {
+    match fetch::fetch(agent, &Get { url: &url, shown: &url, validators: None, credentials, limit })? {
         Fetched::Body(bytes, _) => Ok(Some((bytes, latest.date))),
         Fetched::NotModified => Ok(None),
     }

@@ -2,6 +2,7 @@
 //! each as the daemon would, replaces it whole (keeping the previous copy) and has the running
 //! geofence reload. A source that fails leaves its file as it was; the others still update.
 
+mod apiban;
 mod fetch;
 mod maxmind;
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use geofence_core::ban::Duration;
-use geofence_core::config::UpdateSource;
+use geofence_core::config::{Api, UpdateSource};
 use geofence_core::db::{self, encode_compiled, encode_compiled_asn, Input, Provenance};
 use geofence_core::{feed, Config};
 
@@ -108,6 +109,12 @@ pub enum UpdateError {
     #[error("{url}: the archive holds no file")]
     EmptyArchive {
         /// The URL.
+        url: String,
+    },
+    /// The server refused to answer more now (HTTP 429).
+    #[error("{url}: rate limited (HTTP 429); the file stays, and the next update asks again")]
+    RateLimited {
+        /// The URL, without a key.
         url: String,
     },
     /// An API answer (MaxMind's metadata) that is not what it should be.
@@ -347,6 +354,14 @@ fn bring_up_to_date(agent: &fetch::Agent, target: &Target, args: &UpdateArgs) ->
     let limit = target.limit.unwrap_or(data.cap());
     let current = files::read(&target.file, data.cap()).ok();
     let (bytes, from, validators) = match &target.origin {
+        Origin::Url(source) if source.api == Api::Apiban => {
+            let age =
+                std::fs::metadata(&target.file).and_then(|meta| meta.modified()).ok().and_then(|at| at.elapsed().ok());
+            match apiban::fetch(agent, &source.url, current.as_deref(), age.map(|age| age.as_secs()), limit)? {
+                None => return Ok(Outcome::Unchanged("APIBAN has no newer bans".into())),
+                Some((bytes, from)) => (bytes, from, None),
+            }
+        }
         Origin::Url(source) => {
             let stored = current.as_ref().and_then(|_| stored_validators(&target.file));
             match fetch_source(agent, source, stored.as_ref(), limit)? {
@@ -401,7 +416,7 @@ fn fetch_source(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
     let (year, month) = crate::calendar::month_of(now);
     let url = source.url_for(year, month);
-    let get = |url: &str| fetch::fetch(agent, &Get { url, validators, credentials: None, limit });
+    let get = |url: &str| fetch::fetch(agent, &Get { url, shown: url, validators, credentials: None, limit });
     match get(&url) {
         Err(UpdateError::Status { status: 404, .. }) if source.is_monthly() => {
             let (year, month) = if month == 1 { (year - 1, 12) } else { (year, month - 1) };

@@ -14,6 +14,8 @@ pub enum Reply {
     Body { bytes: Vec<u8>, etag: &'static str },
     /// This status, no body.
     Status(u16),
+    /// This status and this body (an API's "nothing new", say).
+    Answer(u16, Vec<u8>),
     /// Nothing, for a minute.
     Stall,
 }
@@ -86,6 +88,9 @@ fn respond(request: tiny_http::Request, reply: Option<Reply>, log: &Mutex<Vec<Se
     let _ = match reply {
         None => request.respond(tiny_http::Response::empty(404)),
         Some(Reply::Status(status)) => request.respond(tiny_http::Response::empty(status)),
+        Some(Reply::Answer(status, bytes)) => {
+            request.respond(tiny_http::Response::from_data(bytes).with_status_code(status))
+        }
         Some(Reply::Body { etag, .. }) if seen.header("If-None-Match") == Some(etag) => {
             request.respond(tiny_http::Response::empty(304))
         }

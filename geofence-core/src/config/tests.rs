@@ -545,5 +545,11 @@ fn the_update_table_names_urls_and_files_and_refuses_what_cannot_be_fetched() {
         with("url = \"https://example.org/x\"\nfile = \"x\"\nformat = \"csv\"\n").contains("unknown field `format`")
     );
     assert!(with("url = \"https://example.org/x\"\n").contains("missing field `file`"));
+    assert_eq!(
+        with("url = \"https://example.org/x\"\nfile = \"x\"\napi = \"apiban2\"\n"),
+        "line 5, column 7: unknown api `apiban2` (the one known is `apiban`)"
+    );
+    let apiban = Config::parse("default = \"drop\"\n[[update.source]]\nurl = \"https://apiban.org/api/K/banned\"\nfile = \"a.json\"\napi = \"apiban\"\n");
+    assert_eq!(apiban.unwrap().deployment.update.sources[0].api, crate::config::Api::Apiban);
     assert!(error("default = \"drop\"\n[update]\ntimeout = \"0s\"\n").contains("`0s` is not a duration"));
 }

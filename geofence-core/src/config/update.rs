@@ -17,6 +17,11 @@ use super::{duration_ms, ConfigError, Locator};
 /// url = "https://download.db-ip.com/free/dbip-country-lite-{year}-{month}.csv.gz"
 /// file = "/var/lib/geofence/dbip-country-lite.csv"   # a file the policy reads
 /// max_size_mib = 256                 # the most read of it, compressed or not (default: the reader's)
+///
+/// [[update.source]]
+/// url = "https://apiban.org/api/MYKEY/banned"
+/// file = "/var/lib/geofence/apiban.json"
+/// api = "apiban"                     # page by page, and on from the last ID next time
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -50,6 +55,20 @@ pub struct UpdateSource {
     pub file: String,
     /// The most bytes read of it, compressed or not; `None`: the reader's own cap.
     pub max_size: Option<u64>,
+    /// How the URL is asked.
+    pub api: Api,
+}
+
+/// How a source's URL is asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Api {
+    /// One GET for the whole file.
+    #[default]
+    Whole,
+    /// APIBAN's paged `banned` call (`api = "apiban"`): page after page, `banned/<ID>` with the
+    /// last page's ID, until there is nothing newer; the next update goes on from the file's ID.
+    Apiban,
 }
 
 impl UpdateSource {
@@ -87,6 +106,7 @@ struct RawSource {
     url: Spanned<String>,
     file: Spanned<String>,
     max_size_mib: Option<Spanned<u32>>,
+    api: Option<Spanned<String>>,
 }
 
 /// The most `max_size_mib` may say: the largest file geofence reads is 1 GiB.
@@ -126,5 +146,12 @@ fn source(at: &Locator, raw: &RawSource) -> Result<UpdateSource, ConfigError> {
         Some(mib) => Some(u64::from(*mib.get_ref()) << 20),
         None => None,
     };
-    Ok(UpdateSource { url: url.clone(), file: raw.file.get_ref().clone(), max_size })
+    let api = match raw.api.as_ref().map(|api| (api, api.get_ref().as_str())) {
+        None => Api::Whole,
+        Some((_, "apiban")) => Api::Apiban,
+        Some((api, other)) => {
+            return Err(at.at(api, format!("unknown api `{other}`"), Some("the one known is `apiban`".into())))
+        }
+    };
+    Ok(UpdateSource { url: url.clone(), file: raw.file.get_ref().clone(), max_size, api })
 }
