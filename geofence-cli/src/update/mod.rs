@@ -283,7 +283,7 @@ pub fn update(args: &UpdateArgs) -> Result<ExitCode, CliError> {
                         text,
                         "  replaced: {counts} {unit} ({}); the previous copy is kept as {}",
                         new.summary,
-                        previous_of(&target.file).display()
+                        beside(&target.file, PREVIOUS).display()
                     );
                     replaced += 1;
                 }
@@ -380,8 +380,8 @@ fn bring_up_to_date(agent: &fetch::Agent, target: &Target, args: &UpdateArgs) ->
             }
         }
     };
-    let new = check(data, &target.file, &bytes, &from)?;
-    let old = current.and_then(|bytes| check(data, &target.file, &bytes, "").ok()).map(|checked| checked.entries);
+    let new = check(data, bytes, &from, is_gfdb(&target.file))?;
+    let old = current.and_then(|bytes| check(data, bytes, "", false).ok()).map(|checked| checked.entries);
     if let Some(old) = old.filter(|old| new.entries < old.div_ceil(2)) {
         let may_shrink = match data {
             Data::Feed { may_shrink, .. } => *may_shrink,
@@ -427,18 +427,23 @@ fn fetch_source(
     }
 }
 
-/// Reads new data as the daemon would read the file; a `.gfdb` file gets it compiled.
-fn check(data: &Data, file: &Path, bytes: &[u8], from: &str) -> Result<Checked, UpdateError> {
+/// Whether a file holds a compiled table, which the downloaded text is compiled into.
+fn is_gfdb(file: &Path) -> bool {
+    file.extension().is_some_and(|extension| extension == "gfdb")
+}
+
+/// Reads data as the daemon would read the file; with `compile`, the checked bytes are the
+/// compiled table instead of the text.
+fn check(data: &Data, bytes: Vec<u8>, from: &str, compile: bool) -> Result<Checked, UpdateError> {
     let invalid = |problem: String| UpdateError::Invalid { data: data.name(), problem };
-    let compiled = file.extension().is_some_and(|extension| extension == "gfdb");
-    let input = [Input { name: from, bytes }];
+    let input = [Input { name: from, bytes: &bytes }];
     match data {
         Data::Country => {
             let (table, provenance) = db::load(&input).map_err(|error| invalid(error.to_string()))?;
             let (v4, v6) = table.range_counts();
             let date = if provenance.date.is_empty() { String::new() } else { format!(" of {}", provenance.date) };
             let summary = format!("{v4} IPv4 and {v6} IPv6{date}");
-            let bytes = if compiled { encode_compiled(&table, &provenance) } else { bytes.to_vec() };
+            let bytes = if compile { encode_compiled(&table, &provenance) } else { bytes };
             Ok(Checked { entries: v4 + v6, summary, bytes })
         }
         Data::Asn => {
@@ -446,32 +451,31 @@ fn check(data: &Data, file: &Path, bytes: &[u8], from: &str) -> Result<Checked, 
             let (v4, v6) = table.range_counts();
             let provenance = Provenance { date: String::new(), source: from.to_owned() };
             let summary = format!("{} autonomous systems", table.asns().len());
-            let bytes = if compiled { encode_compiled_asn(&table, &provenance) } else { bytes.to_vec() };
+            let bytes = if compile { encode_compiled_asn(&table, &provenance) } else { bytes };
             Ok(Checked { entries: v4 + v6, summary, bytes })
         }
         Data::Feed { .. } => {
-            let read = feed::parse(bytes).map_err(|error| invalid(format!("{from}: {error}")))?;
-            Ok(Checked { entries: read.networks.len(), summary: read.format.to_string(), bytes: bytes.to_vec() })
+            let read = feed::parse(&bytes).map_err(|error| invalid(format!("{from}: {error}")))?;
+            let (entries, summary) = (read.networks.len(), read.format.to_string());
+            Ok(Checked { entries, summary, bytes })
         }
     }
 }
 
 /// The copy of a file as it was before the last update.
-fn previous_of(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(".previous");
-    PathBuf::from(name)
-}
+const PREVIOUS: &str = ".previous";
+/// The server's validators for a file.
+const VALIDATORS: &str = ".etag";
 
-/// Where the server's validators for a file are kept, beside it.
-fn validators_of(file: &Path) -> PathBuf {
+/// The file kept beside `file`, named by a suffix to its name.
+fn beside(file: &Path, suffix: &str) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
-    name.push(".etag");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
 fn stored_validators(file: &Path) -> Option<Validators> {
-    serde_json::from_slice(&files::read(&validators_of(file), 1 << 16).ok()?).ok()
+    serde_json::from_slice(&files::read(&beside(file, VALIDATORS), 1 << 16).ok()?).ok()
 }
 
 /// The old file becomes the previous copy (a hard link, so the file itself is never missing),
@@ -484,7 +488,7 @@ fn install(file: &Path, bytes: &[u8], validators: Option<&Validators>) -> Result
     if let Some(folder) = file.parent().filter(|folder| !folder.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder).map_err(write_error(folder))?;
     }
-    let previous = previous_of(file);
+    let previous = beside(file, PREVIOUS);
     if file.exists() {
         match std::fs::remove_file(&previous) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(write_error(&previous)(error)),
@@ -495,7 +499,7 @@ fn install(file: &Path, bytes: &[u8], validators: Option<&Validators>) -> Result
     files::replace(file, bytes).map_err(write_error(file))?;
     let Some(validators) = validators else { return Ok(()) };
     let text = serde_json::to_vec(validators).unwrap_or_default();
-    files::replace(&validators_of(file), &text).map_err(write_error(&validators_of(file)))
+    files::replace(&beside(file, VALIDATORS), &text).map_err(write_error(&beside(file, VALIDATORS)))
 }
 
 /// Asks the running geofence to reload and says how it went; none running is no failure.
