@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::calendar::time_of;
-use crate::control::protocol::{Command, Reloaded, Status};
+use crate::control::protocol::{Command, Status};
 use crate::control::{self, ControlError, STALE_DAYS};
 use crate::error::CliError;
 use crate::stats::thousands;
@@ -45,12 +45,10 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, CliError> {
 
 /// Reloads the running geofence and prints the outcome; a refused reload is an error.
 pub fn reload(args: &ReloadArgs) -> Result<ExitCode, CliError> {
-    let result = control::ask(&args.control, Command::Reload).map_err(|error| match error {
+    let reloaded = control::ask_reload(&args.control).map_err(|error| match error {
         ControlError::Refused(reason) => CliError::ReloadRefused(reason),
         other => other.into(),
     })?;
-    let reloaded: Reloaded = serde_json::from_value(result)
-        .map_err(|error| ControlError::BadAnswer { path: args.control.clone(), problem: error.to_string() })?;
     let mut text = format!("{}\n", reloaded.summary);
     for warning in &reloaded.warnings {
         let _ = writeln!(text, "warning: {warning}");

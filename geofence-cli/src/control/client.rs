@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::protocol::{Command, Request, Response, VERSION};
+use super::protocol::{Command, Reloaded, Request, Response, VERSION};
 use super::{ControlError, ANSWER_LIMIT};
 
 /// The longest reply read: a status or a ban listing is far smaller.
@@ -39,4 +39,11 @@ pub fn ask(socket: &Path, command: Command) -> Result<serde_json::Value, Control
         Response { ok: false, error: Some(error), .. } => Err(ControlError::Refused(error)),
         _ => Err(bad("a reply with neither a result nor an error".into())),
     }
+}
+
+/// Asks the geofence on `socket` to reload its files, and returns what it said of the reload.
+pub fn ask_reload(socket: &Path) -> Result<Reloaded, ControlError> {
+    let answer = ask(socket, Command::Reload)?;
+    serde_json::from_value(answer)
+        .map_err(|error| ControlError::BadAnswer { path: socket.to_owned(), problem: error.to_string() })
 }

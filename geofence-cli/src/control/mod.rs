@@ -12,7 +12,7 @@ mod client;
 pub mod protocol;
 mod server;
 
-pub use client::ask;
+pub use client::{ask, ask_reload};
 pub use server::{bind, serve, Listener, Served};
 
 use std::path::PathBuf;

@@ -15,7 +15,6 @@ use geofence_core::config::{Api, UpdateSource};
 use geofence_core::db::{self, encode_compiled, encode_compiled_asn, Input, Provenance};
 use geofence_core::{feed, Config};
 
-use crate::control::protocol::{Command, Reloaded};
 use crate::control::{self, ControlError};
 use crate::error::CliError;
 use crate::files::{self, beside_config};
@@ -504,12 +503,8 @@ fn install(file: &Path, bytes: &[u8], validators: Option<&Validators>) -> Result
 
 /// Asks the running geofence to reload and says how it went; none running is no failure.
 fn reload(socket: &Path) -> Result<(), CliError> {
-    match control::ask(socket, Command::Reload) {
-        Ok(answer) => {
-            let reloaded: Reloaded = serde_json::from_value(answer)
-                .map_err(|error| ControlError::BadAnswer { path: socket.to_owned(), problem: error.to_string() })?;
-            crate::output(&format!("the running geofence reloaded: {}\n", reloaded.summary))
-        }
+    match control::ask_reload(socket) {
+        Ok(reloaded) => crate::output(&format!("the running geofence reloaded: {}\n", reloaded.summary)),
         Err(ControlError::NotRunning { .. }) => crate::output(&format!(
             "no geofence answers on {}: it reads the new files when it starts\n",
             socket.display()
