@@ -111,7 +111,7 @@ fn a_bad_download_leaves_the_old_file_in_place_says_why_and_fails() {
         ("a 404", Reply::Status(404), "countries.csv.gz: HTTP 404 Not Found"),
         ("a truncated gzip file", Reply::Body { bytes: gzip(&countries(3000))[..2000].to_vec(), etag: "\"t\"" }, "not a whole gzip file"),
         ("a wrong format", Reply::Body { bytes: b"<html><body>Moved</body></html>\n".to_vec(), etag: "\"h\"" }, "not a country database: http://127.0.0.1:"),
-        ("a file that shrank by 90 %", Reply::Body { bytes: gzip(&countries(2)), etag: "\"s\"" }, "the new country database holds 2 ranges, less than half the 20 of the file it would replace: cut short? (--force accepts it)"),
+        ("a file that shrank by 90 %", Reply::Body { bytes: gzip(&countries(2)), etag: "\"s\"" }, "the new country database holds 2 ranges, less than half the 20 of the file it would replace: cut short? (--force, or database_may_shrink = true in [policy], accepts it)"),
         ("a server that stalls", Reply::Stall, "countries.csv.gz: no answer within the [update] timeout of 2s"),
     ];
     let cut = support::http::cut_short(gzip(&countries(30)));
@@ -172,6 +172,40 @@ fn a_shrunken_file_is_taken_with_force_and_a_monthly_url_falls_back_to_last_mont
         server.seen().iter().any(|seen| seen.url == format!("/dbip-country-lite-{year}.csv.gz")),
         "this month was asked first"
     );
+}
+
+#[test]
+fn database_may_shrink_lets_a_database_shrink_as_a_reload_would() {
+    let server = HttpServer::start();
+    server.serve("/countries.csv.gz", Reply::Body { bytes: gzip(&countries(2)), etag: "\"s\"" });
+    server.serve("/voipbl.txt", Reply::Status(304));
+    let (dir, config) = setup(&server, "");
+    let allowed =
+        std::fs::read_to_string(&config).unwrap().replacen("database =", "database_may_shrink = true\ndatabase =", 1);
+    std::fs::write(&config, allowed).unwrap();
+    let output = update(&config, &[]);
+    assert!(text(&output.stdout).contains("replaced: 20 → 2 ranges"), "{}", text(&output.stdout));
+    assert_eq!(read(dir.path(), "countries.csv"), countries(2));
+}
+
+#[test]
+fn a_file_that_cannot_be_written_fails_alone_and_the_others_are_still_replaced_and_reloaded() {
+    let server = HttpServer::start();
+    server.serve("/countries.csv.gz", Reply::Body { bytes: gzip(&countries(30)), etag: "\"c\"" });
+    server.serve(
+        "/voipbl.txt",
+        Reply::Body { bytes: b"192.0.2.66\n198.51.100.0/24\n203.0.113.9\n".to_vec(), etag: "\"v\"" },
+    );
+    let (dir, config) = setup(&server, "");
+    // A folder where the previous copy goes: it cannot be removed to make room, even by root.
+    std::fs::create_dir_all(dir.path().join("countries.csv.previous/in-the-way")).unwrap();
+    let output = update(&config, &[]);
+    let said = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{said}{}", text(&output.stderr));
+    assert!(said.contains("failed, the file stays as it was: cannot write "), "{said}");
+    assert_eq!(read(dir.path(), "countries.csv"), countries(20));
+    assert!(said.contains("replaced: 2 → 3 networks"), "the next source is still updated: {said}");
+    assert!(said.contains("no geofence answers on "), "and the reload is still asked for: {said}");
 }
 
 /// This month and the one before as DB-IP names them: 2026-12, 2026-11.

@@ -168,7 +168,7 @@ pub enum UpdateError {
         /// What is wrong.
         problem: String,
     },
-    /// The new file, or its previous copy, could not be written.
+    /// The new file, its previous copy or its validators could not be written.
     #[error("cannot write {}", path.display())]
     Write {
         /// The file.
@@ -191,7 +191,7 @@ fn at_line(path: &Path, line: usize, problem: &str) -> String {
 enum Data {
     Country,
     Asn,
-    Feed { name: String, may_shrink: bool },
+    Feed { name: String },
 }
 
 impl Data {
@@ -231,6 +231,9 @@ struct Target {
     data: Option<Data>,
     origin: Origin,
     limit: Option<u64>,
+    /// Whether the config lets this file's data shrink below half: `database_may_shrink` for a
+    /// database, a feed's own `may_shrink`, as the daemon's reload reads them.
+    may_shrink: bool,
 }
 
 /// New data, read as the daemon reads it: how many entries, a line about it, and the bytes to
@@ -277,14 +280,30 @@ pub fn update(args: &UpdateArgs) -> Result<ExitCode, CliError> {
                 if args.check {
                     let _ = writeln!(text, "  would be replaced: {counts} {unit} ({})", new.summary);
                 } else {
-                    install(&target.file, &new.bytes, validators.as_ref())?;
-                    let _ = writeln!(
-                        text,
-                        "  replaced: {counts} {unit} ({}); the previous copy is kept as {}",
-                        new.summary,
-                        beside(&target.file, PREVIOUS).display()
-                    );
-                    replaced += 1;
+                    match install(&target.file, &new.bytes) {
+                        Ok(()) => {
+                            let _ = writeln!(
+                                text,
+                                "  replaced: {counts} {unit} ({}); the previous copy is kept as {}",
+                                new.summary,
+                                beside(&target.file, PREVIOUS).display()
+                            );
+                            replaced += 1;
+                            let kept =
+                                validators.map_or(Ok(()), |validators| keep_validators(&target.file, &validators));
+                            if let Err(error) = kept {
+                                let _ = writeln!(
+                                    text,
+                                    "  warning: {}: the next update fetches the file whole",
+                                    with_causes(&error)
+                                );
+                            }
+                        }
+                        Err(error) => {
+                            failed += 1;
+                            let _ = writeln!(text, "  failed, the file stays as it was: {}", with_causes(&error));
+                        }
+                    }
                 }
             }
             Err(error) => {
@@ -309,8 +328,7 @@ fn targets(config: &Config, config_path: &Path) -> Result<Vec<Target>, CliError>
         .iter()
         .map(|source| {
             let file = beside_config(config_path, &source.file);
-            let data = data_of(config, config_path, &file);
-            Target { file, data, origin: Origin::Url(source.clone()), limit: source.max_size }
+            target(config, config_path, file, Origin::Url(source.clone()), source.max_size)
         })
         .collect();
     if let Some(named) = &settings.geoip_conf {
@@ -318,12 +336,21 @@ fn targets(config: &Config, config_path: &Path) -> Result<Vec<Target>, CliError>
         let text = files::read(&path, files::MAX_CONFIG_BYTES)?;
         let conf = GeoipConf::parse(&path, &String::from_utf8_lossy(&text)).map_err(CliError::Update)?;
         for edition in &conf.editions {
-            let file = conf.file_of(edition);
-            let data = data_of(config, config_path, &file);
-            targets.push(Target { file, data, origin: Origin::MaxMind(conf.clone(), edition.clone()), limit: None });
+            let origin = Origin::MaxMind(conf.clone(), edition.clone());
+            targets.push(target(config, config_path, conf.file_of(edition), origin, None));
         }
     }
     Ok(targets)
+}
+
+fn target(config: &Config, config_path: &Path, file: PathBuf, origin: Origin, limit: Option<u64>) -> Target {
+    let data = data_of(config, config_path, &file);
+    let may_shrink = match &data {
+        Some(Data::Feed { name }) => config.policy.feeds.iter().any(|feed| &feed.name == name && feed.may_shrink),
+        Some(Data::Country | Data::Asn) => config.policy.database_may_shrink,
+        None => false,
+    };
+    Target { file, data, origin, limit, may_shrink }
 }
 
 /// What the config reads `file` as: its country database, one of its ASN databases, or a
@@ -341,7 +368,7 @@ fn data_of(config: &Config, config_path: &Path, file: &Path) -> Option<Data> {
         .feeds
         .iter()
         .find(|feed| feed.files.iter().any(|named| same(named)))
-        .map(|feed| Data::Feed { name: feed.name.clone(), may_shrink: feed.may_shrink })
+        .map(|feed| Data::Feed { name: feed.name.clone() })
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -382,11 +409,7 @@ fn bring_up_to_date(agent: &fetch::Agent, target: &Target, args: &UpdateArgs) ->
     let new = check(data, bytes, &from, is_gfdb(&target.file))?;
     let old = current.and_then(|bytes| check(data, bytes, "", false).ok()).map(|checked| checked.entries);
     if let Some(old) = old.filter(|old| new.entries < old.div_ceil(2)) {
-        let may_shrink = match data {
-            Data::Feed { may_shrink, .. } => *may_shrink,
-            Data::Country | Data::Asn => false,
-        };
-        if !(args.force || may_shrink) {
+        if !(args.force || target.may_shrink) {
             return Err(UpdateError::Shrank {
                 file: target.file.clone(),
                 data: data.name(),
@@ -396,7 +419,7 @@ fn bring_up_to_date(agent: &fetch::Agent, target: &Target, args: &UpdateArgs) ->
                 accepted_by: if matches!(data, Data::Feed { .. }) {
                     "--force, or may_shrink = true in its [feeds] entry,"
                 } else {
-                    "--force"
+                    "--force, or database_may_shrink = true in [policy],"
                 },
             });
         }
@@ -478,11 +501,11 @@ fn stored_validators(file: &Path) -> Option<Validators> {
 }
 
 /// The old file becomes the previous copy (a hard link, so the file itself is never missing),
-/// then the new one replaces it whole; then the validators that describe it.
-fn install(file: &Path, bytes: &[u8], validators: Option<&Validators>) -> Result<(), CliError> {
+/// then the new one replaces it whole; on an error the file is as it was.
+fn install(file: &Path, bytes: &[u8]) -> Result<(), UpdateError> {
     let write_error = |path: &Path| {
         let path = path.to_owned();
-        move |source| CliError::Update(UpdateError::Write { path, source })
+        move |source| UpdateError::Write { path, source }
     };
     if let Some(folder) = file.parent().filter(|folder| !folder.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder).map_err(write_error(folder))?;
@@ -495,10 +518,14 @@ fn install(file: &Path, bytes: &[u8], validators: Option<&Validators>) -> Result
         }
         std::fs::hard_link(file, &previous).map_err(write_error(&previous))?;
     }
-    files::replace(file, bytes).map_err(write_error(file))?;
-    let Some(validators) = validators else { return Ok(()) };
+    files::replace(file, bytes).map_err(write_error(file))
+}
+
+/// Keeps the validators that describe the file just installed, for the next conditional GET.
+fn keep_validators(file: &Path, validators: &Validators) -> Result<(), UpdateError> {
+    let path = beside(file, VALIDATORS);
     let text = serde_json::to_vec(validators).unwrap_or_default();
-    files::replace(&beside(file, VALIDATORS), &text).map_err(write_error(&beside(file, VALIDATORS)))
+    files::replace(&path, &text).map_err(|source| UpdateError::Write { path, source })
 }
 
 /// Asks the running geofence to reload and says how it went; none running is no failure.
