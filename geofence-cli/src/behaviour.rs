@@ -84,6 +84,22 @@ impl SharedTracker {
         judged
     }
 
+    /// Counts the server's answer in `packet` (queued on OUTPUT, see `geofence rules`) against
+    /// the source it answers, when it is a failure and the source is one the tracker counts.
+    pub fn answered(&self, packet: &[u8]) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(meta) = geofence_core::packet::parse(packet) else { return };
+        let Ok(SipMessage::Response { status }) = sip::parse(meta.payload(packet)) else { return };
+        let now = self.now_ms();
+        let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seen = tracker.as_mut().and_then(|tracker| tracker.answered(meta.destination, status, now));
+        if seen == Some(Seen::Penalised) {
+            log::debug!("behaviour: {} answered {status}, over max_failures", meta.destination);
+        }
+    }
+
     /// The ban a source gets when a threshold drops its request (`ban = true`), if any: the
     /// source alone, for the penalty.
     pub fn ban(&self) -> Option<BanSpec> {
@@ -91,8 +107,12 @@ impl SharedTracker {
         (duration_ms > 0).then_some(BanSpec { duration_ms, prefix_v4: 32, prefix_v6: 128 })
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn observe(&self, source: IpAddr, method: Method, target: Option<&[u8]>) -> Option<Seen> {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
         let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         tracker.as_mut().map(|tracker| tracker.observe(source, method, target, now))
     }

@@ -63,12 +63,16 @@ pub fn config(command: &ConfigCommand) -> Result<ExitCode, CliError> {
             limit => {
                 let methods: Vec<&str> =
                     Method::NAMED.iter().filter(|m| limits.watched.contains(**m)).map(|m| m.name()).collect();
-                format!(", more than {limit} {} requests,", methods.join("/"))
+                format!(", more than {limit} {} requests", methods.join("/"))
             }
         };
+        let failures = match limits.max_failures {
+            u32::MAX => String::new(),
+            limit => format!(", answered more than {limit} failures (401/403/404/407)"),
+        };
         text.push_str(&format!(
-            "behaviour: a source sending more than {} SIP requests{watched} or asking more than {} users in {} ms is \
-             dropped for {} ms; {} sources tracked\n",
+            "behaviour: a source sending more than {} SIP requests{watched}{failures}, or asking more than {} users in \
+             the last {} ms is dropped for {} ms; {} sources tracked\n",
             most(limits.max_requests),
             most(limits.max_targets),
             limits.window_ms,

@@ -32,7 +32,8 @@ pub struct Totals {
     /// Per country index ([`CountryCode::index`], then unknown, then not looked up):
     /// [accepted, dropped].
     per_country: Vec<[u64; 2]>,
-    /// Per rule name, `(default)`, `(malformed)` and `(behaviour)`: packets decided by it.
+    /// Per rule name, `(default)`, `(malformed)` and `(behaviour)`: packets decided by it; and
+    /// `(answers)`: the server's failure answers queued on OUTPUT, each accepted.
     pub per_rule: BTreeMap<String, u64>,
     interval: Interval,
 }
@@ -76,8 +77,12 @@ impl Totals {
     }
 }
 
-/// Counters after the rules': the default verdict, malformed packets, behaviour drops.
-const EXTRA_SLOTS: usize = 3;
+/// Counters after the rules': the default verdict, malformed packets, behaviour drops, the
+/// server's answers.
+const EXTRA_SLOTS: usize = 4;
+
+/// The name the server's answers (queued on OUTPUT for `[behaviour]`) are counted under.
+pub const ANSWERS: &str = "(answers)";
 
 /// One worker's counts since its last flush.
 pub struct Local {
@@ -146,6 +151,13 @@ impl Local {
         }
     }
 
+    /// Counts one of the server's answers, which is accepted as it is.
+    pub fn record_answer(&mut self) {
+        self.accepted += 1;
+        let answers = self.per_rule.len() - 1;
+        self.per_rule[answers] += 1;
+    }
+
     /// Whether the drops since the last flush fill the list, so that further sources would go
     /// untracked until the next flush.
     pub fn is_full(&self) -> bool {
@@ -182,7 +194,8 @@ impl Local {
                 },
                 s if s == rules => "(default)",
                 s if s == rules + 1 => "(malformed)",
-                _ => crate::behaviour::RULE,
+                s if s == rules + 2 => crate::behaviour::RULE,
+                _ => ANSWERS,
             };
             let count = std::mem::take(count);
             add_to(&mut totals.per_rule, name, |total| *total += count);

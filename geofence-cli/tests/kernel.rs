@@ -1147,6 +1147,54 @@ fn a_register_flood_for_one_user_is_stopped_at_the_watched_methods_limit() {
     assert_eq!(received, [30, 40], "{stderr}");
 }
 
+/// A policy that lets SIP from anywhere through (but for scanners) and counts, per source,
+/// the server's failure answers: more than 10 in 10 s and the source is dropped for a minute.
+const FAILURES: &str = r#"
+default = "accept"
+hashlimit_rate = 1000
+hashlimit_burst = 1000
+[[rule]]
+name = "scanners"
+protocol = "udp"
+ports = [5060]
+user_agent = ["@scanners"]
+action = "drop"
+[behaviour]
+window = "10s"
+max_failures = 10
+penalty = "1m"
+"#;
+
+#[test]
+fn a_source_that_kamailio_keeps_refusing_is_stopped_after_max_failures_while_the_phone_registers() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    // The registrar (tests/kamailio/refuse-all-but-the-phone.cfg) answers 200 to the phone
+    // and 403 to everyone else.
+    let (guesser, phone, guesser6) = ("192.0.2.50", "192.0.2.51", "2001:db8:1::50");
+    pair.add_sources(&[guesser, phone, guesser6]);
+    let (_dir, path) = config(FAILURES);
+    pair.install_rules(&path);
+    let kamailio = pair.kamailio("refuse-all-but-the-phone.cfg");
+    let geofence = pair.start_geofence(&path, 0);
+    let keys = [("host", DOMAIN), ("ua", PHONE_UA)];
+    pair.sipp("register-answered.xml", guesser, 5090, "1001", &keys, 30);
+    pair.sipp("register-answered.xml", phone, 5092, "1001", &keys, 30);
+    pair.sipp("register-answered.xml", guesser6, 5094, "1001", &keys, 30);
+    let received = [guesser, phone, guesser6].map(|source| kamailio.received("REGISTER", source));
+    let answers = [false, true].map(|v6| pair.chain_counter(v6, "filter", "OUTPUT", "SIP/2.0 40")).iter().sum::<u64>();
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    // Ten refusals are allowed; the eleventh puts the source over, so its next REGISTER is
+    // dropped before kamailio sees it.
+    assert_eq!(received, [11, 30, 11], "{}\n{stderr}", kamailio.log());
+    assert_eq!(answers, 22, "only the 403s were queued on OUTPUT, not the phone's 200s");
+    assert_eq!(Geofence::verdicts(&stdout), 30 * 3 + 22, "every request and every queued answer: {stdout}");
+    assert!(stderr.contains("(answers)") && stderr.contains("(behaviour)"), "{stderr}");
+}
+
 const HONEYPOT: &str = r#"
 default = "drop"
 malformed = "accept"

@@ -6,10 +6,16 @@
 //! source, with the time, and drops what it says to drop. Nothing here reads a clock.
 //!
 //! - **Counted**: requests in a window (`max_requests`), requests of the methods `watched`
-//!   (`max_watched`: REGISTER floods of password guessing, OPTIONS sweeps), and the distinct
-//!   target users (the To user) in it (`max_targets`), the sign of extension enumeration. Windows are fixed
-//!   intervals that start with a source's first request; targets are counted in a 64-bit
+//!   (`max_watched`: REGISTER floods of password guessing, OPTIONS sweeps), the distinct
+//!   target users (the To user) in it (`max_targets`), the sign of extension enumeration, and
+//!   the server's failure answers to the source (`max_failures`: 401, 403, 404 and 407, see
+//!   [`is_failure`]), handed over with [`Tracker::answered`]. Targets are counted in a 64-bit
 //!   set of hashed users, so `max_targets` is at most 32, where that count is still close.
+//! - **Sliding windows**: each count is kept for the current window and the one before it (the
+//!   windows of a source follow each other from its first request), and the count over the
+//!   last `window` is the current one plus the previous one's in proportion to how much of it
+//!   is still inside: a source cannot send twice its limit across the boundary of two windows,
+//!   as it could with windows that start afresh. A source idle for two windows starts afresh.
 //! - **Bounded**: the table has a fixed number of slots, chosen when it is made; a source
 //!   hashes (with a per-table key, so a flood cannot aim at one bucket) to a bucket of
 //!   [`BUCKET`] slots. A new source takes an empty slot of its bucket, else the slot of the
@@ -46,8 +52,8 @@ use crate::sip::Method;
 /// Slots a source may take: its bucket.
 pub const BUCKET: usize = 4;
 
-/// The thresholds: a source that sends more requests, or asks more distinct users, than
-/// these within one window is penalised.
+/// The thresholds: a source that sends more requests, asks more distinct users, or is
+/// answered with more failures than these within one window is penalised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The window, in milliseconds.
@@ -62,6 +68,9 @@ pub struct Limits {
     pub watched: Methods,
     /// Requests of the `watched` methods a source may send in a window (at most 65,535).
     pub max_watched: u32,
+    /// Failure answers ([`is_failure`]) the server may send a source in a window (at most
+    /// 65,535).
+    pub max_failures: u32,
 }
 
 /// No limit at all, and a window of a second: a base to set some limits on.
@@ -74,6 +83,7 @@ impl Default for Limits {
             penalty_ms: 1000,
             watched: Methods::default(),
             max_watched: u32::MAX,
+            max_failures: u32::MAX,
         }
     }
 }
@@ -108,21 +118,93 @@ pub enum Seen {
     Penalised,
 }
 
+/// Whether a SIP status code answers a failed attempt: 401 and 407 (the password asked for, or
+/// a wrong one: what a guesser is answered), 403 (refused) and 404 (no such user: what an
+/// enumerator is answered). A phone is challenged once a registration or call, so a limit of
+/// a few dozen a window leaves it alone.
+pub fn is_failure(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 407)
+}
+
+/// One window's counts (saturating: the limits that matter are far below).
 #[derive(Clone, Copy, Default)]
-struct Slot {
-    /// The source as a 128-bit number (an IPv4 address mapped) in two halves (which keeps a
-    /// slot 8-byte aligned: 56 bytes, not 64), and whether the slot is used.
-    source: [u64; 2],
-    used: bool,
-    window_start: u64,
-    last_seen: u64,
-    penalty_until: u64,
-    /// Requests in the window, all and of the watched methods (saturating: the limits that
-    /// matter are far below).
+struct Counts {
     requests: u16,
     watched: u16,
-    /// One bit a hashed target user.
+    failures: u16,
+}
+
+/// 64 bytes, one cache line: a million sources fit 64 MiB.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// The source as a 128-bit number (an IPv4 address mapped), in two halves so that a slot
+    /// is 8-byte aligned with no padding.
+    source: [u64; 2],
+    /// Where the current window starts, in milliseconds.
+    window_start: u64,
+    penalty_until: u64,
+    /// One bit a hashed target user, in the current window and the one before.
     targets: u64,
+    previous_targets: u64,
+    counts: Counts,
+    previous: Counts,
+    /// When the source was last seen, in whole seconds plus one: 0 is a slot no source uses.
+    /// Seconds are enough to pick the one seen longest ago.
+    seen: u32,
+}
+
+impl Slot {
+    fn is_used(&self) -> bool {
+        self.seen != 0
+    }
+
+    /// Moves the windows on to the one `now_ms` is in.
+    fn roll(&mut self, now_ms: u64, window_ms: u64) {
+        let elapsed = now_ms.saturating_sub(self.window_start);
+        if elapsed >= window_ms.saturating_mul(2) {
+            (self.window_start, self.previous, self.previous_targets) = (now_ms, Counts::default(), 0);
+        } else if elapsed >= window_ms {
+            (self.window_start, self.previous, self.previous_targets) =
+                (self.window_start + window_ms, self.counts, self.targets);
+        } else {
+            return;
+        }
+        (self.counts, self.targets) = (Counts::default(), 0);
+    }
+
+    /// Whether a count over the sliding window is above `limit`: the current window's count
+    /// plus the previous one's share that the last `window_ms` still covers.
+    fn over(&self, current: u32, previous: u32, limit: u32, now_ms: u64, window_ms: u64) -> bool {
+        let still_inside = window_ms.saturating_sub(now_ms.saturating_sub(self.window_start));
+        let weighted = u128::from(current) * u128::from(window_ms) + u128::from(previous) * u128::from(still_inside);
+        weighted > u128::from(limit) * u128::from(window_ms)
+    }
+
+    fn over_limits(&self, limits: &Limits, now_ms: u64) -> bool {
+        let (counts, previous) = (self.counts, self.previous);
+        let targets = self.targets.count_ones();
+        let earlier_targets = (self.previous_targets & !self.targets).count_ones();
+        let over = |current: u16, earlier: u16, limit: u32| {
+            self.over(u32::from(current), u32::from(earlier), limit, now_ms, limits.window_ms)
+        };
+        over(counts.requests, previous.requests, limits.max_requests)
+            || over(counts.watched, previous.watched, limits.max_watched)
+            || over(counts.failures, previous.failures, limits.max_failures)
+            || self.over(targets, earlier_targets, limits.max_targets, now_ms, limits.window_ms)
+    }
+
+    fn penalise_if_over(&mut self, limits: &Limits, now_ms: u64) -> Seen {
+        if self.over_limits(limits, now_ms) {
+            self.penalty_until = now_ms.saturating_add(limits.penalty_ms);
+            return Seen::Penalised;
+        }
+        Seen::Fine
+    }
+}
+
+/// A time in whole seconds plus one, for [`Slot::seen`].
+fn seen_at(now_ms: u64) -> u32 {
+    u32::try_from(now_ms / 1000).unwrap_or(u32::MAX - 1) + 1
 }
 
 /// The per-source state, of a fixed size.
@@ -166,33 +248,41 @@ impl Tracker {
         let limits = self.limits;
         let target_bit = target.map(|user| 1u64 << (hash_bytes(user, self.key) & 63));
         let slot = self.slot_for(number(source), now_ms);
-        slot.last_seen = now_ms;
+        slot.seen = seen_at(now_ms);
         if slot.penalty_until > now_ms {
             return Seen::Penalised;
         }
-        if now_ms.saturating_sub(slot.window_start) >= limits.window_ms {
-            slot.window_start = now_ms;
-            slot.requests = 0;
-            slot.watched = 0;
-            slot.targets = 0;
-        }
-        slot.requests = slot.requests.saturating_add(1);
-        slot.watched = slot.watched.saturating_add(u16::from(limits.watched.contains(method)));
+        slot.roll(now_ms, limits.window_ms);
+        slot.counts.requests = slot.counts.requests.saturating_add(1);
+        slot.counts.watched = slot.counts.watched.saturating_add(u16::from(limits.watched.contains(method)));
         slot.targets |= target_bit.unwrap_or(0);
-        let over = u32::from(slot.requests) > limits.max_requests
-            || u32::from(slot.watched) > limits.max_watched
-            || slot.targets.count_ones() > limits.max_targets;
-        if over {
-            slot.penalty_until = now_ms.saturating_add(limits.penalty_ms);
-            return Seen::Penalised;
+        slot.penalise_if_over(&limits, now_ms)
+    }
+
+    /// Counts the server's answer with `status` to `destination` at `now_ms`, if it is a
+    /// failure ([`is_failure`]) and the destination is a source the tracker counts: an answer
+    /// never makes a slot, so trusted sources (never observed) and spoofed answers take no
+    /// room. `None` when nothing was counted; else whether the source is now penalised.
+    pub fn answered(&mut self, destination: IpAddr, status: u16, now_ms: u64) -> Option<Seen> {
+        if !is_failure(status) {
+            return None;
         }
-        Seen::Fine
+        let limits = self.limits;
+        let source = number(destination);
+        let start = self.bucket_start(source);
+        let slot = self.slots[start..start + BUCKET].iter_mut().find(|slot| slot.is_used() && slot.source == source)?;
+        if slot.penalty_until > now_ms {
+            return Some(Seen::Penalised);
+        }
+        slot.roll(now_ms, limits.window_ms);
+        slot.counts.failures = slot.counts.failures.saturating_add(1);
+        Some(slot.penalise_if_over(&limits, now_ms))
     }
 
     /// Whether `source` is penalised at `now_ms` (without counting anything).
     pub fn is_penalised(&self, source: IpAddr, now_ms: u64) -> bool {
         let source = number(source);
-        self.bucket(source).iter().any(|slot| slot.used && slot.source == source && slot.penalty_until > now_ms)
+        self.bucket(source).iter().any(|slot| slot.is_used() && slot.source == source && slot.penalty_until > now_ms)
     }
 
     fn bucket(&self, source: [u64; 2]) -> &[Slot] {
@@ -210,18 +300,18 @@ impl Tracker {
     fn slot_for(&mut self, source: [u64; 2], now_ms: u64) -> &mut Slot {
         let start = self.bucket_start(source);
         let bucket = &mut self.slots[start..start + BUCKET];
-        let index = match bucket.iter().position(|slot| slot.used && slot.source == source) {
+        let index = match bucket.iter().position(|slot| slot.is_used() && slot.source == source) {
             Some(own) => own,
             None => {
-                let victim = bucket.iter().position(|slot| !slot.used).unwrap_or_else(|| {
+                let victim = bucket.iter().position(|slot| !slot.is_used()).unwrap_or_else(|| {
                     let oldest = |penalised: bool| {
                         (0..BUCKET)
                             .filter(|i| (bucket[*i].penalty_until > now_ms) == penalised)
-                            .min_by_key(|i| bucket[*i].last_seen)
+                            .min_by_key(|i| bucket[*i].seen)
                     };
                     oldest(false).or_else(|| oldest(true)).unwrap_or(0)
                 });
-                bucket[victim] = Slot { source, used: true, window_start: now_ms, ..Slot::default() };
+                bucket[victim] = Slot { source, seen: seen_at(now_ms), window_start: now_ms, ..Slot::default() };
                 victim
             }
         };
@@ -270,20 +360,62 @@ mod tests {
     }
 
     #[test]
-    fn too_many_requests_in_a_window_penalise_and_a_new_window_forgives() {
+    fn too_many_requests_in_a_sliding_window_penalise() {
         let mut tracker = Tracker::new(limits(), 64, 1);
         let source: IpAddr = "198.51.100.4".parse().unwrap();
         for now in 0..5 {
             assert_eq!(tracker.observe(source, Method::Options, None, now * 100), Seen::Fine);
         }
-        // Five in the next window are fine again.
-        for now in 0..5 {
-            assert_eq!(tracker.observe(source, Method::Options, None, 1000 + now), Seen::Fine);
+        // Half-way through the next window, half of the first one's 5 still counts: 2.5 + 2
+        // is under the limit of 5, 2.5 + 3 is over.
+        for now in 0..2 {
+            assert_eq!(tracker.observe(source, Method::Options, None, 1500 + now), Seen::Fine);
         }
-        assert_eq!(tracker.observe(source, Method::Options, None, 1005), Seen::Penalised);
-        assert!(tracker.is_penalised(source, 6004) && !tracker.is_penalised(source, 6005));
+        assert_eq!(tracker.observe(source, Method::Options, None, 1502), Seen::Penalised);
+        assert!(tracker.is_penalised(source, 6501) && !tracker.is_penalised(source, 6502));
         assert!(!tracker.is_penalised("198.51.100.5".parse().unwrap(), 1005), "another source is not");
         assert!(tracker.is_penalised("::ffff:198.51.100.4".parse().unwrap(), 1005), "its mapped form is");
+    }
+
+    #[test]
+    fn a_burst_across_the_boundary_of_two_windows_is_caught() {
+        // The window starts at 0; the burst is 4 at its end and 6 at the start of the next.
+        // Windows that start afresh would let 4 + 5 through within 20 ms.
+        let mut tracker = Tracker::new(limits(), 64, 1);
+        let source: IpAddr = "198.51.100.4".parse().unwrap();
+        assert_eq!(tracker.observe(source, Method::Options, None, 0), Seen::Fine);
+        let burst: Vec<Seen> = (0..10).map(|n| tracker.observe(source, Method::Options, None, 992 + 2 * n)).collect();
+        assert_eq!(burst.iter().filter(|seen| **seen == Seen::Fine).count(), 4, "{burst:?}");
+    }
+
+    #[test]
+    fn a_source_idle_for_two_windows_starts_afresh() {
+        let mut tracker = Tracker::new(limits(), 64, 1);
+        let source: IpAddr = "198.51.100.4".parse().unwrap();
+        for now in 0..5 {
+            assert_eq!(tracker.observe(source, Method::Options, None, 900 + now), Seen::Fine);
+        }
+        // Two windows after the first request's, nothing of the first window counts.
+        for now in 0..5 {
+            assert_eq!(tracker.observe(source, Method::Options, None, 2900 + now), Seen::Fine);
+        }
+    }
+
+    #[test]
+    fn failure_answers_count_against_a_counted_source_only() {
+        let limits = Limits { max_failures: 3, ..limits() };
+        let mut tracker = Tracker::new(limits, 64, 4);
+        let (guesser, stranger): (IpAddr, IpAddr) = ("203.0.113.5".parse().unwrap(), "203.0.113.6".parse().unwrap());
+        assert_eq!(tracker.answered(stranger, 403, 0), None, "an answer to a source never seen makes no slot");
+        assert_eq!(tracker.observe(guesser, Method::Register, Some(b"100"), 0), Seen::Fine);
+        assert_eq!(tracker.answered(guesser, 200, 1), None, "a success is no failure");
+        assert_eq!(tracker.answered(guesser, 100, 1), None);
+        for (status, now) in [(401, 2), (403, 3), (404, 4)] {
+            assert_eq!(tracker.answered(guesser, status, now), Some(Seen::Fine));
+        }
+        assert_eq!(tracker.answered(guesser, 407, 5), Some(Seen::Penalised));
+        assert_eq!(tracker.observe(guesser, Method::Register, Some(b"100"), 6), Seen::Penalised);
+        assert!(!tracker.is_penalised(stranger, 6));
     }
 
     #[test]
@@ -315,7 +447,7 @@ mod tests {
         assert_eq!(Tracker::new(limits(), 1, 0).capacity(), BUCKET);
         let million = Tracker::new(limits(), 1_000_000, 0);
         assert_eq!(million.capacity(), 1 << 20);
-        assert_eq!(million.memory_bytes(), 56 << 20);
+        assert_eq!(million.memory_bytes(), 64 << 20);
     }
 
     #[test]

@@ -238,14 +238,15 @@ impl PolicyConfig {
 ///
 /// ```toml
 /// [behaviour]
-/// window = "10s"       # counts start again after this
+/// window = "10s"       # what a source did in the last 10 s counts (a sliding window)
 /// max_requests = 50    # SIP requests a source may send in a window
 /// max_targets = 8      # distinct To users it may ask (extension enumeration); at most 32
 /// watched_methods = ["REGISTER"]  # and requests of these methods
 /// max_watched = 20     #   it may send (password guessing is REGISTER after REGISTER)
+/// max_failures = 20    # the server's 401/403/404/407 answers to it (queued on OUTPUT)
 /// penalty = "10m"      # a source over any of these is dropped this long
 /// ban = true           # and banned in the kernel for it, on every port (default false)
-/// max_sources = 65536  # sources remembered (56 bytes each); the table's fixed size
+/// max_sources = 65536  # sources remembered (64 bytes each); the table's fixed size
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -470,6 +471,8 @@ struct RawBehaviour {
     watched_methods: Vec<Spanned<String>>,
     #[serde(default = "unlimited")]
     max_watched: u32,
+    #[serde(default = "unlimited")]
+    max_failures: u32,
     #[serde(default = "default_max_sources")]
     max_sources: Spanned<u32>,
 }
@@ -814,7 +817,12 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
             Some("enumeration shows within a few users: 5 to 20".into()),
         ));
     }
-    for (key, value) in [("max_requests", table.max_requests), ("max_watched", table.max_watched)] {
+    let counted = [
+        ("max_requests", table.max_requests),
+        ("max_watched", table.max_watched),
+        ("max_failures", table.max_failures),
+    ];
+    for (key, value) in counted {
         if value > u32::from(u16::MAX) && value != unlimited() {
             return Err(at.at(raw, format!("{key} = {value} is more than geofence counts (65535)"), None));
         }
@@ -828,6 +836,7 @@ fn behaviour(at: &Locator, raw: &Spanned<RawBehaviour>) -> Result<Behaviour, Con
         penalty_ms: duration_ms(at, &table.penalty)?,
         watched: crate::behaviour::Methods::of(watched),
         max_watched: table.max_watched,
+        max_failures: table.max_failures,
     };
     Ok(Behaviour { limits, ban: table.ban, max_sources })
 }

@@ -49,6 +49,7 @@ pub fn rule_options(deployment: &Deployment, malformed: Verdict) -> RuleOptions 
         flow_mark: deployment.flow_mark,
         every_datagram: Vec::new(),
         bans: None,
+        failure_answers: Vec::new(),
     }
 }
 

@@ -34,7 +34,7 @@ mod stats;
 mod sys;
 
 pub use error::NfqError;
-pub use message::QueuedPacket;
+pub use message::{QueuedPacket, HOOK_LOCAL_OUT};
 pub use queue::{
     bind_queues, from_fn, run_queues, FnHandler, Handler, Queue, QueueConfig, QueueCounters, QueueReport, Stop,
 };

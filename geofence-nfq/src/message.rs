@@ -37,6 +37,10 @@ pub struct QueuedPacket<'a> {
     pub out_interface: Option<u32>,
 }
 
+/// The hook of packets the host itself sends (`NF_INET_LOCAL_OUT`): a [`QueuedPacket::hook`]
+/// of OUTPUT rules.
+pub const HOOK_LOCAL_OUT: u8 = 3;
+
 impl QueuedPacket<'_> {
     /// The mark to give with [`Verdict::AcceptWithMark`] so that only the bits of `mask` change
     /// to those of `value`: the kernel sets a verdict's mark whole, so the packet's other bits

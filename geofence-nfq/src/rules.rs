@@ -24,6 +24,12 @@
 //! (trunks, the LAN) give the flow mark, so trusted sources keep the kernel bypass. SIP over TCP
 //! is not read: a connection's first queued packet is its SYN, which carries no payload.
 //!
+//! A `[behaviour]` with `max_failures` counts the server's failure answers (401, 403, 404,
+//! 407) to a source, so the rules also queue, on OUTPUT, the UDP datagrams leaving those SIP
+//! ports that start `SIP/2.0 40` (a `string` match over the first 64 bytes, which hold the
+//! status line's start behind an IPv4 or IPv6 header and UDP's). geofence accepts each and
+//! counts it against its destination; other answers never leave the kernel.
+//!
 //! A policy with ban rules gets the two sets of banned networks ([`crate::bans`]: ipsets for
 //! iptables, sets of the `inet geofence` table for nft) and, first of all, a rule a family that
 //! drops their members on every port: a banned source's packets die in the kernel, before any
@@ -75,6 +81,9 @@ pub struct RuleOptions {
     /// The ban sets, when a rule bans: created first, and their members dropped on every port
     /// ahead of every other rule.
     pub bans: Option<BanSetOptions>,
+    /// Traffic whose server's failure answers are queued on OUTPUT, by the answers' source
+    /// port: the SIP datagrams of `every_datagram`, when `[behaviour]` counts failures.
+    pub failure_answers: Vec<Selector>,
 }
 
 /// The kernel sets of banned networks, as `ipset create` makes them.
@@ -96,6 +105,9 @@ pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     let policy = &config.policy.builder;
     let mut options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
     options.every_datagram = datagram_selectors(policy.rules());
+    if config.policy.behaviour.is_some_and(|behaviour| behaviour.limits.max_failures != u32::MAX) {
+        options.failure_answers = options.every_datagram.clone();
+    }
     if policy.rules().iter().any(|rule| rule.ban().is_some()) {
         let bans = &config.deployment.bans;
         options.bans =
@@ -199,6 +211,7 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
             }
             let _ = writeln!(out, "{tool} -w -A INPUT{matched}{state} -j NFQUEUE {}", queue_target(options));
         }
+        iptables_answers(&mut out, tool, &options.failure_answers, options);
         if options.flow_mark != 0 {
             let mark = options.flow_mark;
             let _ = writeln!(
@@ -216,6 +229,25 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
         }
     }
     out
+}
+
+/// The first bytes of a failure answer's payload: `SIP/2.0 401`, `403`, `404`, `407` (and the
+/// other 40x, which geofence passes over).
+const FAILURE_START: &str = "SIP/2.0 40";
+
+/// OUTPUT rules that queue the server's failure answers from the ports of `answers`.
+fn iptables_answers(out: &mut String, tool: &str, answers: &[Selector], options: &RuleOptions) {
+    for selector in answers {
+        let matched = match selector {
+            Selector::Ports(_, range) => format!(" -p udp --sport {}", range_text(*range, ":")),
+            _ => " -p udp".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{tool} -w -A OUTPUT{matched} -m string --algo bm --to 64 --string \"{FAILURE_START}\" -j NFQUEUE {}",
+            queue_target(options)
+        );
+    }
 }
 
 /// What the rules queue, in order, each with the match that limits it to new flows: first the
@@ -334,6 +366,20 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
         let _ = writeln!(out, "        {matched}{state}{queue}");
     }
     out.push_str("    }\n");
+    if !options.failure_answers.is_empty() {
+        let start: String = FAILURE_START.bytes().map(|byte| format!("{byte:02x}")).collect();
+        let bits = FAILURE_START.len() * 8;
+        out.push_str("    chain output {\n        type filter hook output priority filter; policy accept;\n");
+        for selector in &options.failure_answers {
+            let matched = match selector {
+                Selector::Ports(_, range) => format!("udp sport {} ", range_text(*range, "-")),
+                _ => "meta l4proto udp ".to_owned(),
+            };
+            // The payload's first bytes, 8 bytes into the transport header (UDP's length).
+            let _ = writeln!(out, "        {matched}@th,64,{bits} 0x{start} {queue}");
+        }
+        out.push_str("    }\n");
+    }
     if options.flow_mark != 0 {
         let mark = options.flow_mark;
         let _ =
@@ -500,6 +546,33 @@ mod tests {
         assert!(for_config(&geography).1.every_datagram.is_empty());
     }
 
+    /// With `max_failures`, the server's 40x answers from the SIP port are queued on OUTPUT;
+    /// without it, no answer is.
+    #[test]
+    fn counting_failures_queues_the_servers_failure_answers_on_output() {
+        let text = "default = \"accept\"\nhashlimit_rate = 0\nqueue = \"2-3\"\nfail_open = true\n\
+                    [behaviour]\nwindow = \"10s\"\npenalty = \"1m\"\nmax_failures = 20\n\
+                    [[rule]]\nprotocol = \"udp\"\nports = [5060]\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n";
+        let (selectors, options) = for_config(&Config::parse(text).unwrap());
+        assert_eq!(options.failure_answers, [Selector::Ports(Protocol::UDP, PortRange::single(5060))]);
+        let lines = iptables(&selectors, &options);
+        for tool in ["iptables", "ip6tables"] {
+            let answers = format!(
+                "{tool} -w -A OUTPUT -p udp --sport 5060 -m string --algo bm --to 64 --string \"SIP/2.0 40\" \
+                 -j NFQUEUE --queue-balance 2:3 --queue-bypass\n"
+            );
+            assert!(lines.contains(&answers), "{lines}");
+        }
+        assert!(nft(&selectors, &options).contains(
+            "    chain output {\n        type filter hook output priority filter; policy accept;\n        \
+             udp sport 5060 @th,64,80 0x5349502f322e30203430 queue num 2-3 fanout bypass\n    }\n"
+        ));
+        let uncounted = Config::parse(&text.replace("max_failures = 20\n", "max_requests = 20\n")).unwrap();
+        let (selectors, options) = for_config(&uncounted);
+        assert!(options.failure_answers.is_empty());
+        assert!(!iptables(&selectors, &options).contains("OUTPUT") && !nft(&selectors, &options).contains("output"));
+    }
+
     #[test]
     fn options_change_the_queue_target_and_drop_what_is_off() {
         let (selectors, mut options) = asterisk();
@@ -547,6 +620,7 @@ mod tests {
                 drop_invalid: false,
                 every_datagram: Vec::new(),
                 bans: None,
+                failure_answers: Vec::new(),
             },
         );
         assert_eq!(icmp, "iptables -w -A INPUT -p icmp -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0\n");

@@ -598,6 +598,13 @@ impl Handler for Worker {
         if self.shared.generation.load(Ordering::Acquire) != self.generation {
             self.take_new_policy();
         }
+        if packet.hook == geofence_nfq::HOOK_LOCAL_OUT {
+            // One of the server's failure answers, queued for `[behaviour]` to count: the policy
+            // decides what arrives, not what the server sends.
+            self.shared.behaviour.answered(packet.payload);
+            self.local.record_answer();
+            return Verdict::Accept;
+        }
         let decision = self.shared.behaviour.judge(&self.policy, self.policy.explain(packet.payload), packet.payload);
         self.local.record(&decision);
         if let Some((source, spec, rule)) = self.ban_of(&decision) {

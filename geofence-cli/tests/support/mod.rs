@@ -106,9 +106,10 @@ impl NetnsPair {
         let output =
             Command::new(env!("CARGO_BIN_EXE_geofence")).arg("rules").arg("--config").arg(config).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        // Each line as a shell reads it, as `geofence rules | sh` would (a string match
+        // quotes a blank).
         for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            self.in_server(&words);
+            self.in_server(&["sh", "-c", line]);
         }
     }
 
@@ -124,8 +125,14 @@ impl NetnsPair {
 
     /// The packet counter of the first rule in `table`'s INPUT chain whose listing contains `needle`.
     pub fn counter(&self, v6: bool, table: &str, needle: &str) -> u64 {
+        self.chain_counter(v6, table, "INPUT", needle)
+    }
+
+    /// The packet counter of the first rule of `chain` in `table` whose listing contains
+    /// `needle`.
+    pub fn chain_counter(&self, v6: bool, table: &str, chain: &str, needle: &str) -> u64 {
         let tool = if v6 { "ip6tables" } else { "iptables" };
-        let listing = self.in_server(&[tool, "-w", "-t", table, "-L", "INPUT", "-n", "-v", "-x"]);
+        let listing = self.in_server(&[tool, "-w", "-t", table, "-L", chain, "-n", "-v", "-x"]);
         let text = String::from_utf8_lossy(&listing.stdout);
         text.lines()
             .skip(2)
@@ -201,6 +208,35 @@ impl NetnsPair {
         });
         ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
         UdpServer { received, stop, thread: Some(thread) }
+    }
+
+    /// Kamailio (Debian's `kamailio`, which scripts/install-deps installs) on the server's
+    /// port 5060, IPv4 and IPv6, with the config `tests/kamailio/NAME`, until dropped.
+    pub fn kamailio(&self, name: &str) -> Kamailio {
+        let folder = tempfile::tempdir().unwrap();
+        let log = folder.path().join("kamailio.log");
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio").join(name);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.server, "kamailio", "-DD", "-E", "-f"])
+            .arg(&config)
+            .arg("-Y")
+            .arg(folder.path())
+            .arg("-w")
+            .arg(folder.path())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio starts (scripts/install-deps installs it)");
+        let kamailio = Kamailio { child, log, _folder: folder };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listening = self.in_server(&["ss", "-lnu", "sport", "= :5060"]);
+            if String::from_utf8_lossy(&listening.stdout).matches(":5060").count() >= 2 {
+                return kamailio;
+            }
+            assert!(Instant::now() < deadline, "kamailio did not listen: {}", kamailio.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Sends `count` SIP OPTIONS datagrams from each source (given with `add_sources`) to the
@@ -394,6 +430,34 @@ impl Drop for Geofence {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A running kamailio, stopped on drop.
+pub struct Kamailio {
+    child: Child,
+    log: PathBuf,
+    _folder: tempfile::TempDir,
+}
+
+impl Kamailio {
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The requests of `method` from `source` it received, as its config logs them
+    /// (`geofence-test: METHOD from SOURCE`).
+    pub fn received(&self, method: &str, source: &str) -> usize {
+        let line = format!("geofence-test: {method} from {source}\n");
+        self.log().matches(&line).count()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let _ = self.child.wait();
     }
 }
 

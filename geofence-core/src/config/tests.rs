@@ -430,7 +430,7 @@ fn sip_keys_are_read_and_their_mistakes_located() {
 fn the_behaviour_table_is_read_and_checked() {
     let good = format!(
         "default = \"accept\"\n[behaviour]\nwindow = \"10s\"\nmax_targets = 8\npenalty = \"10m\"\nmax_sources = 1000\n\
-         watched_methods = [\"REGISTER\"]\nmax_watched = 20\n{SIP_RULE}"
+         watched_methods = [\"REGISTER\"]\nmax_watched = 20\nmax_failures = 12\n{SIP_RULE}"
     );
     let behaviour = Config::parse(&good).unwrap().policy.behaviour.unwrap();
     assert_eq!(
@@ -446,12 +446,14 @@ fn the_behaviour_table_is_read_and_checked() {
     assert!(behaviour.limits.watched.contains(crate::sip::Method::Register));
     assert!(!behaviour.limits.watched.contains(crate::sip::Method::Options));
     assert_eq!(behaviour.limits.max_watched, 20);
+    assert_eq!(behaviour.limits.max_failures, 12);
     for (change, expected) in [
         (("window = \"10s\"", "window = \"ten\""), "line 3, column 10: `ten` is not a duration"),
         (("max_targets = 8", "max_targets = 40"), "max_targets = 40 is more than geofence counts (32)"),
         (("max_sources = 1000", "max_sources = 0"), "line 6, column 15: max_sources = 0 is not 1 to 16777216"),
         (("[\"REGISTER\"]", "[\"register\"]"), "line 7, column 20: `register` is not a SIP method geofence knows"),
         (("max_watched = 20", "max_watched = 70000"), "max_watched = 70000 is more than geofence counts (65535)"),
+        (("max_failures = 12", "max_failures = 65536"), "max_failures = 65536 is more than geofence counts (65535)"),
     ] {
         let text = good.replace(change.0, change.1);
         assert!(error(&text).contains(expected), "{change:?}: {}", error(&text));
