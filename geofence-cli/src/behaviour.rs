@@ -10,7 +10,7 @@ use std::time::Instant;
 use geofence_core::ban::BanSpec;
 use geofence_core::behaviour::{Seen, Tracker};
 use geofence_core::config::Behaviour;
-use geofence_core::sip::{self, Method, SipMessage};
+use geofence_core::sip::{self, Method, SipError, SipMessage};
 use geofence_core::{Decision, Policy, Verdict};
 
 /// The name drops by a behaviour threshold are counted and logged under.
@@ -21,7 +21,7 @@ pub struct SharedTracker {
     started: Instant,
     tracker: Mutex<Option<Tracker>>,
     /// Whether there is a tracker: read without the lock, so that a policy without
-    /// `[behaviour]` pays neither the lock nor a second parse of the request.
+    /// `[behaviour]` never takes it.
     active: AtomicBool,
     /// The penalty's length when `ban = true`, else 0: a penalised source is banned for it.
     ban_ms: AtomicU64,
@@ -68,14 +68,19 @@ impl SharedTracker {
 
     /// The decision with the thresholds applied: a SIP request that `policy` let through from
     /// an untrusted source (a rule at or after its first SIP rule) is counted, and dropped when
-    /// its source is over a threshold. Trusted sources are never counted.
-    pub fn judge<'a>(&self, policy: &Policy, decision: Decision<'a>, packet: &[u8]) -> Decision<'a> {
+    /// its source is over a threshold. Trusted sources are never counted. `message` is what
+    /// the decision read of the payload ([`Policy::explain_sip`]), so nothing is parsed twice.
+    pub fn judge<'a>(
+        &self,
+        policy: &Policy,
+        decision: Decision<'a>,
+        message: Option<Result<SipMessage<'_>, SipError>>,
+    ) -> Decision<'a> {
         let counted = self.active.load(Ordering::Acquire)
             && decision.verdict != Verdict::Drop
-            && decision.read_payload
             && !policy.settles_flow(decision.rule_index);
-        let (Ok(meta), Some(source), true) = (&decision.packet, decision.source, counted) else { return decision };
-        let Ok(SipMessage::Request(request)) = sip::parse(meta.payload(packet)) else { return decision };
+        let (Some(source), true) = (decision.source, counted) else { return decision };
+        let Some(Ok(SipMessage::Request(request))) = message else { return decision };
         let target = request.to().and_then(|to| to.user);
         let mut judged = decision;
         if self.observe(source, request.method, target) == Some(Seen::Penalised) {

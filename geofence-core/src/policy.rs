@@ -23,6 +23,7 @@ use crate::db::{CountryDb, CountryTable};
 use crate::packet::{self, PacketError, PacketMeta, Protocol, Transport};
 use crate::prefix::{self, PrefixList};
 use crate::rule::{Rule, Verdict};
+use crate::sip::{self, SipError, SipMessage};
 
 /// Why a policy cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -480,7 +481,8 @@ impl Policy {
     /// Inlined into the callers, so that the parsed header stays in registers for `decide`.
     #[inline(always)]
     fn verdict_of(&self, meta: &PacketMeta, payload: &[u8]) -> Verdict {
-        self.first_match(meta, payload, &mut Keys::default()).map_or(self.default, |index| self.verdicts[index])
+        let sip_key = || self.sip.key(&sip::parse(payload));
+        self.first_match(meta, &sip_key, &mut Keys::default()).map_or(self.default, |index| self.verdicts[index])
     }
 
     /// Whether a verdict given by rule `rule_index` (`None`: the default) holds for the rest
@@ -570,8 +572,42 @@ impl Policy {
 
     /// [`Policy::explain`] for a packet already parsed, with its transport payload.
     pub fn explain_with_payload(&self, meta: &PacketMeta, payload: &[u8]) -> Decision<'_> {
+        self.explain_by(meta, &|| self.sip.key(&sip::parse(payload)))
+    }
+
+    /// [`Policy::explain`], and the SIP message the decision read from the payload, when a rule
+    /// asked it: what a caller that goes on with the request (a per-source count, say) reads
+    /// without parsing it again.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use geofence_core::{sample, sip::SipMessage, Config, Verdict};
+    /// let db = Arc::new(geofence_core::db::parse_range_csv("192.0.2.0,192.0.2.255,GB\n")?);
+    /// let text = "default = \"accept\"\n[[rule]]\nprotocol = \"udp\"\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n";
+    /// let policy = Config::parse(text)?.policy.build(db)?;
+    /// let packet = sample::sip_options("192.0.2.7".parse()?, "198.51.100.1".parse()?);
+    /// let (decision, message) = policy.explain_sip(&packet);
+    /// assert_eq!(decision.verdict, Verdict::Accept);
+    /// assert!(matches!(message, Some(Ok(SipMessage::Request(_)))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn explain_sip<'p>(&self, packet: &'p [u8]) -> (Decision<'_>, Option<Result<SipMessage<'p>, SipError>>) {
+        let Ok(meta) = packet::parse(packet) else { return (self.explain(packet), None) };
+        let payload = meta.payload(packet);
+        let read = std::cell::Cell::new(None);
+        let decision = self.explain_by(&meta, &|| {
+            let message = sip::parse(payload);
+            read.set(Some(message));
+            self.sip.key(&message)
+        });
+        (decision, read.into_inner())
+    }
+
+    /// The decision, where `sip_key` reads the payload's SIP key when a rule asks it.
+    #[inline(always)]
+    fn explain_by(&self, meta: &PacketMeta, sip_key: &impl Fn() -> usize) -> Decision<'_> {
         let mut keys = Keys::default();
-        let rule_index = self.first_match(meta, payload, &mut keys);
+        let rule_index = self.first_match(meta, sip_key, &mut keys);
         let rule = rule_index.and_then(|index| self.rules.get(index));
         let country = match keys[Lookup::Country.index()] {
             Some(key) => Looked::Found(self.db.answer(key)),
@@ -645,13 +681,13 @@ impl Policy {
     /// which of those admit the packet. An IPv4-mapped IPv6 source is decided as the IPv4
     /// address it maps, by every condition alike.
     #[inline(always)]
-    fn first_match(&self, meta: &PacketMeta, payload: &[u8], keys: &mut Keys) -> Option<usize> {
+    fn first_match(&self, meta: &PacketMeta, sip_key: &impl Fn() -> usize, keys: &mut Keys) -> Option<usize> {
         // Matched by family rather than through `IpAddr::to_canonical`, whose returned copy of
         // the address would be read back in other pieces than it was written: a stall.
         match meta.source {
-            IpAddr::V4(source) => self.first_match_v4(meta, payload, keys, source),
+            IpAddr::V4(source) => self.first_match_v4(meta, sip_key, keys, source),
             IpAddr::V6(source) => match source.to_ipv4_mapped() {
-                Some(mapped) => self.first_match_v4(meta, payload, keys, mapped),
+                Some(mapped) => self.first_match_v4(meta, sip_key, keys, mapped),
                 None => self.first_match_by(
                     meta,
                     keys,
@@ -661,7 +697,7 @@ impl Policy {
                     |lookup| match lookup {
                         Lookup::Country => self.db.key_v6(source),
                         Lookup::Asn => self.asn.key_v6(source),
-                        Lookup::Sip => self.sip.key(payload),
+                        Lookup::Sip => sip_key(),
                     },
                 ),
             },
@@ -669,7 +705,13 @@ impl Policy {
     }
 
     #[inline(always)]
-    fn first_match_v4(&self, meta: &PacketMeta, payload: &[u8], keys: &mut Keys, source: Ipv4Addr) -> Option<usize> {
+    fn first_match_v4(
+        &self,
+        meta: &PacketMeta,
+        sip_key: &impl Fn() -> usize,
+        keys: &mut Keys,
+        source: Ipv4Addr,
+    ) -> Option<usize> {
         self.first_match_by(
             meta,
             keys,
@@ -679,7 +721,7 @@ impl Policy {
             |lookup| match lookup {
                 Lookup::Country => self.db.key_v4(source),
                 Lookup::Asn => self.asn.key_v4(source),
-                Lookup::Sip => self.sip.key(payload),
+                Lookup::Sip => sip_key(),
             },
         )
     }

@@ -605,7 +605,8 @@ impl Handler for Worker {
             self.local.record_answer();
             return Verdict::Accept;
         }
-        let decision = self.shared.behaviour.judge(&self.policy, self.policy.explain(packet.payload), packet.payload);
+        let (decision, message) = self.policy.explain_sip(packet.payload);
+        let decision = self.shared.behaviour.judge(&self.policy, decision, message);
         self.local.record(&decision);
         if let Some((source, spec, rule)) = self.ban_of(&decision) {
             self.shared.banner.ask(source, spec, rule);

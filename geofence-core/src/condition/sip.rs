@@ -518,10 +518,9 @@ impl SipTests {
         Ok(Some(self.conditions.len() - 1))
     }
 
-    /// The set of conditions a payload passes, as bits: the packet's answer.
-    pub(crate) fn key(&self, payload: &[u8]) -> usize {
-        let message = sip::parse(payload);
-        self.conditions.iter().enumerate().fold(0, |key, (bit, c)| key | (usize::from(c.admits(&message)) << bit))
+    /// The set of conditions a payload's message passes, as bits: the packet's answer.
+    pub(crate) fn key(&self, message: &Result<SipMessage<'_>, SipError>) -> usize {
+        self.conditions.iter().enumerate().fold(0, |key, (bit, c)| key | (usize::from(c.admits(message)) << bit))
     }
 }
 
