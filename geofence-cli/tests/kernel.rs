@@ -1195,6 +1195,48 @@ fn a_source_that_kamailio_keeps_refusing_is_stopped_after_max_failures_while_the
     assert!(stderr.contains("(answers)") && stderr.contains("(behaviour)"), "{stderr}");
 }
 
+/// The nft output chain `geofence rules --backend nft` prints, matching with a counter where
+/// it would queue (this kernel has no CONFIG_NFT_QUEUE): it takes kamailio's 403s and leaves
+/// its 200s alone.
+#[test]
+fn with_the_nft_backend_the_output_chain_matches_the_failure_answers_alone() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (guesser, phone, guesser6) = ("192.0.2.52", "192.0.2.51", "2001:db8:1::52");
+    pair.add_sources(&[guesser, phone, guesser6]);
+    let (dir, path) = config(FAILURES);
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_geofence"))
+        .args(["rules", "--backend", "nft", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    let output_chain = printed.lines().filter(|line| line.contains("udp sport 5060")).count();
+    let ruleset: String = printed
+        .lines()
+        .filter(|line| !line.contains("queue num") || line.contains("udp sport 5060"))
+        .map(|line| format!("{}\n", line.replace("queue num 0", "counter")))
+        .collect();
+    let file = dir.path().join("ruleset.nft");
+    std::fs::write(&file, &ruleset).unwrap();
+    let loaded = pair.in_server(&["nft", "-f", file.to_str().unwrap()]);
+    assert!(loaded.status.success(), "{ruleset}{}", String::from_utf8_lossy(&loaded.stderr));
+    let kamailio = pair.kamailio("refuse-all-but-the-phone.cfg");
+    let keys = [("host", DOMAIN), ("ua", PHONE_UA)];
+    pair.sipp("register-answered.xml", guesser, 5096, "1001", &keys, 5);
+    pair.sipp("register-answered.xml", phone, 5098, "1001", &keys, 5);
+    pair.sipp("register-answered.xml", guesser6, 5100, "1001", &keys, 5);
+    let received = [guesser, phone, guesser6].map(|source| kamailio.received("REGISTER", source));
+    assert_eq!(received, [5, 5, 5], "{}", kamailio.log());
+    let listed = pair.in_server(&["nft", "list", "chain", "inet", "geofence", "output"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(output_chain, 1, "{printed}");
+    assert!(listed.contains("counter packets 10 "), "the 403s, IPv4 and IPv6, not the 200s: {listed}");
+}
+
 const HONEYPOT: &str = r#"
 default = "drop"
 malformed = "accept"

@@ -53,7 +53,7 @@ use crate::sip::Method;
 pub const BUCKET: usize = 4;
 
 /// The thresholds: a source that sends more requests, asks more distinct users, or is
-/// answered with more failures than these within one window is penalised.
+/// answered with more failures than these within the last window (sliding) is penalised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The window, in milliseconds.
@@ -165,7 +165,7 @@ impl Slot {
             (self.window_start, self.previous, self.previous_targets) = (now_ms, Counts::default(), 0);
         } else if elapsed >= window_ms {
             (self.window_start, self.previous, self.previous_targets) =
-                (self.window_start + window_ms, self.counts, self.targets);
+                (self.window_start.saturating_add(window_ms), self.counts, self.targets);
         } else {
             return;
         }
