@@ -552,16 +552,21 @@ impl Policy {
     pub fn explain(&self, packet: &[u8]) -> Decision<'_> {
         match packet::parse(packet) {
             Ok(meta) => self.explain_with_payload(&meta, meta.payload(packet)),
-            Err(error) => Decision {
-                verdict: self.malformed,
-                rule: None,
-                rule_index: None,
-                packet: Err(error),
-                source: None,
-                country: Looked::Skipped,
-                asn: Looked::Skipped,
-                read_payload: false,
-            },
+            Err(error) => self.malformed_decision(error),
+        }
+    }
+
+    /// The decision for a packet that cannot be parsed.
+    fn malformed_decision(&self, error: PacketError) -> Decision<'_> {
+        Decision {
+            verdict: self.malformed,
+            rule: None,
+            rule_index: None,
+            packet: Err(error),
+            source: None,
+            country: Looked::Skipped,
+            asn: Looked::Skipped,
+            read_payload: false,
         }
     }
 
@@ -592,7 +597,10 @@ impl Policy {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn explain_sip<'p>(&self, packet: &'p [u8]) -> (Decision<'_>, Option<Result<SipMessage<'p>, SipError>>) {
-        let Ok(meta) = packet::parse(packet) else { return (self.explain(packet), None) };
+        let meta = match packet::parse(packet) {
+            Ok(meta) => meta,
+            Err(error) => return (self.malformed_decision(error), None),
+        };
         let payload = meta.payload(packet);
         let read = std::cell::Cell::new(None);
         let decision = self.explain_by(&meta, &|| {
