@@ -191,7 +191,7 @@ fn at_line(path: &Path, line: usize, problem: &str) -> String {
 enum Data {
     Country,
     Asn,
-    Feed { name: String },
+    Feed { name: String, may_shrink: bool },
 }
 
 impl Data {
@@ -346,7 +346,7 @@ fn targets(config: &Config, config_path: &Path) -> Result<Vec<Target>, CliError>
 fn target(config: &Config, config_path: &Path, file: PathBuf, origin: Origin, limit: Option<u64>) -> Target {
     let data = data_of(config, config_path, &file);
     let may_shrink = match &data {
-        Some(Data::Feed { name }) => config.policy.feeds.iter().any(|feed| &feed.name == name && feed.may_shrink),
+        Some(Data::Feed { may_shrink, .. }) => *may_shrink,
         Some(Data::Country | Data::Asn) => config.policy.database_may_shrink,
         None => false,
     };
@@ -368,7 +368,7 @@ fn data_of(config: &Config, config_path: &Path, file: &Path) -> Option<Data> {
         .feeds
         .iter()
         .find(|feed| feed.files.iter().any(|named| same(named)))
-        .map(|feed| Data::Feed { name: feed.name.clone() })
+        .map(|feed| Data::Feed { name: feed.name.clone(), may_shrink: feed.may_shrink })
 }
 
 fn absolute(path: &Path) -> PathBuf {
