@@ -158,6 +158,11 @@ impl Slot {
         self.seen != 0
     }
 
+    /// Whether this is `source`'s slot.
+    fn holds(&self, source: [u64; 2]) -> bool {
+        self.is_used() && self.source == source
+    }
+
     /// Moves the windows on to the one `now_ms` is in.
     fn roll(&mut self, now_ms: u64, window_ms: u64) {
         let elapsed = now_ms.saturating_sub(self.window_start);
@@ -269,8 +274,7 @@ impl Tracker {
         }
         let limits = self.limits;
         let source = number(destination);
-        let start = self.bucket_start(source);
-        let slot = self.slots[start..start + BUCKET].iter_mut().find(|slot| slot.is_used() && slot.source == source)?;
+        let slot = self.bucket_mut(source).iter_mut().find(|slot| slot.holds(source))?;
         if slot.penalty_until > now_ms {
             return Some(Seen::Penalised);
         }
@@ -282,12 +286,17 @@ impl Tracker {
     /// Whether `source` is penalised at `now_ms` (without counting anything).
     pub fn is_penalised(&self, source: IpAddr, now_ms: u64) -> bool {
         let source = number(source);
-        self.bucket(source).iter().any(|slot| slot.is_used() && slot.source == source && slot.penalty_until > now_ms)
+        self.bucket(source).iter().any(|slot| slot.holds(source) && slot.penalty_until > now_ms)
     }
 
     fn bucket(&self, source: [u64; 2]) -> &[Slot] {
         let start = self.bucket_start(source);
         &self.slots[start..start + BUCKET]
+    }
+
+    fn bucket_mut(&mut self, source: [u64; 2]) -> &mut [Slot] {
+        let start = self.bucket_start(source);
+        &mut self.slots[start..start + BUCKET]
     }
 
     fn bucket_start(&self, source: [u64; 2]) -> usize {
@@ -298,9 +307,8 @@ impl Tracker {
     /// The source's slot: its own, else an empty one, else the one seen longest ago (not
     /// penalised, if there is one), reset for it.
     fn slot_for(&mut self, source: [u64; 2], now_ms: u64) -> &mut Slot {
-        let start = self.bucket_start(source);
-        let bucket = &mut self.slots[start..start + BUCKET];
-        let index = match bucket.iter().position(|slot| slot.is_used() && slot.source == source) {
+        let bucket = self.bucket_mut(source);
+        let index = match bucket.iter().position(|slot| slot.holds(source)) {
             Some(own) => own,
             None => {
                 let victim = bucket.iter().position(|slot| !slot.is_used()).unwrap_or_else(|| {
