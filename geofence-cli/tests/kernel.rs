@@ -1206,24 +1206,13 @@ fn with_the_nft_backend_the_output_chain_matches_the_failure_answers_alone() {
     let pair = NetnsPair::new();
     let (guesser, phone, guesser6) = ("192.0.2.52", "192.0.2.51", "2001:db8:1::52");
     pair.add_sources(&[guesser, phone, guesser6]);
-    let (dir, path) = config(FAILURES);
-    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_geofence"))
-        .args(["rules", "--backend", "nft", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
-    let printed = String::from_utf8_lossy(&printed.stdout);
+    let (_dir, path) = config(FAILURES);
+    let printed = pair.install_nft_rules(&path, |line| match line {
+        answers if answers.contains("udp sport 5060") => Some(answers.replace("queue num 0", "counter")),
+        queued if queued.contains("queue num") => None,
+        other => Some(other.to_owned()),
+    });
     let output_chain = printed.lines().filter(|line| line.contains("udp sport 5060")).count();
-    let ruleset: String = printed
-        .lines()
-        .filter(|line| !line.contains("queue num") || line.contains("udp sport 5060"))
-        .map(|line| format!("{}\n", line.replace("queue num 0", "counter")))
-        .collect();
-    let file = dir.path().join("ruleset.nft");
-    std::fs::write(&file, &ruleset).unwrap();
-    let loaded = pair.in_server(&["nft", "-f", file.to_str().unwrap()]);
-    assert!(loaded.status.success(), "{ruleset}{}", String::from_utf8_lossy(&loaded.stderr));
     let kamailio = pair.kamailio("refuse-all-but-the-phone.cfg");
     let keys = [("host", DOMAIN), ("ua", PHONE_UA)];
     pair.sipp("register-answered.xml", guesser, 5096, "1001", &keys, 5);
@@ -1425,23 +1414,10 @@ fn with_the_nft_backend_a_ban_goes_into_an_interval_set_that_drops_ahead_of_the_
     let (scanner, trunk) = ("192.0.2.66", "203.0.113.10");
     pair.add_sources(&[scanner, trunk]);
     let policy = HONEYPOT.replace("[lists]", "[bans]\nsets = \"nft\"\n[lists]");
-    let (dir, path) = config(&policy);
+    let (_dir, path) = config(&policy);
     // The printed ruleset, less its queue statements: this kernel has no CONFIG_NFT_QUEUE, so
     // iptables queues instead, from the security table, which runs after nft's filter chain.
-    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_geofence"))
-        .args(["rules", "--backend", "nft", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
-    let ruleset: String = String::from_utf8_lossy(&printed.stdout)
-        .lines()
-        .filter(|l| !l.contains("queue num"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let file = dir.path().join("ruleset.nft");
-    std::fs::write(&file, ruleset).unwrap();
-    pair.in_server(&["nft", "-f", file.to_str().unwrap()]);
+    pair.install_nft_rules(&path, |line| (!line.contains("queue num")).then(|| line.to_owned()));
     pair.iptables(false, &["-t security -A INPUT -p udp -m multiport --dports 5060,5070 -j NFQUEUE --queue-num 0"]);
     let server = pair.udp_server();
     let geofence = pair.start_geofence(&path, 0);

@@ -113,6 +113,26 @@ impl NetnsPair {
         }
     }
 
+    /// Loads what `geofence rules --backend nft --config CONFIG` prints into the server
+    /// namespace, each line through `edit` (`None` leaves it out): this kernel has no
+    /// CONFIG_NFT_QUEUE, so a test takes out or replaces the queue statements. Returns the
+    /// printed ruleset.
+    pub fn install_nft_rules(&self, config: &Path, edit: impl Fn(&str) -> Option<String>) -> String {
+        let printed = Command::new(env!("CARGO_BIN_EXE_geofence"))
+            .args(["rules", "--backend", "nft", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+        let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+        let ruleset: String = printed.lines().filter_map(&edit).map(|line| format!("{line}\n")).collect();
+        let file = config.with_file_name("ruleset.nft");
+        std::fs::write(&file, &ruleset).unwrap();
+        let loaded = self.in_server(&["nft", "-f", file.to_str().unwrap()]);
+        assert!(loaded.status.success(), "{ruleset}{}", String::from_utf8_lossy(&loaded.stderr));
+        printed
+    }
+
     /// Adds iptables (or ip6tables, for `v6`) rules in the server namespace, one a string.
     pub fn iptables(&self, v6: bool, rules: &[&str]) {
         let tool = if v6 { "ip6tables" } else { "iptables" };
