@@ -1226,6 +1226,52 @@ fn with_the_nft_backend_the_output_chain_matches_the_failure_answers_alone() {
     assert!(listed.contains("counter packets 10 "), "the 403s, IPv4 and IPv6, not the 200s: {listed}");
 }
 
+/// The conntrack entries of `source`'s TCP connections to the SIP port, as `conntrack -L`
+/// lists them in the server namespace.
+fn sip_connections(pair: &NetnsPair, source: &str) -> Vec<String> {
+    let family = if source.contains(':') { "ipv6" } else { "ipv4" };
+    let listed =
+        pair.in_server(&["conntrack", "-L", "-f", family, "-p", "tcp", "--orig-src", source, "--dport", "5060"]);
+    String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect()
+}
+
+/// SIP over TCP with examples/voip-sip.toml and kamailio listening on TCP: each segment of a
+/// connection is queued until its first whole request; the phone's REGISTER is accepted and
+/// gives the connection the flow mark, so its later ones stay in the kernel; the scanner's is
+/// dropped, and so is every retransmission of it, so kamailio never reads a word from it.
+#[test]
+fn over_tcp_a_scanner_is_dropped_while_a_phone_registers_and_its_connection_then_stays_in_the_kernel() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (phone, scanner, phone6, scanner6) = ("192.0.2.51", "192.0.2.54", "2001:db8:1::51", "2001:db8:1::54");
+    pair.add_sources(&[phone, scanner, phone6, scanner6]);
+    let (_dir, path) = config(&voip_sip());
+    pair.install_rules(&path);
+    let kamailio = pair.kamailio("refuse-all-but-the-phone.cfg");
+    let geofence = pair.start_geofence(&path, 0);
+    for (source, ua) in
+        [(phone, PHONE_UA), (scanner, "friendly-scanner"), (phone6, PHONE_UA), (scanner6, "sipcli/v1.8")]
+    {
+        pair.sipp_tcp("register-answered.xml", source, 5090, "1001", &[("host", DOMAIN), ("ua", ua)], 3);
+    }
+    let received = [phone, scanner, phone6, scanner6].map(|source| kamailio.received("REGISTER", source));
+    let connections = [phone, scanner, phone6, scanner6].map(|source| sip_connections(&pair, source));
+    let bypassed = [false, true].map(|v6| pair.counter(v6, "filter", "tcp dpt:5060 connmark match"));
+    let (ok, _stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    assert_eq!(received, [3, 0, 3, 0], "{}\n{stderr}", kamailio.log());
+    for (source, connections) in [phone, scanner, phone6, scanner6].iter().zip(&connections) {
+        let marked = connections.iter().filter(|line| line.contains("mark=1073741824")).count();
+        let expected = if source.ends_with("51") { 1 } else { 0 };
+        assert_eq!((connections.len(), marked), (1, expected), "{source}'s connection: {connections:?}");
+    }
+    // The phone's second and third REGISTER, at least, came through the connection's mark.
+    assert!(bypassed.iter().all(|count| *count >= 2), "{bypassed:?}");
+    assert!(stderr.contains("scanners"), "{stderr}");
+}
+
 const HONEYPOT: &str = r#"
 default = "drop"
 malformed = "accept"

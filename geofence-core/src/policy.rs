@@ -497,6 +497,37 @@ impl Policy {
         }
     }
 
+    /// Whether a decision may be given to the rest of the packet's flow, so that a queue gives
+    /// the flow the kernel bypass: its rule [settles the flow](Policy::settles_flow), or it
+    /// accepted a TCP segment that holds a SIP request's whole headers (`message` is what the
+    /// decision read of the payload, [`Policy::explain_sip`]).
+    ///
+    /// A TCP stream's later segments need not start a message, so they cannot be read alone:
+    /// rules that read SIP decide a connection by its first whole request. Until it comes
+    /// (the handshake's last ACK, a keep-alive, a request whose headers run on into the next
+    /// segment) each segment is decided on its own.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use geofence_core::{sample, Config};
+    /// let db = Arc::new(geofence_core::db::parse_range_csv("192.0.2.0,192.0.2.255,GB\n")?);
+    /// let text = "default = \"accept\"\n[[rule]]\nprotocol = \"tcp\"\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n";
+    /// let policy = Config::parse(text)?.policy.build(db)?;
+    /// let (source, server) = ("192.0.2.7".parse()?, "198.51.100.1".parse()?);
+    /// let request = sample::tcp_segment(source, server, 5060, &sample::sip_options_payload(source, server));
+    /// let (decision, message) = policy.explain_sip(&request);
+    /// assert!(policy.settles(&decision, message.as_ref()), "the first whole request decides the connection");
+    /// let ack = sample::tcp_segment(source, server, 5060, b"");
+    /// let (decision, message) = policy.explain_sip(&ack);
+    /// assert!(!policy.settles(&decision, message.as_ref()), "the handshake's ACK does not");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn settles(&self, decision: &Decision<'_>, message: Option<&Result<SipMessage<'_>, SipError>>) -> bool {
+        let tcp = decision.packet.as_ref().is_ok_and(|meta| meta.protocol == Protocol::TCP);
+        let whole_request = matches!(message, Some(Ok(SipMessage::Request(request))) if request.complete);
+        self.settles_flow(decision.rule_index) || (tcp && whole_request && decision.verdict != Verdict::Drop)
+    }
+
     /// The ban a packet's source gets when rule `rule_index` decided it: the rule's
     /// [`BanSpec`] if it is a ban rule, unless `source` is trusted, that is, in a list that an
     /// accepting rule before it names. A trunk's address that a scanner forges to probe a

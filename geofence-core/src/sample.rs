@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use pnet_packet::ip::IpNextHeaderProtocol;
 use pnet_packet::ipv4::{self, MutableIpv4Packet};
 use pnet_packet::ipv6::MutableIpv6Packet;
+use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags};
 use pnet_packet::udp::{self, MutableUdpPacket};
 
 use crate::packet::Protocol;
@@ -13,6 +14,7 @@ use crate::packet::Protocol;
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const UDP_HEADER: usize = 8;
+const TCP_HEADER: usize = 20;
 
 /// An IP packet from `source` to `destination` whose payload is `transport` (a transport header
 /// and its data, or IPv6 extension headers followed by them, with `protocol` naming the first).
@@ -76,17 +78,48 @@ pub fn udp_packet(source: IpAddr, destination: IpAddr, ports: (u16, u16), payloa
     ip_packet(source, destination, Protocol::UDP, &datagram)
 }
 
+/// A TCP segment from `source` port 5062 to `destination` port `port` of an established
+/// connection (ACK and PSH set, or ACK alone without a payload), with a correct checksum,
+/// inside an IP packet.
+///
+/// # Panics
+/// As [`ip_packet`].
+pub fn tcp_segment(source: IpAddr, destination: IpAddr, port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut segment = vec![0; TCP_HEADER + payload.len()];
+    let mut tcp = MutableTcpPacket::new(&mut segment).expect("buffer holds the header");
+    tcp.set_source(5062);
+    tcp.set_destination(port);
+    tcp.set_sequence(1);
+    tcp.set_acknowledgement(1);
+    tcp.set_data_offset(5);
+    tcp.set_flags(if payload.is_empty() { TcpFlags::ACK } else { TcpFlags::ACK | TcpFlags::PSH });
+    tcp.set_window(64240);
+    tcp.set_payload(payload);
+    let checksum = match (source, destination) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => tcp::ipv4_checksum(&tcp.to_immutable(), &s, &d),
+        (IpAddr::V6(s), IpAddr::V6(d)) => tcp::ipv6_checksum(&tcp.to_immutable(), &s, &d),
+        _ => 0,
+    };
+    tcp.set_checksum(checksum);
+    ip_packet(source, destination, Protocol::TCP, &segment)
+}
+
 /// A SIP OPTIONS request, the probe toll-fraud scanners send first, from `source` port 5062 to
 /// `destination` port 5060.
 ///
 /// # Panics
 /// As [`ip_packet`].
 pub fn sip_options(source: IpAddr, destination: IpAddr) -> Vec<u8> {
+    udp_packet(source, destination, (5062, 5060), &sip_options_payload(source, destination))
+}
+
+/// The payload of [`sip_options`]: the request alone, for any transport.
+pub fn sip_options_payload(source: IpAddr, destination: IpAddr) -> Vec<u8> {
     let host = |address: IpAddr| match address {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
     };
-    let message = format!(
+    format!(
         "OPTIONS sip:100@{to} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {from}:5062;branch=z9hG4bK-geofence\r\n\
          From: <sip:probe@{from}>;tag=1\r\n\
@@ -97,6 +130,6 @@ pub fn sip_options(source: IpAddr, destination: IpAddr) -> Vec<u8> {
          Content-Length: 0\r\n\r\n",
         from = host(source),
         to = host(destination),
-    );
-    udp_packet(source, destination, (5062, 5060), message.as_bytes())
+    )
+    .into_bytes()
 }

@@ -47,7 +47,7 @@ pub fn rule_options(deployment: &Deployment, malformed: Verdict) -> RuleOptions 
         hashlimit_rate: deployment.hashlimit_rate,
         hashlimit_burst: deployment.hashlimit_burst,
         flow_mark: deployment.flow_mark,
-        every_datagram: Vec::new(),
+        every_packet: Vec::new(),
         bans: None,
         failure_answers: Vec::new(),
     }

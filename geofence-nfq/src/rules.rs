@@ -21,8 +21,16 @@
 //! first, harmless request. For those rules' UDP ports the rules queue every datagram that does
 //! not carry the flow mark, still behind the per-source hashlimit (which then counts every
 //! datagram of the source, not only new flows); only verdicts of rules ahead of every SIP rule
-//! (trunks, the LAN) give the flow mark, so trusted sources keep the kernel bypass. SIP over TCP
-//! is not read: a connection's first queued packet is its SYN, which carries no payload.
+//! (trunks, the LAN) give the flow mark, so trusted sources keep the kernel bypass.
+//!
+//! Their TCP ports are queued segment by segment too, until a connection has the flow mark: a
+//! connection's first packet is its SYN, which carries no payload, and a stream's later
+//! segments need not start a message, so geofence decides a connection by its first whole
+//! request and gives the flow mark with that request's accept. A dropped segment gets no mark,
+//! so the sender's retransmissions are queued and dropped again. The hashlimit counts new
+//! connections, not segments. The server's answers over TCP are not queued for
+//! `max_failures`: behind IPv6's header and TCP's options the status line can start past the
+//! string match's reach.
 //!
 //! A `[behaviour]` with `max_failures` counts the server's failure answers (401, 403, 404,
 //! 407) to a source, so the rules also queue, on OUTPUT, the UDP datagrams leaving those SIP
@@ -59,6 +67,16 @@ pub enum Selector {
     Ports(Protocol, PortRange),
 }
 
+impl Selector {
+    /// The one protocol it selects, if it selects one.
+    pub fn protocol(self) -> Option<Protocol> {
+        match self {
+            Selector::All => None,
+            Selector::Protocol(protocol) | Selector::Ports(protocol, _) => Some(protocol),
+        }
+    }
+}
+
 /// What a ruleset needs to know besides the policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleOptions {
@@ -75,14 +93,18 @@ pub struct RuleOptions {
     /// Whether packets of the selected traffic that conntrack calls INVALID are dropped ahead
     /// of the queue (the policy's `malformed` verdict is drop) rather than let through.
     pub drop_invalid: bool,
-    /// Traffic whose every datagram is queued (not only a flow's first): what rules that read
-    /// SIP payloads could decide. Its rules come first.
-    pub every_datagram: Vec<Selector>,
+    /// Traffic whose every packet without the flow mark is queued, not only a flow's first:
+    /// what rules that read SIP payloads could decide. UDP datagrams are decided one by one;
+    /// a TCP connection until its first whole request settles it ([`Policy::settles`]). Its
+    /// rules come first.
+    ///
+    /// [`Policy::settles`]: geofence_core::Policy::settles
+    pub every_packet: Vec<Selector>,
     /// The ban sets, when a rule bans: created first, and their members dropped on every port
     /// ahead of every other rule.
     pub bans: Option<BanSetOptions>,
     /// Traffic whose server's failure answers are queued on OUTPUT, by the answers' source
-    /// port: the SIP datagrams of `every_datagram`, when `[behaviour]` counts failures.
+    /// port: the SIP datagrams of `every_packet`, when `[behaviour]` counts failures.
     pub failure_answers: Vec<Selector>,
 }
 
@@ -104,9 +126,11 @@ const MULTIPORT_RANGES: usize = 7;
 pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
     let policy = &config.policy.builder;
     let mut options = crate::deployment::rule_options(&config.deployment, policy.malformed_verdict());
-    options.every_datagram = datagram_selectors(policy.rules());
+    options.every_packet = payload_selectors(policy.rules());
     if config.policy.behaviour.is_some_and(|behaviour| behaviour.limits.max_failures != u32::MAX) {
-        options.failure_answers = options.every_datagram.clone();
+        // Only UDP's: a TCP answer's status line may start past the string match's 64 bytes.
+        options.failure_answers =
+            options.every_packet.iter().copied().filter(|s| s.protocol() == Some(Protocol::UDP)).collect();
     }
     if policy.rules().iter().any(|rule| rule.ban().is_some()) {
         let bans = &config.deployment.bans;
@@ -114,29 +138,34 @@ pub fn for_config(config: &Config) -> (Vec<Selector>, RuleOptions) {
             Some(BanSetOptions { max_entries: bans.limits.max_entries, kind: bans.sets, ports: bans.ports.clone() });
     }
     let mut flows = selectors(policy.rules(), policy.default_verdict());
-    flows.retain(|selector| !options.every_datagram.contains(selector));
+    flows.retain(|selector| !options.every_packet.contains(selector));
     (flows, options)
 }
 
-/// The UDP traffic rules that read SIP payloads could decide: their ports, or all of UDP.
-pub fn datagram_selectors(rules: &[Rule]) -> Vec<Selector> {
+/// The traffic rules that read SIP payloads could decide, UDP and TCP: their ports, or all of
+/// the protocol.
+pub fn payload_selectors(rules: &[Rule]) -> Vec<Selector> {
     let mut wanted: Vec<Selector> = Vec::new();
     for rule in rules.iter().filter(|rule| rule.reads_payload()) {
-        if !rule.protocols().is_empty() && !rule.protocols().contains(&Protocol::UDP) {
-            continue;
-        }
-        let selectors: Vec<Selector> = match rule.ports() {
-            [] => vec![Selector::Protocol(Protocol::UDP)],
-            ranges => ranges.iter().map(|range| Selector::Ports(Protocol::UDP, *range)).collect(),
-        };
-        for selector in selectors {
-            if !wanted.contains(&selector) {
-                wanted.push(selector);
+        for protocol in [Protocol::UDP, Protocol::TCP] {
+            if !rule.protocols().is_empty() && !rule.protocols().contains(&protocol) {
+                continue;
+            }
+            let selectors: Vec<Selector> = match rule.ports() {
+                [] => vec![Selector::Protocol(protocol)],
+                ranges => ranges.iter().map(|range| Selector::Ports(protocol, *range)).collect(),
+            };
+            for selector in selectors {
+                if !wanted.contains(&selector) {
+                    wanted.push(selector);
+                }
             }
         }
     }
-    if wanted.contains(&Selector::Protocol(Protocol::UDP)) {
-        wanted.retain(|selector| !matches!(selector, Selector::Ports(..)));
+    for protocol in [Protocol::UDP, Protocol::TCP] {
+        if wanted.contains(&Selector::Protocol(protocol)) {
+            wanted.retain(|selector| !matches!(selector, Selector::Ports(p, _) if *p == protocol));
+        }
     }
     wanted
 }
@@ -192,7 +221,7 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
                 let _ = writeln!(out, "{tool} -w -A INPUT -m set --match-set {set} src{matched} -j DROP");
             }
         }
-        for (selector, state) in queued(selectors, options, " -m conntrack --ctstate NEW") {
+        for (selector, limited, state) in queued(selectors, options, " -m conntrack --ctstate NEW") {
             let Some(matched) = iptables_match(*selector, family) else { continue };
             if options.drop_invalid {
                 let _ = writeln!(out, "{tool} -w -A INPUT{matched} -m conntrack --ctstate INVALID -j DROP");
@@ -204,7 +233,7 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
             if options.hashlimit_rate > 0 {
                 let _ = writeln!(
                     out,
-                    "{tool} -w -A INPUT{matched}{state} -m hashlimit --hashlimit-above {}/sec --hashlimit-burst {} \
+                    "{tool} -w -A INPUT{matched}{limited} -m hashlimit --hashlimit-above {}/sec --hashlimit-burst {} \
                      --hashlimit-mode srcip --hashlimit-name geofence{suffix} -j DROP",
                     options.hashlimit_rate, options.hashlimit_burst
                 );
@@ -218,7 +247,7 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
                 out,
                 "{tool} -w -t security -A INPUT -m mark --mark {mark:#x}/{mark:#x} -j CONNMARK --save-mark --nfmask {mark:#x} --ctmask {mark:#x}"
             );
-            let counted = options.every_datagram.iter().chain(selectors).filter(|_| options.bypass);
+            let counted = options.every_packet.iter().chain(selectors).filter(|_| options.bypass);
             for matched in counted.filter_map(|s| iptables_match(*s, family)) {
                 let _ = writeln!(
                     out,
@@ -250,14 +279,19 @@ fn iptables_answers(out: &mut String, tool: &str, answers: &[Selector], options:
     }
 }
 
-/// What the rules queue, in order, each with the match that limits it to new flows: first the
-/// traffic queued datagram by datagram (no such match), then the flows' first packets (`new`).
+/// What the rules queue, in order, each with the matches that limit its hashlimit and its
+/// queue to new flows (`new`) or not: first the traffic queued packet by packet, whose TCP
+/// hashlimit still counts connections, not segments; then the flows' first packets.
 fn queued<'a>(
     selectors: &'a [Selector],
     options: &'a RuleOptions,
     new: &'static str,
-) -> impl Iterator<Item = (&'a Selector, &'static str)> {
-    options.every_datagram.iter().map(|selector| (selector, "")).chain(selectors.iter().map(move |s| (s, new)))
+) -> impl Iterator<Item = (&'a Selector, &'static str, &'static str)> {
+    let every_packet = options.every_packet.iter().map(move |selector| {
+        let limited = if selector.protocol() == Some(Protocol::TCP) { new } else { "" };
+        (selector, limited, "")
+    });
+    every_packet.chain(selectors.iter().map(move |s| (s, new, new)))
 }
 
 fn queue_target(options: &RuleOptions) -> String {
@@ -345,7 +379,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     let (first, last) = options.queues;
     let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
     let queue = if options.bypass { format!("{queue} bypass") } else { queue };
-    for (selector, state) in queued(selectors, options, "ct state new ") {
+    for (selector, limited, state) in queued(selectors, options, "ct state new ") {
         let matched = nft_match(*selector);
         if options.drop_invalid {
             let _ = writeln!(out, "        {matched}ct state invalid drop");
@@ -358,7 +392,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
             for (set, address) in [("geofence4", "ip saddr"), ("geofence6", "ip6 saddr")] {
                 let _ = writeln!(
                     out,
-                    "        {matched}{state}meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
+                    "        {matched}{limited}meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
                     options.hashlimit_rate, options.hashlimit_burst
                 );
             }
@@ -384,7 +418,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
         let mark = options.flow_mark;
         let _ =
             writeln!(out, "    chain save-flow-mark {{\n        type filter hook input priority 100; policy accept;");
-        let counted = options.every_datagram.iter().chain(selectors).filter(|_| options.bypass);
+        let counted = options.every_packet.iter().chain(selectors).filter(|_| options.bypass);
         for matched in counted.map(|s| nft_match(*s)) {
             let _ = writeln!(
                 out,
@@ -510,7 +544,7 @@ mod tests {
 
     /// Trunks keep the flow bypass; every other datagram to the port a SIP rule reads is queued.
     #[test]
-    fn a_policy_that_reads_sip_queues_every_datagram_of_its_ports() {
+    fn a_policy_that_reads_sip_queues_every_packet_of_its_ports() {
         let config = Config::parse(
             "default = \"accept\"\n[lists]\ntrunks = [\"203.0.113.10\"]\n\
              [[rule]]\nsource = [\"trunks\"]\nprotocol = [\"udp\", \"tcp\"]\nports = [5060]\naction = \"accept\"\n\
@@ -520,7 +554,7 @@ mod tests {
         .unwrap();
         let (selectors, options) = for_config(&config);
         let sip = Selector::Ports(Protocol::UDP, PortRange::single(5060));
-        assert_eq!(options.every_datagram, [sip]);
+        assert_eq!(options.every_packet, [sip]);
         assert_eq!(
             selectors,
             [
@@ -543,7 +577,38 @@ mod tests {
              \x20       udp dport 5060 queue num 0\n"
         ));
         let geography = Config::parse("default = \"drop\"\n[[rule]]\nports = [5060]\naction = \"accept\"\n").unwrap();
-        assert!(for_config(&geography).1.every_datagram.is_empty());
+        assert!(for_config(&geography).1.every_packet.is_empty());
+    }
+
+    /// A SIP rule over TCP queues each segment of its port's connections that carry no flow
+    /// mark (until the first whole request settles one), behind a hashlimit that still counts
+    /// connections; the failure answers queued on OUTPUT stay UDP's.
+    #[test]
+    fn a_sip_rule_over_tcp_queues_its_unsettled_connections_segment_by_segment() {
+        let config = Config::parse(
+            "default = \"accept\"\n[behaviour]\nwindow = \"10s\"\npenalty = \"1m\"\nmax_failures = 20\n\
+             [[rule]]\nprotocol = [\"udp\", \"tcp\"]\nports = [5060]\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n",
+        )
+        .unwrap();
+        let (selectors, options) = for_config(&config);
+        let (udp, tcp) = (
+            Selector::Ports(Protocol::UDP, PortRange::single(5060)),
+            Selector::Ports(Protocol::TCP, PortRange::single(5060)),
+        );
+        assert_eq!((options.every_packet.as_slice(), selectors.as_slice()), (&[udp, tcp][..], &[][..]));
+        assert_eq!(options.failure_answers, [udp]);
+        let lines = iptables(&selectors, &options);
+        assert!(lines.contains(
+            "iptables -w -A INPUT -p tcp --dport 5060 -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n\
+             iptables -w -A INPUT -p tcp --dport 5060 -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 2/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name geofence4 -j DROP\n\
+             iptables -w -A INPUT -p tcp --dport 5060 -j NFQUEUE --queue-num 0\n"
+        ), "{lines}");
+        assert_eq!(lines.matches("-A OUTPUT").count(), 2, "UDP's answers, IPv4 and IPv6: {lines}");
+        let ruleset = nft(&selectors, &options);
+        assert!(ruleset.contains(
+            "        tcp dport 5060 ct state new meter geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n\
+             \x20       tcp dport 5060 queue num 0\n"
+        ), "{ruleset}");
     }
 
     /// With `max_failures`, the server's 40x answers from the SIP port are queued on OUTPUT;
@@ -618,7 +683,7 @@ mod tests {
                 hashlimit_burst: 0,
                 flow_mark: 0,
                 drop_invalid: false,
-                every_datagram: Vec::new(),
+                every_packet: Vec::new(),
                 bans: None,
                 failure_answers: Vec::new(),
             },

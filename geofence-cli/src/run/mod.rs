@@ -606,6 +606,7 @@ impl Handler for Worker {
             return Verdict::Accept;
         }
         let (decision, message) = self.policy.explain_sip(packet.payload);
+        let settles = self.policy.settles(&decision, message.as_ref());
         let decision = self.shared.behaviour.judge(&self.policy, decision, message);
         self.local.record(&decision);
         if let Some((source, spec, rule)) = self.ban_of(&decision) {
@@ -624,8 +625,9 @@ impl Handler for Worker {
                 decision.verdict
             );
         }
-        // A verdict a later datagram's payload could change is not given to the flow.
-        let flow_mark = if self.policy.settles_flow(decision.rule_index) { self.shared.flow_mark } else { 0 };
+        // A verdict a later datagram's payload could change is not given to the flow (the
+        // behaviour step only ever turns it into a drop, which carries no mark).
+        let flow_mark = if settles { self.shared.flow_mark } else { 0 };
         deployment::with_flow_mark(decision.verdict, flow_mark)
     }
 

@@ -248,10 +248,12 @@ impl NetnsPair {
             .spawn()
             .expect("kamailio starts (scripts/install-deps installs it)");
         let kamailio = Kamailio { child, log, _folder: folder };
+        let sockets =
+            std::fs::read_to_string(&config).unwrap().lines().filter(|line| line.starts_with("listen=")).count();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let listening = self.in_server(&["ss", "-lnu", "sport", "= :5060"]);
-            if String::from_utf8_lossy(&listening.stdout).matches(":5060").count() >= 2 {
+            let listening = self.in_server(&["ss", "-lnut", "sport", "= :5060"]);
+            if String::from_utf8_lossy(&listening.stdout).matches(":5060").count() >= sockets {
                 return kamailio;
             }
             assert!(Instant::now() < deadline, "kamailio did not listen: {}", kamailio.log());
@@ -337,6 +339,26 @@ impl NetnsPair {
     /// scenario's fields and `user` as the extension; waits for sipp to finish, then lets the
     /// datagrams arrive.
     pub fn sipp(&self, scenario: &str, source: &str, port: u16, user: &str, keys: &[(&str, &str)], calls: u32) {
+        self.sipp_over("u1", scenario, source, port, user, keys, calls);
+    }
+
+    /// [`NetnsPair::sipp`] over TCP, every call on one connection.
+    pub fn sipp_tcp(&self, scenario: &str, source: &str, port: u16, user: &str, keys: &[(&str, &str)], calls: u32) {
+        self.sipp_over("t1", scenario, source, port, user, keys, calls);
+    }
+
+    /// sipp with transport mode `transport` (its `-t`).
+    #[allow(clippy::too_many_arguments)]
+    fn sipp_over(
+        &self,
+        transport: &str,
+        scenario: &str,
+        source: &str,
+        port: u16,
+        user: &str,
+        keys: &[(&str, &str)],
+        calls: u32,
+    ) {
         let ip: IpAddr = source.parse().unwrap();
         let server = if ip.is_ipv4() { format!("{SERVER_V4}:{SIP}") } else { format!("[{SERVER_V6}]:{SIP}") };
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
@@ -344,7 +366,7 @@ impl NetnsPair {
         command
             .args(["netns", "exec", &self.client, "sipp", &server, "-sf"])
             .arg(&file)
-            .args(["-i", source, "-p", &port.to_string(), "-s", user, "-m", &calls.to_string()])
+            .args(["-t", transport, "-i", source, "-p", &port.to_string(), "-s", user, "-m", &calls.to_string()])
             .args(["-r", "20", "-nostdin", "-timeout", "20s", "-timeout_error", "-trace_err"])
             .current_dir(std::env::temp_dir());
         for (key, value) in keys {

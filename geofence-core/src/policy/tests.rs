@@ -511,3 +511,26 @@ mod agreement {
         }
     }
 }
+
+/// Over TCP the first whole SIP request an untrusted rule accepts settles the connection; a
+/// datagram, a drop, a segment without a request or with headers that run on do not.
+#[test]
+fn an_accepted_whole_request_settles_a_tcp_connection_and_nothing_else_does() {
+    let any = |rule: Rule| rule.with_protocol(Protocol::UDP).with_protocol(Protocol::TCP);
+    let scanners = any(Rule::new("scanners", Verdict::Drop).with_user_agents(&["friendly-scanner"]));
+    let policy = policy_of(vec![scanners, any(Rule::new("gb", Verdict::Accept).with_countries(countries(&["GB"])))]);
+    let (source, server) = (addr("192.0.2.9"), addr(SERVER));
+    let request = sample::sip_options_payload(source, server);
+    let settles = |packet: &[u8]| {
+        let (decision, message) = policy.explain_sip(packet);
+        policy.settles(&decision, message.as_ref())
+    };
+    assert!(settles(&sample::tcp_segment(source, server, 5060, &request)));
+    assert!(!settles(&sample::udp_packet(source, server, (5062, 5060), &request)), "a datagram is decided alone");
+    assert!(!settles(&sample::tcp_segment(source, server, 5060, b"")), "the handshake's ACK");
+    assert!(!settles(&sample::tcp_segment(source, server, 5060, b"\r\n\r\n")), "a keep-alive");
+    let cut = &request[..request.len() - 2];
+    assert!(!settles(&sample::tcp_segment(source, server, 5060, cut)), "headers that run on");
+    let scanner = [&request[..request.len() - 2], b"User-Agent: friendly-scanner\r\n\r\n"].concat();
+    assert!(!settles(&sample::tcp_segment(source, server, 5060, &scanner)), "a drop");
+}
