@@ -161,6 +161,32 @@ fn sip_flows_v4(source: std::net::Ipv4Addr, count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// With fail-open, the datagrams a SIP rule's verdict accepts one by one carry no flow mark;
+/// the examined mark tells the counting rule that geofence decided them, so nothing is counted
+/// as unexamined that was not.
+#[test]
+fn with_fail_open_what_sip_rules_accept_one_by_one_is_not_counted_as_unexamined() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let gb = "192.0.2.10";
+    pair.add_sources(&[gb]);
+    let (_dir, path) = config(
+        "fail_open = true\nhashlimit_rate = 0\ndefault = \"accept\"\n\
+         [[rule]]\nname = \"scanners\"\nprotocol = \"udp\"\nports = [5060]\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n\
+         [[rule]]\nname = \"gb\"\nprotocol = \"udp\"\nports = [5060]\ncountry = [\"GB\"]\naction = \"accept\"\n",
+    );
+    pair.install_rules(&path);
+    let geofence = pair.start_geofence(&path, 0);
+    pair.send_raw(sip_flows_v4(gb.parse().unwrap(), 10));
+    let (ok, stdout, stderr) = geofence.stop();
+    assert!(ok, "{stderr}");
+    let unexamined = pair.counter(false, "security", "geofence-unexamined");
+    assert_eq!((Geofence::verdicts(&stdout), unexamined), (10, 0), "{stderr}");
+    assert!(stderr.contains("gb"), "{stderr}");
+}
+
 #[test]
 fn fail_open_passes_a_flood_a_small_queue_cannot_hold_and_the_rules_count_it() {
     if !kernel_tests_possible() {

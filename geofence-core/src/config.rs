@@ -20,6 +20,8 @@
 //! hashlimit_burst = 5       #   them ahead of the queue (geofence rules)
 //! flow_mark = 0x40000000    # mark bit set on accepted packets; the rules let the rest of the
 //!                           #   flow pass in the kernel (0: off)
+//! examined_mark = 0x20000000 # mark bit set on packets accepted one by one (SIP rules), which
+//!                           #   fail-open's count of unexamined packets passes over (0: off)
 //! metrics = "127.0.0.1:9477" # optional: Prometheus text on this address
 //! summary_seconds = 10      # how often drops are summarised in the log
 //! default = "accept"        # packets no rule matches
@@ -134,6 +136,12 @@ pub struct Deployment {
     /// The mark bit set on accepted packets, which the rules save to the connection so the rest
     /// of an accepted flow never leaves the kernel; 0 turns it off.
     pub flow_mark: u32,
+    /// The mark bit set on packets accepted without the flow mark (a verdict a later packet of
+    /// the flow could change, as SIP rules give), which is never saved to the connection: the
+    /// rules that count what fail-open let pass unexamined tell these decided packets by it. 0
+    /// turns it off, and with fail-open such packets are then counted as unexamined. Shares no
+    /// bit with `flow_mark`.
+    pub examined_mark: u32,
     /// Where to serve counters as Prometheus text, if anywhere.
     pub metrics: Option<SocketAddr>,
     /// Seconds between the log's summaries of dropped packets.
@@ -187,6 +195,7 @@ impl Default for Deployment {
             hashlimit_rate: default_hashlimit_rate(),
             hashlimit_burst: default_hashlimit_burst(),
             flow_mark: default_flow_mark(),
+            examined_mark: default_examined_mark().into_inner(),
             metrics: None,
             summary_seconds: default_summary_seconds(),
             bans: BanSettings::default(),
@@ -391,6 +400,7 @@ const DEPLOYMENT_KEYS: &[&str] = &[
     "hashlimit_rate",
     "hashlimit_burst",
     "flow_mark",
+    "examined_mark",
     "metrics",
     "summary_seconds",
     "bans",
@@ -438,6 +448,8 @@ struct RawDeployment {
     hashlimit_burst: u32,
     #[serde(default = "default_flow_mark")]
     flow_mark: u32,
+    #[serde(default = "default_examined_mark")]
+    examined_mark: Spanned<u32>,
     metrics: Option<Spanned<String>>,
     #[serde(default = "default_summary_seconds")]
     summary_seconds: u64,
@@ -537,6 +549,10 @@ fn default_flow_mark() -> u32 {
     0x4000_0000
 }
 
+fn default_examined_mark() -> Spanned<u32> {
+    Spanned::new(0..0, 0x2000_0000)
+}
+
 fn default_summary_seconds() -> u64 {
     10
 }
@@ -621,6 +637,7 @@ fn deployment_of(at: &Locator, raw: RawDeployment) -> Result<Deployment, ConfigE
         hashlimit_rate: raw.hashlimit_rate,
         hashlimit_burst: raw.hashlimit_burst,
         flow_mark: raw.flow_mark,
+        examined_mark: examined_mark(at, &raw.examined_mark, raw.flow_mark)?,
         metrics: raw.metrics.as_ref().map(|address| metrics_address(at, address)).transpose()?,
         summary_seconds: raw.summary_seconds,
         bans: match &raw.bans {
@@ -698,6 +715,19 @@ fn queue_length(at: &Locator, length: &Spanned<u32>) -> Result<u32, ConfigError>
 }
 
 /// Fewer bytes than the headers take would make every packet malformed.
+/// The examined mark must keep clear of the flow mark: a bit of both would be saved to the
+/// connection with every one-by-one accept and give the flow the bypass.
+fn examined_mark(at: &Locator, mark: &Spanned<u32>, flow_mark: u32) -> Result<u32, ConfigError> {
+    match *mark.get_ref() {
+        shared if shared & flow_mark != 0 => Err(at.at(
+            mark,
+            format!("examined_mark {shared:#x} shares bits with flow_mark {flow_mark:#x}"),
+            Some("give it a bit of its own, or 0 to turn it off".into()),
+        )),
+        mark => Ok(mark),
+    }
+}
+
 fn copy_range(at: &Locator, range: &Spanned<u16>) -> Result<u16, ConfigError> {
     match *range.get_ref() {
         short if short < Deployment::MIN_COPY_RANGE => Err(at.at(

@@ -47,27 +47,29 @@ pub fn rule_options(deployment: &Deployment, malformed: Verdict) -> RuleOptions 
         hashlimit_rate: deployment.hashlimit_rate,
         hashlimit_burst: deployment.hashlimit_burst,
         flow_mark: deployment.flow_mark,
+        examined_mark: deployment.examined_mark,
         every_packet: Vec::new(),
         bans: None,
         failure_answers: Vec::new(),
     }
 }
 
-/// The verdict to give the kernel: accepted packets also carry `flow_mark`, which the rules
-/// [`rule_options`] prints save to the connection, so the rest of the flow stays in the kernel.
-/// A `flow_mark` of 0 leaves verdicts as they are.
+/// The verdict to give the kernel: an accepted packet also carries the bits of `mark`. With
+/// the flow mark, the rules [`rule_options`] prints save it to the connection, so the rest of
+/// the flow stays in the kernel; with the examined mark, the packet alone is marked as decided.
+/// A `mark` of 0 leaves verdicts as they are.
 ///
 /// ```
 /// use geofence_core::Verdict;
-/// use geofence_nfq::deployment::with_flow_mark;
-/// assert_eq!(with_flow_mark(Verdict::Accept, 0x4000_0000), Verdict::AcceptWithMark(0x4000_0000));
-/// assert_eq!(with_flow_mark(Verdict::AcceptWithMark(0x10), 0x4000_0000), Verdict::AcceptWithMark(0x4000_0010));
-/// assert_eq!(with_flow_mark(Verdict::Drop, 0x4000_0000), Verdict::Drop);
+/// use geofence_nfq::deployment::with_mark;
+/// assert_eq!(with_mark(Verdict::Accept, 0x4000_0000), Verdict::AcceptWithMark(0x4000_0000));
+/// assert_eq!(with_mark(Verdict::AcceptWithMark(0x10), 0x4000_0000), Verdict::AcceptWithMark(0x4000_0010));
+/// assert_eq!(with_mark(Verdict::Drop, 0x4000_0000), Verdict::Drop);
 /// ```
-pub fn with_flow_mark(verdict: Verdict, flow_mark: u32) -> Verdict {
+pub fn with_mark(verdict: Verdict, mark: u32) -> Verdict {
     match verdict {
-        Verdict::Accept if flow_mark != 0 => Verdict::AcceptWithMark(flow_mark),
-        Verdict::AcceptWithMark(mark) => Verdict::AcceptWithMark(mark | flow_mark),
+        Verdict::Accept if mark != 0 => Verdict::AcceptWithMark(mark),
+        Verdict::AcceptWithMark(given) => Verdict::AcceptWithMark(given | mark),
         other => other,
     }
 }
@@ -98,7 +100,7 @@ mod tests {
 
     #[test]
     fn accepted_packets_carry_the_flow_mark() {
-        assert_eq!(with_flow_mark(Verdict::Accept, 0), Verdict::Accept);
-        assert_eq!(with_flow_mark(Verdict::AcceptWithMark(0x10), 0), Verdict::AcceptWithMark(0x10));
+        assert_eq!(with_mark(Verdict::Accept, 0), Verdict::Accept);
+        assert_eq!(with_mark(Verdict::AcceptWithMark(0x10), 0), Verdict::AcceptWithMark(0x10));
     }
 }

@@ -14,7 +14,9 @@
 //! counting it anywhere in `/proc/net/netfilter/nfnetlink_queue`. The rules count those: a new
 //! packet of the selected traffic that reaches the security table with neither geofence's mark
 //! nor its connection's was not decided by geofence, and a rule commented
-//! [`UNEXAMINED_COMMENT`] counts it.
+//! [`UNEXAMINED_COMMENT`] counts it. A packet accepted without the flow mark (a SIP rule's
+//! verdict, which holds for that packet alone) carries the examined mark instead, which is never
+//! saved to the connection, and the count passes over it too.
 //!
 //! A policy that reads SIP payloads must see every datagram its SIP rules could decide, not
 //! only a flow's first: otherwise a scanner that keeps its source port rides the verdict of its
@@ -90,6 +92,9 @@ pub struct RuleOptions {
     pub hashlimit_burst: u32,
     /// The mark bit accepted verdicts carry; 0 turns flow bypass off.
     pub flow_mark: u32,
+    /// The mark bit of packets accepted without the flow mark, one by one: decided, so the
+    /// count of unexamined packets passes over them; 0: no such mark.
+    pub examined_mark: u32,
     /// Whether packets of the selected traffic that conntrack calls INVALID are dropped ahead
     /// of the queue (the policy's `malformed` verdict is drop) rather than let through.
     pub drop_invalid: bool,
@@ -248,11 +253,15 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
                 "{tool} -w -t security -A INPUT -m mark --mark {mark:#x}/{mark:#x} -j CONNMARK --save-mark --nfmask {mark:#x} --ctmask {mark:#x}"
             );
             let counted = options.every_packet.iter().chain(selectors).filter(|_| options.bypass);
+            let examined = match options.examined_mark {
+                0 => String::new(),
+                bit => format!(" -m mark ! --mark {bit:#x}/{bit:#x}"),
+            };
             for matched in counted.filter_map(|s| iptables_match(*s, family)) {
                 let _ = writeln!(
                     out,
                     "{tool} -w -t security -A INPUT{matched} -m conntrack --ctstate NEW -m connmark ! --mark {mark:#x}/{mark:#x} \
-                     -m mark ! --mark {mark:#x}/{mark:#x} -m comment --comment {UNEXAMINED_COMMENT}"
+                     -m mark ! --mark {mark:#x}/{mark:#x}{examined} -m comment --comment {UNEXAMINED_COMMENT}"
                 );
             }
         }
@@ -419,11 +428,15 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
         let _ =
             writeln!(out, "    chain save-flow-mark {{\n        type filter hook input priority 100; policy accept;");
         let counted = options.every_packet.iter().chain(selectors).filter(|_| options.bypass);
+        let examined = match options.examined_mark {
+            0 => String::new(),
+            bit => format!("meta mark & {bit:#x} != {bit:#x} "),
+        };
         for matched in counted.map(|s| nft_match(*s)) {
             let _ = writeln!(
                 out,
                 "        {matched}ct state new ct mark & {mark:#x} != {mark:#x} meta mark & {mark:#x} != {mark:#x} \
-                 counter comment \"{UNEXAMINED_COMMENT}\""
+                 {examined}counter comment \"{UNEXAMINED_COMMENT}\""
             );
         }
         let _ = write!(out, "        meta mark & {mark:#x} == {mark:#x} ct mark set ct mark | {mark:#x}\n    }}\n");
@@ -682,6 +695,7 @@ mod tests {
                 hashlimit_rate: 0,
                 hashlimit_burst: 0,
                 flow_mark: 0,
+                examined_mark: 0,
                 drop_invalid: false,
                 every_packet: Vec::new(),
                 bans: None,
@@ -715,13 +729,17 @@ mod tests {
         let lines = iptables(&selectors, &options);
         assert!(lines.contains(
             "iptables -w -t security -A INPUT -p udp --dport 5060 -m conntrack --ctstate NEW -m connmark ! --mark \
-             0x40000000/0x40000000 -m mark ! --mark 0x40000000/0x40000000 -m comment --comment geofence-unexamined\n"
+             0x40000000/0x40000000 -m mark ! --mark 0x40000000/0x40000000 -m mark ! --mark 0x20000000/0x20000000 -m \
+             comment --comment geofence-unexamined\n"
         ));
         assert_eq!(lines.matches(UNEXAMINED_COMMENT).count(), 2, "one a family");
         assert!(nft(&selectors, &options).contains(
             "        udp dport 5060 ct state new ct mark & 0x40000000 != 0x40000000 meta mark & 0x40000000 != 0x40000000 \
-             counter comment \"geofence-unexamined\"\n        meta mark & 0x40000000 == 0x40000000 ct mark set"
+             meta mark & 0x20000000 != 0x20000000 counter comment \"geofence-unexamined\"\n        \
+             meta mark & 0x40000000 == 0x40000000 ct mark set"
         ));
+        options.examined_mark = 0;
+        assert!(!iptables(&selectors, &options).contains("0x20000000"), "no examined mark, no match of it");
     }
 
     #[test]

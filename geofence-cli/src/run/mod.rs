@@ -56,6 +56,8 @@ struct Shared {
     generation: AtomicU64,
     totals: Mutex<Totals>,
     flow_mark: u32,
+    /// What an accept that holds for its packet alone carries instead of the flow mark.
+    examined_mark: u32,
     queues: Vec<(u16, Arc<QueueCounters>)>,
     behaviour: SharedTracker,
     banner: Banner,
@@ -146,6 +148,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         generation: AtomicU64::new(0),
         totals: Mutex::new(Totals::default()),
         flow_mark: deployment.flow_mark,
+        examined_mark: deployment.examined_mark,
         queues: queues.iter().map(|queue| (queue.number(), queue.counters())).collect(),
         behaviour: SharedTracker::new(config.policy.behaviour),
         banner,
@@ -625,10 +628,11 @@ impl Handler for Worker {
                 decision.verdict
             );
         }
-        // A verdict a later datagram's payload could change is not given to the flow (the
-        // behaviour step only ever turns it into a drop, which carries no mark).
-        let flow_mark = if settles { self.shared.flow_mark } else { 0 };
-        deployment::with_flow_mark(decision.verdict, flow_mark)
+        // A verdict a later datagram's payload could change is not given to the flow, only
+        // marked as decided (the behaviour step only ever turns it into a drop, which carries
+        // no mark).
+        let mark = if settles { self.shared.flow_mark } else { self.shared.examined_mark };
+        deployment::with_mark(decision.verdict, mark)
     }
 
     fn burst_done(&mut self) {
@@ -683,6 +687,7 @@ mod tests {
             generation: AtomicU64::new(0),
             totals: Mutex::new(Totals::default()),
             flow_mark: 0,
+            examined_mark: 0,
             queues: Vec::new(),
             behaviour: SharedTracker::new(None),
             banner: Banner::start(Default::default(), Default::default(), None),

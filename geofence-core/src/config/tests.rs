@@ -65,7 +65,7 @@ fn rules_without_names_are_numbered() {
     assert_eq!(config.deployment, Deployment::default());
     let d = &config.deployment;
     assert_eq!((d.queues, d.fail_open, d.queue_length), ((0, 0), false, None));
-    assert_eq!((d.hashlimit_rate, d.hashlimit_burst, d.flow_mark), (2, 5, 0x4000_0000));
+    assert_eq!((d.hashlimit_rate, d.hashlimit_burst, d.flow_mark, d.examined_mark), (2, 5, 0x4000_0000, 0x2000_0000));
     assert_eq!((d.metrics, d.summary_seconds), (None, 10));
     let policy = config.policy.build(Arc::new(parse_range_csv("").unwrap())).unwrap();
     assert_eq!(policy.rules().next().unwrap().name(), "rule 1");
@@ -181,6 +181,13 @@ fn impossible_deployment_values_are_refused_at_their_line() {
          as malformed (use at least 64, or leave it out for the default of 256)"
     );
     assert!(error("default = \"drop\"\ncopy_range = 65536\n").starts_with("line 2, column 14: "));
+    assert_eq!(
+        error("default = \"drop\"\nflow_mark = 0x3\nexamined_mark = 0x2\n"),
+        "line 3, column 17: examined_mark 0x2 shares bits with flow_mark 0x3 (give it a bit of its own, or 0 \
+         to turn it off)"
+    );
+    let marks = Config::parse("default = \"drop\"\nflow_mark = 0x1\nexamined_mark = 0x2\n").unwrap().deployment;
+    assert_eq!((marks.flow_mark, marks.examined_mark), (1, 2));
     let config =
         Config::parse("default = \"drop\"\nmetrics = \"[::1]:9477\"\nqueue_length = 1\ncopy_range = 64\n").unwrap();
     assert_eq!(config.deployment.metrics, Some("[::1]:9477".parse().unwrap()));
