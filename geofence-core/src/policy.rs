@@ -505,7 +505,9 @@ impl Policy {
     /// A TCP stream's later segments need not start a message, so they cannot be read alone:
     /// rules that read SIP decide a connection by its first whole request. Until it comes
     /// (the handshake's last ACK, a keep-alive, a request whose headers run on into the next
-    /// segment) each segment is decided on its own.
+    /// segment) each segment is decided on its own. An accepted segment that is not a SIP
+    /// request at all settles the connection too: no later segment of such a stream could be
+    /// read, and it should not pass through the queue whole.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -524,8 +526,13 @@ impl Policy {
     /// ```
     pub fn settles(&self, decision: &Decision<'_>, message: Option<&Result<SipMessage<'_>, SipError>>) -> bool {
         let tcp = decision.packet.as_ref().is_ok_and(|meta| meta.protocol == Protocol::TCP);
-        let whole_request = matches!(message, Some(Ok(SipMessage::Request(request))) if request.complete);
-        self.settles_flow(decision.rule_index) || (tcp && whole_request && decision.verdict != Verdict::Drop)
+        let read_to_the_end = match message {
+            Some(Ok(SipMessage::Request(request))) => request.complete,
+            Some(Ok(SipMessage::Response { .. })) => true,
+            Some(Err(error)) => *error != SipError::Empty,
+            Some(Ok(SipMessage::KeepAlive)) | None => false,
+        };
+        self.settles_flow(decision.rule_index) || (tcp && read_to_the_end && decision.verdict != Verdict::Drop)
     }
 
     /// The ban a packet's source gets when rule `rule_index` decided it: the rule's

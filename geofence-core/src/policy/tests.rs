@@ -512,10 +512,11 @@ mod agreement {
     }
 }
 
-/// Over TCP the first whole SIP request an untrusted rule accepts settles the connection; a
-/// datagram, a drop, a segment without a request or with headers that run on do not.
+/// Over TCP the first whole SIP request an untrusted rule accepts settles the connection, as
+/// does an accepted segment that is not SIP at all; a datagram, a drop, a segment without a
+/// payload, a keep-alive or headers that run on do not.
 #[test]
-fn an_accepted_whole_request_settles_a_tcp_connection_and_nothing_else_does() {
+fn an_accepted_whole_request_or_a_stream_that_is_not_sip_settles_a_tcp_connection() {
     let any = |rule: Rule| rule.with_protocol(Protocol::UDP).with_protocol(Protocol::TCP);
     let scanners = any(Rule::new("scanners", Verdict::Drop).with_user_agents(&["friendly-scanner"]));
     let policy = policy_of(vec![scanners, any(Rule::new("gb", Verdict::Accept).with_countries(countries(&["GB"])))]);
@@ -533,4 +534,5 @@ fn an_accepted_whole_request_settles_a_tcp_connection_and_nothing_else_does() {
     assert!(!settles(&sample::tcp_segment(source, server, 5060, cut)), "headers that run on");
     let scanner = [&request[..request.len() - 2], b"User-Agent: friendly-scanner\r\n\r\n"].concat();
     assert!(!settles(&sample::tcp_segment(source, server, 5060, &scanner)), "a drop");
+    assert!(settles(&sample::tcp_segment(source, server, 5060, b"\x16\x03\x01 TLS")), "no SIP to read later either");
 }
