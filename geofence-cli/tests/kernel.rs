@@ -1298,6 +1298,40 @@ fn over_tcp_a_scanner_is_dropped_while_a_phone_registers_and_its_connection_then
     assert!(stderr.contains("scanners"), "{stderr}");
 }
 
+/// The nft ruleset `geofence rules --backend nft` prints for examples/voip-sip.toml with
+/// fail-open, a counter where it would queue (no CONFIG_NFT_QUEUE here): nft takes it whole
+/// (its hashlimit on many ports, its TCP lines, its counting line with the examined mark), and
+/// the TCP line meets every segment of a connection without the flow mark, not only its SYN.
+#[test]
+fn with_the_nft_backend_every_segment_of_an_unmarked_sip_connection_reaches_the_queue_line() {
+    if !kernel_tests_possible() {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let phone = "192.0.2.51";
+    pair.add_sources(&[phone]);
+    let policy = voip_sip().replace("[bans]\n", "[bans]\nsets = \"nft\"\n");
+    let (_dir, path) = config(&format!("fail_open = true\n{policy}"));
+    let printed = pair.install_nft_rules(&path, |line| Some(line.replace("queue num 0 bypass", "counter")));
+    assert!(printed.contains("meta mark & 0x20000000 != 0x20000000 counter comment"), "{printed}");
+    let kamailio = pair.kamailio("refuse-all-but-the-phone.cfg");
+    pair.sipp_tcp("register-answered.xml", phone, 5090, "1001", &[("host", DOMAIN), ("ua", PHONE_UA)], 3);
+    assert_eq!(kamailio.received("REGISTER", phone), 3, "{}", kamailio.log());
+    let listed = pair.in_server(&["nft", "list", "chain", "inet", "geofence", "input"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let segments: u64 = listed
+        .lines()
+        .find(|line| line.trim_start().starts_with("tcp dport 5060 counter packets"))
+        .and_then(|line| line.split_whitespace().nth(5))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no TCP queue line: {listed}"));
+    // The SYN, the handshake's ACK, three REGISTERs, the ACKs of kamailio's answers, the FIN.
+    assert!(segments >= 6, "{segments} segments: {listed}");
+    // The connection's SYN went through the hashlimit's set, which every rule shares.
+    let limited = pair.in_server(&["nft", "list", "set", "inet", "geofence", "geofence4"]);
+    assert!(String::from_utf8_lossy(&limited.stdout).contains(phone), "{}", String::from_utf8_lossy(&limited.stdout));
+}
+
 const HONEYPOT: &str = r#"
 default = "drop"
 malformed = "accept"

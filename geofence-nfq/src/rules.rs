@@ -124,6 +124,11 @@ pub struct BanSetOptions {
     pub ports: Vec<PortRange>,
 }
 
+/// Sources the nft backend's hashlimit sets hold at most, and how long one is kept after its
+/// last packet.
+const HASHLIMIT_SOURCES: usize = 65_536;
+const HASHLIMIT_IDLE: &str = "1m";
+
 /// Port ranges one `multiport` match takes: it counts a range as two of its 15 ports.
 const MULTIPORT_RANGES: usize = 7;
 
@@ -360,6 +365,17 @@ fn range_text(range: PortRange, separator: &str) -> String {
 /// flow mark to the connection after the queue's verdict.
 pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     let mut out = String::from("table inet geofence {\n");
+    if options.hashlimit_rate > 0 {
+        // One set a family, declared once and updated by every rule, like iptables' one
+        // hashlimit name: a second `meter` of the same name in a ruleset is refused.
+        for (set, kind) in [("geofence4", "ipv4_addr"), ("geofence6", "ipv6_addr")] {
+            let _ = writeln!(
+                out,
+                "    set {set} {{\n        type {kind}\n        size {HASHLIMIT_SOURCES}\n        flags dynamic, timeout\n        \
+                 timeout {HASHLIMIT_IDLE}\n    }}"
+            );
+        }
+    }
     if let Some(bans) = &options.bans {
         for (set, kind) in [(nft_sets::SET_V4, "ipv4_addr"), (nft_sets::SET_V6, "ipv6_addr")] {
             let _ = writeln!(
@@ -401,7 +417,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
             for (set, address) in [("geofence4", "ip saddr"), ("geofence6", "ip6 saddr")] {
                 let _ = writeln!(
                     out,
-                    "        {matched}{limited}meter {set} {{ {address} limit rate over {}/second burst {} packets }} drop",
+                    "        {matched}{limited}update @{set} {{ {address} limit rate over {}/second burst {} packets }} drop",
                     options.hashlimit_rate, options.hashlimit_burst
                 );
             }
@@ -585,8 +601,8 @@ mod tests {
              iptables -w -A INPUT -p tcp --dport 5060 -m conntrack --ctstate INVALID -j DROP\n"
         ), "{lines}");
         assert!(nft(&selectors, &options).contains(
-            "        udp dport 5060 meter geofence4 { ip saddr limit rate over 2/second burst 5 packets } drop\n\
-             \x20       udp dport 5060 meter geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n\
+            "        udp dport 5060 update @geofence4 { ip saddr limit rate over 2/second burst 5 packets } drop\n\
+             \x20       udp dport 5060 update @geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n\
              \x20       udp dport 5060 queue num 0\n"
         ));
         let geography = Config::parse("default = \"drop\"\n[[rule]]\nports = [5060]\naction = \"accept\"\n").unwrap();
@@ -619,7 +635,7 @@ mod tests {
         assert_eq!(lines.matches("-A OUTPUT").count(), 2, "UDP's answers, IPv4 and IPv6: {lines}");
         let ruleset = nft(&selectors, &options);
         assert!(ruleset.contains(
-            "        tcp dport 5060 ct state new meter geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n\
+            "        tcp dport 5060 ct state new update @geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n\
              \x20       tcp dport 5060 queue num 0\n"
         ), "{ruleset}");
     }
@@ -710,11 +726,14 @@ mod tests {
         let (selectors, options) = asterisk();
         assert_eq!(
             nft(&selectors, &options),
-            "table inet geofence {\n    chain input {\n        type filter hook input priority filter; policy accept;\n        \
+            "table inet geofence {\n    \
+             set geofence4 {\n        type ipv4_addr\n        size 65536\n        flags dynamic, timeout\n        timeout 1m\n    }\n    \
+             set geofence6 {\n        type ipv6_addr\n        size 65536\n        flags dynamic, timeout\n        timeout 1m\n    }\n    \
+             chain input {\n        type filter hook input priority filter; policy accept;\n        \
              udp dport 5060 ct state invalid drop\n        \
              udp dport 5060 ct mark & 0x40000000 == 0x40000000 accept\n        \
-             udp dport 5060 ct state new meter geofence4 { ip saddr limit rate over 2/second burst 5 packets } drop\n        \
-             udp dport 5060 ct state new meter geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n        \
+             udp dport 5060 ct state new update @geofence4 { ip saddr limit rate over 2/second burst 5 packets } drop\n        \
+             udp dport 5060 ct state new update @geofence6 { ip6 saddr limit rate over 2/second burst 5 packets } drop\n        \
              udp dport 5060 ct state new queue num 0\n    }\n    chain save-flow-mark {\n        \
              type filter hook input priority 100; policy accept;\n        \
              meta mark & 0x40000000 == 0x40000000 ct mark set ct mark | 0x40000000\n    }\n}\n"
