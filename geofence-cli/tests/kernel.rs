@@ -1179,6 +1179,14 @@ const FAILURES: &str = r#"
 default = "accept"
 hashlimit_rate = 1000
 hashlimit_burst = 1000
+[lists]
+trunks = ["203.0.113.10"]
+[[rule]]
+name = "trunks"
+source = ["trunks"]
+protocol = "udp"
+ports = [5060]
+action = "accept"
 [[rule]]
 name = "scanners"
 protocol = "udp"
@@ -1199,8 +1207,8 @@ fn a_source_that_kamailio_keeps_refusing_is_stopped_after_max_failures_while_the
     let pair = NetnsPair::new();
     // The registrar (tests/kamailio/refuse-all-but-the-phone.cfg) answers 200 to the phone
     // and 403 to everyone else.
-    let (guesser, phone, guesser6) = ("192.0.2.50", "192.0.2.51", "2001:db8:1::50");
-    pair.add_sources(&[guesser, phone, guesser6]);
+    let (guesser, phone, guesser6, trunk) = ("192.0.2.50", "192.0.2.51", "2001:db8:1::50", "203.0.113.10");
+    pair.add_sources(&[guesser, phone, guesser6, trunk]);
     let (_dir, path) = config(FAILURES);
     pair.install_rules(&path);
     let kamailio = pair.kamailio("refuse-all-but-the-phone.cfg");
@@ -1209,15 +1217,22 @@ fn a_source_that_kamailio_keeps_refusing_is_stopped_after_max_failures_while_the
     pair.sipp("register-answered.xml", guesser, 5090, "1001", &keys, 30);
     pair.sipp("register-answered.xml", phone, 5092, "1001", &keys, 30);
     pair.sipp("register-answered.xml", guesser6, 5094, "1001", &keys, 30);
-    let received = [guesser, phone, guesser6].map(|source| kamailio.received("REGISTER", source));
+    // Refused too, but a trusted source: its flow has the flow mark, so its 403s stay off the
+    // queue and are never counted.
+    pair.sipp("register-answered.xml", trunk, 5096, "1001", &keys, 5);
+    let received = [guesser, phone, guesser6, trunk].map(|source| kamailio.received("REGISTER", source));
     let answers = [false, true].map(|v6| pair.chain_counter(v6, "filter", "OUTPUT", "SIP/2.0 40")).iter().sum::<u64>();
     let (ok, stdout, stderr) = geofence.stop();
     assert!(ok, "{stderr}");
     // Ten refusals are allowed; the eleventh puts the source over, so its next REGISTER is
     // dropped before kamailio sees it.
-    assert_eq!(received, [11, 30, 11], "{}\n{stderr}", kamailio.log());
-    assert_eq!(answers, 22, "only the 403s were queued on OUTPUT, not the phone's 200s");
-    assert_eq!(Geofence::verdicts(&stdout), 30 * 3 + 22, "every request and every queued answer: {stdout}");
+    assert_eq!(received, [11, 30, 11, 5], "{}\n{stderr}", kamailio.log());
+    assert_eq!(answers, 22, "only the untrusted sources' 403s were queued on OUTPUT, not the phone's 200s");
+    assert_eq!(
+        Geofence::verdicts(&stdout),
+        30 * 3 + 22 + 1,
+        "every request, every queued answer and the trunk's first datagram: {stdout}"
+    );
     assert!(stderr.contains("(answers)") && stderr.contains("(behaviour)"), "{stderr}");
 }
 
@@ -1234,7 +1249,7 @@ fn with_the_nft_backend_the_output_chain_matches_the_failure_answers_alone() {
     pair.add_sources(&[guesser, phone, guesser6]);
     let (_dir, path) = config(FAILURES);
     let printed = pair.install_nft_rules(&path, |line| match line {
-        answers if answers.contains("udp sport 5060") => Some(answers.replace("queue num 0", "counter")),
+        answers if answers.contains("udp sport 5060") => Some(answers.replace("queue num 0 bypass", "counter")),
         queued if queued.contains("queue num") => None,
         other => Some(other.to_owned()),
     });

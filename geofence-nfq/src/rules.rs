@@ -38,7 +38,9 @@
 //! 407) to a source, so the rules also queue, on OUTPUT, the UDP datagrams leaving those SIP
 //! ports that start `SIP/2.0 40` (a `string` match over the first 64 bytes, which hold the
 //! status line's start behind an IPv4 or IPv6 header and UDP's). geofence accepts each and
-//! counts it against its destination; other answers never leave the kernel.
+//! counts it against its destination; other answers never leave the kernel, and neither do those
+//! on a flow with the flow mark (to a trusted source, never counted). The queue is passed by
+//! when no geofence reads it, even for a policy that fails closed: it only counts.
 //!
 //! A policy with ban rules gets the two sets of banned networks ([`crate::bans`]: ipsets for
 //! iptables, sets of the `inet geofence` table for nft) and, first of all, a rule a family that
@@ -248,7 +250,11 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
                     options.hashlimit_rate, options.hashlimit_burst
                 );
             }
-            let _ = writeln!(out, "{tool} -w -A INPUT{matched}{state} -j NFQUEUE {}", queue_target(options));
+            let _ = writeln!(
+                out,
+                "{tool} -w -A INPUT{matched}{state} -j NFQUEUE {}",
+                queue_target(options, options.bypass)
+            );
         }
         iptables_answers(&mut out, tool, &options.failure_answers, options);
         if options.flow_mark != 0 {
@@ -278,8 +284,16 @@ pub fn iptables(selectors: &[Selector], options: &RuleOptions) -> String {
 /// other 40x, which geofence passes over).
 const FAILURE_START: &str = "SIP/2.0 40";
 
-/// OUTPUT rules that queue the server's failure answers from the ports of `answers`.
+/// OUTPUT rules that queue the server's failure answers from the ports of `answers`. Answers
+/// on a connection with the flow mark go to a trusted source, which is never counted, so they
+/// are not queued; and the queue is passed by when no geofence reads it, whatever `fail_open`
+/// says, since geofence only counts these answers and a stopped one must not silence the
+/// server.
 fn iptables_answers(out: &mut String, tool: &str, answers: &[Selector], options: &RuleOptions) {
+    let trusted = match options.flow_mark {
+        0 => String::new(),
+        mark => format!(" -m connmark ! --mark {mark:#x}/{mark:#x}"),
+    };
     for selector in answers {
         let matched = match selector {
             Selector::Ports(_, range) => format!(" -p udp --sport {}", range_text(*range, ":")),
@@ -287,8 +301,8 @@ fn iptables_answers(out: &mut String, tool: &str, answers: &[Selector], options:
         };
         let _ = writeln!(
             out,
-            "{tool} -w -A OUTPUT{matched} -m string --algo bm --to 64 --string \"{FAILURE_START}\" -j NFQUEUE {}",
-            queue_target(options)
+            "{tool} -w -A OUTPUT{matched}{trusted} -m string --algo bm --to 64 --string \"{FAILURE_START}\" -j NFQUEUE {}",
+            queue_target(options, true)
         );
     }
 }
@@ -308,11 +322,11 @@ fn queued<'a>(
     every_packet.chain(selectors.iter().map(move |s| (s, new, new)))
 }
 
-fn queue_target(options: &RuleOptions) -> String {
+fn queue_target(options: &RuleOptions, bypass: bool) -> String {
     let (first, last) = options.queues;
     let mut target =
         if first == last { format!("--queue-num {first}") } else { format!("--queue-balance {first}:{last}") };
-    if options.bypass {
+    if bypass {
         target.push_str(" --queue-bypass");
     }
     target
@@ -401,9 +415,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
             nft_sets::SET_V6
         );
     }
-    let (first, last) = options.queues;
-    let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
-    let queue = if options.bypass { format!("{queue} bypass") } else { queue };
+    let queue = nft_queue(options, options.bypass);
     for (selector, limited, state) in queued(selectors, options, "ct state new ") {
         let matched = nft_match(*selector);
         if options.drop_invalid {
@@ -429,13 +441,19 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
         let start: String = FAILURE_START.bytes().map(|byte| format!("{byte:02x}")).collect();
         let bits = FAILURE_START.len() * 8;
         out.push_str("    chain output {\n        type filter hook output priority filter; policy accept;\n");
+        // As iptables_answers: not to trusted sources, and passed by without a geofence.
+        let trusted = match options.flow_mark {
+            0 => String::new(),
+            mark => format!("ct mark & {mark:#x} != {mark:#x} "),
+        };
+        let queue = nft_queue(options, true);
         for selector in &options.failure_answers {
             let matched = match selector {
                 Selector::Ports(_, range) => format!("udp sport {} ", range_text(*range, "-")),
                 _ => "meta l4proto udp ".to_owned(),
             };
             // The payload's first bytes, 8 bytes into the transport header (UDP's length).
-            let _ = writeln!(out, "        {matched}@th,64,{bits} 0x{start} {queue}");
+            let _ = writeln!(out, "        {matched}{trusted}@th,64,{bits} 0x{start} {queue}");
         }
         out.push_str("    }\n");
     }
@@ -459,6 +477,16 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+fn nft_queue(options: &RuleOptions, bypass: bool) -> String {
+    let (first, last) = options.queues;
+    let queue = if first == last { format!("queue num {first}") } else { format!("queue num {first}-{last} fanout") };
+    if bypass {
+        format!("{queue} bypass")
+    } else {
+        queue
+    }
 }
 
 fn nft_match(selector: Selector) -> String {
@@ -640,11 +668,12 @@ mod tests {
         ), "{ruleset}");
     }
 
-    /// With `max_failures`, the server's 40x answers from the SIP port are queued on OUTPUT;
-    /// without it, no answer is.
+    /// With `max_failures`, the server's 40x answers from the SIP port are queued on OUTPUT,
+    /// but not those to trusted sources, and passed by when no geofence reads the queue even
+    /// when the policy fails closed; without it, no answer is.
     #[test]
     fn counting_failures_queues_the_servers_failure_answers_on_output() {
-        let text = "default = \"accept\"\nhashlimit_rate = 0\nqueue = \"2-3\"\nfail_open = true\n\
+        let text = "default = \"accept\"\nhashlimit_rate = 0\nqueue = \"2-3\"\n\
                     [behaviour]\nwindow = \"10s\"\npenalty = \"1m\"\nmax_failures = 20\n\
                     [[rule]]\nprotocol = \"udp\"\nports = [5060]\nuser_agent = [\"@scanners\"]\naction = \"drop\"\n";
         let (selectors, options) = for_config(&Config::parse(text).unwrap());
@@ -652,15 +681,21 @@ mod tests {
         let lines = iptables(&selectors, &options);
         for tool in ["iptables", "ip6tables"] {
             let answers = format!(
-                "{tool} -w -A OUTPUT -p udp --sport 5060 -m string --algo bm --to 64 --string \"SIP/2.0 40\" \
-                 -j NFQUEUE --queue-balance 2:3 --queue-bypass\n"
+                "{tool} -w -A OUTPUT -p udp --sport 5060 -m connmark ! --mark 0x40000000/0x40000000 -m string --algo bm \
+                 --to 64 --string \"SIP/2.0 40\" -j NFQUEUE --queue-balance 2:3 --queue-bypass\n"
             );
             assert!(lines.contains(&answers), "{lines}");
         }
-        assert!(nft(&selectors, &options).contains(
-            "    chain output {\n        type filter hook output priority filter; policy accept;\n        \
-             udp sport 5060 @th,64,80 0x5349502f322e30203430 queue num 2-3 fanout bypass\n    }\n"
-        ));
+        assert!(lines.contains("--dport 5060 -j NFQUEUE --queue-balance 2:3\n"), "fails closed on INPUT: {lines}");
+        let ruleset = nft(&selectors, &options);
+        assert!(
+            ruleset.contains(
+                "    chain output {\n        type filter hook output priority filter; policy accept;\n        \
+             udp sport 5060 ct mark & 0x40000000 != 0x40000000 @th,64,80 0x5349502f322e30203430 queue num 2-3 fanout \
+             bypass\n    }\n"
+            ),
+            "{ruleset}"
+        );
         let uncounted = Config::parse(&text.replace("max_failures = 20\n", "max_requests = 20\n")).unwrap();
         let (selectors, options) = for_config(&uncounted);
         assert!(options.failure_answers.is_empty());
