@@ -714,7 +714,6 @@ fn queue_length(at: &Locator, length: &Spanned<u32>) -> Result<u32, ConfigError>
     }
 }
 
-/// Fewer bytes than the headers take would make every packet malformed.
 /// The examined mark must keep clear of the flow mark: a bit of both would be saved to the
 /// connection with every one-by-one accept and give the flow the bypass.
 fn examined_mark(at: &Locator, mark: &Spanned<u32>, flow_mark: u32) -> Result<u32, ConfigError> {
@@ -728,6 +727,7 @@ fn examined_mark(at: &Locator, mark: &Spanned<u32>, flow_mark: u32) -> Result<u3
     }
 }
 
+/// Fewer bytes than the headers take would make every packet malformed.
 fn copy_range(at: &Locator, range: &Spanned<u16>) -> Result<u16, ConfigError> {
     match *range.get_ref() {
         short if short < Deployment::MIN_COPY_RANGE => Err(at.at(
