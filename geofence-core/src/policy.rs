@@ -525,14 +525,17 @@ impl Policy {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn settles(&self, decision: &Decision<'_>, message: Option<&Result<SipMessage<'_>, SipError>>) -> bool {
+        if self.settles_flow(decision.rule_index) {
+            return true;
+        }
         let tcp = decision.packet.as_ref().is_ok_and(|meta| meta.protocol == Protocol::TCP);
-        let read_to_the_end = match message {
+        let read_to_the_end = || match message {
             Some(Ok(SipMessage::Request(request))) => request.complete,
             Some(Ok(SipMessage::Response { .. })) => true,
             Some(Err(error)) => *error != SipError::Empty,
             Some(Ok(SipMessage::KeepAlive)) | None => false,
         };
-        self.settles_flow(decision.rule_index) || (tcp && read_to_the_end && decision.verdict != Verdict::Drop)
+        decision.verdict != Verdict::Drop && tcp && read_to_the_end()
     }
 
     /// The ban a packet's source gets when rule `rule_index` decided it: the rule's
