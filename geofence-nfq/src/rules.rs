@@ -126,6 +126,10 @@ pub struct BanSetOptions {
     pub ports: Vec<PortRange>,
 }
 
+/// The nft backend's hashlimit sets, one a family: name, element type, and the source it keys.
+const HASHLIMIT_SETS: [(&str, &str, &str); 2] =
+    [("geofence4", "ipv4_addr", "ip saddr"), ("geofence6", "ipv6_addr", "ip6 saddr")];
+
 /// Sources the nft backend's hashlimit sets hold at most, and how long one is kept after its
 /// last packet.
 const HASHLIMIT_SOURCES: usize = 65_536;
@@ -382,7 +386,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
     if options.hashlimit_rate > 0 {
         // One set a family, declared once and updated by every rule, like iptables' one
         // hashlimit name: a second `meter` of the same name in a ruleset is refused.
-        for (set, kind) in [("geofence4", "ipv4_addr"), ("geofence6", "ipv6_addr")] {
+        for (set, kind, _) in HASHLIMIT_SETS {
             let _ = writeln!(
                 out,
                 "    set {set} {{\n        type {kind}\n        size {HASHLIMIT_SOURCES}\n        flags dynamic, timeout\n        \
@@ -426,7 +430,7 @@ pub fn nft(selectors: &[Selector], options: &RuleOptions) -> String {
             let _ = writeln!(out, "        {matched}ct mark & {mark:#x} == {mark:#x} accept");
         }
         if options.hashlimit_rate > 0 {
-            for (set, address) in [("geofence4", "ip saddr"), ("geofence6", "ip6 saddr")] {
+            for (set, _, address) in HASHLIMIT_SETS {
                 let _ = writeln!(
                     out,
                     "        {matched}{limited}update @{set} {{ {address} limit rate over {}/second burst {} packets }} drop",
